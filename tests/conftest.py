@@ -1,0 +1,28 @@
+"""Shared fixtures: where the real CIFAR-10 copy lives, and small generated image datasets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def cifar10_dir() -> Path:
+    """The local CIFAR-10 copy (layout of `uoft-cs/cifar10`), beside the repository in `../shared`.
+
+    `HF_SIMCLR_CIFAR10` overrides the location.
+    """
+    return Path(os.environ.get("HF_SIMCLR_CIFAR10", REPO_ROOT.parent / "shared" / "datasets" / "cifar10"))
+
+
+@pytest.fixture(scope="session")
+def cifar10_path() -> Path:
+    path = cifar10_dir()
+    if not (path / "data").is_dir():
+        pytest.fail(
+            f"CIFAR-10 copy not found at {path}; set HF_SIMCLR_CIFAR10 to the folder that holds data/*.parquet."
+        )
+    return path
