@@ -1,0 +1,120 @@
+"""A saved folder loads three ways: with hf_simclr, with trust_remote_code only, and by repo id offline."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from transformers import AutoImageProcessor, AutoModel, pipeline
+
+from hf_simclr import SimCLRConfig, SimCLRForPreTraining, SimCLRModel
+from hf_simclr.hub import save_model_folder
+from hf_simclr.transforms import augmentation_preset
+
+REPO_ID = "org/simclr-resnet18-stl10"
+
+
+@pytest.fixture(scope="module")
+def model_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("model")
+    model = SimCLRForPreTraining(SimCLRConfig(backbone="resnet18", cifar_stem=True, image_size=32))
+    model.train()(torch.randn(8, 2, 3, 32, 32))  # non-trivial BN statistics
+    save_model_folder(model.eval(), folder, augmentation_preset("cifar10"), {"seed": 0})
+    pixels = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        h = model.simclr(pixels).pooler_output
+    torch.save({"pixels": pixels, "h": h}, folder.parent / "reference.pt")
+    return folder
+
+
+def run_python(code: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=full_env, timeout=300
+    )
+
+
+def test_folder_holds_weights_code_processor_and_args(model_folder: Path) -> None:
+    names = {p.name for p in model_folder.iterdir()}
+    assert {"model.safetensors", "config.json", "preprocessor_config.json", "training_args.json"} <= names
+    assert {"modeling_simclr.py", "configuration_simclr.py", "loss.py"} <= names
+    assert not any(name.startswith(".tmp") for name in names)
+    auto_map = json.loads((model_folder / "config.json").read_text())["auto_map"]
+    assert auto_map["AutoModel"] == "modeling_simclr.SimCLRModel"
+
+
+def test_auto_model_with_package_installed(model_folder: Path) -> None:
+    model = AutoModel.from_pretrained(model_folder).eval()
+    assert isinstance(model, SimCLRModel)
+    reference = torch.load(model_folder.parent / "reference.pt")
+    with torch.no_grad():
+        h = model(reference["pixels"]).pooler_output
+    assert (h - reference["h"]).abs().max().item() < 1e-6
+
+
+def test_trust_remote_code_without_hf_simclr(model_folder: Path) -> None:
+    result = run_python(
+        f"""
+        import sys
+        sys.modules["hf_simclr"] = None  # hf_simclr is not importable in this process
+        import torch
+        from transformers import AutoModel
+        model = AutoModel.from_pretrained({str(model_folder)!r}, trust_remote_code=True).eval()
+        assert "hf_simclr" not in type(model).__module__, type(model).__module__
+        reference = torch.load({str(model_folder.parent / "reference.pt")!r})
+        with torch.no_grad():
+            h = model(reference["pixels"]).pooler_output
+        print("MAXDIFF", (h - reference["h"]).abs().max().item())
+        """
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    max_diff = float(result.stdout.split("MAXDIFF")[1].split()[0])
+    assert max_diff < 1e-6
+
+
+def test_repo_id_from_offline_hub_cache(model_folder: Path, tmp_path: Path) -> None:
+    revision = "0" * 40
+    repo_dir = tmp_path / "hub" / ("models--" + REPO_ID.replace("/", "--"))
+    shutil.copytree(model_folder, repo_dir / "snapshots" / revision)
+    (repo_dir / "refs").mkdir()
+    (repo_dir / "refs" / "main").write_text(revision)
+    result = run_python(
+        f"""
+        import torch
+        import hf_simclr
+        from transformers import AutoImageProcessor, AutoModel
+        model = AutoModel.from_pretrained({REPO_ID!r}).eval()
+        processor = AutoImageProcessor.from_pretrained({REPO_ID!r})
+        reference = torch.load({str(model_folder.parent / "reference.pt")!r})
+        with torch.no_grad():
+            h = model(reference["pixels"]).pooler_output
+        print("MAXDIFF", (h - reference["h"]).abs().max().item(), processor.size)
+        """,
+        env={"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HOME": str(tmp_path / "home")},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert float(result.stdout.split("MAXDIFF")[1].split()[0]) < 1e-6
+
+
+def test_image_processor_and_feature_extraction_pipeline(model_folder: Path) -> None:
+    processor = AutoImageProcessor.from_pretrained(model_folder)
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 48, 3), dtype=np.uint8))
+    pixels = processor(images=image, return_tensors="pt")["pixel_values"]
+    assert pixels.shape == (1, 3, 32, 32)
+
+    extractor = pipeline("image-feature-extraction", model=str(model_folder), trust_remote_code=True)
+    features = extractor(image, pool=True, return_tensors=True)
+    model = AutoModel.from_pretrained(model_folder).eval()
+    with torch.no_grad():
+        expected = model(pixels).pooler_output
+    torch.testing.assert_close(features.reshape(expected.shape), expected, atol=1e-5, rtol=1e-5)
