@@ -1,0 +1,556 @@
+"""SimCLR pretraining with Accelerate: one CPU, one GPU or many, negatives from every process.
+
+`pretrain` reads top to bottom: data, model, optimizer, then one loop of
+augment -> forward -> NT-Xent -> step, with checkpoints, logging and a kNN monitor on the side.
+
+Two ways to make the views (`--augment_on`):
+- `gpu`: the training split is decoded once to a uint8 tensor that lives on the training device;
+  every step indexes a batch of it and augments it there in one batched pass (`gpu_transforms`).
+  Each step's random draws come from a generator seeded by (seed, step, rank), so a resumed run
+  sees exactly the views of an uninterrupted one. On a machine without GPU this runs on the CPU.
+- `cpu`: the classic torchvision pipeline in DataLoader workers (`transforms.TwoViewTransform`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate.utils import set_seed
+from torch import nn
+from tqdm.auto import tqdm
+
+from .configuration_simclr import SimCLRConfig
+from .data import ImageViewDataset, decode_images, decode_labels, load_image_dataset
+from .gpu_transforms import GPUTwoViewAugmentation, normalize
+from .hub import save_model_folder
+from .modeling_simclr import SimCLRForPreTraining
+from .probe import knn_top1
+from .transforms import AugmentationConfig, augmentation_preset, two_view_batch_transform
+
+CHECKPOINT_DIR = "checkpoints"
+LOG_FILE = "log_history.jsonl"
+
+# Base learning rates for a global batch of 256 (scaled linearly, Goyal et al. 2017) and weight decay.
+OPTIMIZER_DEFAULTS = {
+    "lars": {"learning_rate": 0.3, "weight_decay": 1e-6},  # SimCLR paper, Appendix B.1
+    "sgd": {"learning_rate": 0.06, "weight_decay": 5e-4},  # common CIFAR recipe
+    "adamw": {"learning_rate": 1e-3, "weight_decay": 1e-4},
+}
+
+
+@dataclass
+class ModelArguments:
+    """Architecture of the model to pretrain (stored in its `SimCLRConfig`)."""
+
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Start from this SimCLR folder or Hub id instead of a fresh model."}
+    )
+    backbone: str = field(default="resnet18", metadata={"help": "timm CNN name: resnet18, resnet50, ..."})
+    cifar_stem: bool | None = field(
+        default=None,
+        metadata={"help": "3x3 stride-1 stem without max-pool; default: on for images <= 64px (CIFAR)."},
+    )
+    backbone_kwargs: str | None = field(
+        default=None, metadata={"help": 'JSON dict for timm.create_model, e.g. \'{"drop_path_rate": 0.1}\'.'}
+    )
+    projection_layers: int = field(default=2, metadata={"help": "0 none, 1 linear, 2+ MLP (paper: 2)."})
+    projection_hidden_dim: int | None = field(default=None, metadata={"help": "Default: backbone width."})
+    projection_dim: int = field(default=128, metadata={"help": "Width of z (paper: 128)."})
+    projection_batch_norm: bool = field(default=True, metadata={"help": "BatchNorm in the MLP head."})
+    loss_temperature: float = field(
+        default=0.5, metadata={"help": "NT-Xent temperature; 0.5 suits CIFAR, 0.1-0.2 larger batches/ImageNet."}
+    )
+
+
+@dataclass
+class DataArguments:
+    """Where the images come from and how the two views are made."""
+
+    dataset_name: str = field(
+        metadata={"help": "Hub name (uoft-cs/cifar10, jxie/stl10), local parquet/imagefolder dir or save_to_disk dir."}
+    )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Dataset configuration name."})
+    dataset_revision: str | None = field(default=None, metadata={"help": "Pin the dataset's Hub revision."})
+    train_split: str = field(default="train", metadata={"help": "Pretraining split(s), e.g. train+unlabeled."})
+    eval_split: str | None = field(
+        default="test", metadata={"help": "Labeled split queried by the kNN monitor (train split = memory)."}
+    )
+    image_column: str | None = field(default=None, metadata={"help": "Default: found automatically."})
+    label_column: str | None = field(default=None, metadata={"help": "Default: found automatically."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Pretrain on a seeded subset."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "kNN monitor on a seeded subset."})
+    preset: str = field(default="cifar10", metadata={"help": "Augmentation preset: cifar10, stl10, imagenet."})
+    image_size: int | None = field(default=None, metadata={"help": "Override the preset's view size."})
+    crop_scale_min: float | None = field(default=None, metadata={"help": "Smallest crop area (paper 0.08)."})
+    crop_scale_max: float | None = field(default=None, metadata={"help": "Largest crop area (1.0)."})
+    horizontal_flip_p: float | None = field(default=None, metadata={"help": "Flip probability (0.5)."})
+    color_jitter_strength: float | None = field(
+        default=None, metadata={"help": "Paper's s: 0.5 for CIFAR, 1.0 for ImageNet; the strongest single knob."}
+    )
+    color_jitter_p: float | None = field(default=None, metadata={"help": "Jitter probability (0.8)."})
+    grayscale_p: float | None = field(default=None, metadata={"help": "Grayscale probability (0.2)."})
+    blur_p: float | None = field(default=None, metadata={"help": "Blur probability (0.5 >= 96px, 0 CIFAR)."})
+    augment_on: str = field(
+        default="auto",
+        metadata={"help": "gpu: batched on the training device (fast); cpu: torchvision in workers; auto: gpu."},
+    )
+    dataloader_num_workers: int = field(default=4, metadata={"help": "CPU pipeline workers per process."})
+    decoded_cache_dir: str | None = field(
+        default=None, metadata={"help": "Folder for the decoded uint8 training split (.npy, memory-mapped)."}
+    )
+
+    def augmentation(self) -> AugmentationConfig:
+        overrides = {
+            "image_size": self.image_size,
+            "horizontal_flip_p": self.horizontal_flip_p,
+            "color_jitter_strength": self.color_jitter_strength,
+            "color_jitter_p": self.color_jitter_p,
+            "grayscale_p": self.grayscale_p,
+            "blur_p": self.blur_p,
+        }
+        if self.crop_scale_min is not None or self.crop_scale_max is not None:
+            base = augmentation_preset(self.preset).crop_scale
+            overrides["crop_scale"] = (
+                base[0] if self.crop_scale_min is None else self.crop_scale_min,
+                base[1] if self.crop_scale_max is None else self.crop_scale_max,
+            )
+        return augmentation_preset(self.preset, **overrides)
+
+
+@dataclass
+class PretrainingArguments:
+    """How long and how to optimise; saved with every checkpoint and the final model."""
+
+    output_dir: str = field(metadata={"help": "Model folder, checkpoints/ and logs are written here."})
+    num_train_epochs: float = field(default=100, metadata={"help": "Epochs (paper: 100-1000; longer helps)."})
+    max_steps: int = field(default=-1, metadata={"help": "If > 0, train this many steps, ignoring epochs."})
+    per_device_train_batch_size: int = field(
+        default=256, metadata={"help": "Images per process; the global batch (x processes) sets the negatives."}
+    )
+    optimizer: str = field(default="lars", metadata={"help": "lars (paper), sgd or adamw."})
+    learning_rate: float | None = field(
+        default=None,
+        metadata={"help": "Base LR for a global batch of 256: lr = learning_rate * global_batch / 256. "
+                  "Default: 0.3 for LARS (paper), 0.06 for SGD, 1e-3 for AdamW."},
+    )  # fmt: skip
+    weight_decay: float | None = field(
+        default=None, metadata={"help": "Default: 1e-6 LARS (paper), 5e-4 SGD, 1e-4 AdamW. Never on biases/norms."}
+    )
+    momentum: float = field(default=0.9, metadata={"help": "Momentum of LARS and SGD."})
+    warmup_epochs: float = field(default=10, metadata={"help": "Linear warmup before cosine decay (paper: 10)."})
+    seed: int = field(default=42, metadata={"help": "Seeds model init, data order and augmentation."})
+    mixed_precision: str = field(default="auto", metadata={"help": "no, bf16, fp16, or auto (bf16 on GPU)."})
+    torch_compile: bool = field(default=False, metadata={"help": "torch.compile the model (GPU: ~25% faster)."})
+    sync_batchnorm: bool = field(default=True, metadata={"help": "SyncBatchNorm with >1 GPU process."})
+    logging_steps: int = field(default=50, metadata={"help": "Log (and sync with the device) every N steps."})
+    checkpointing_steps: str = field(default="epoch", metadata={"help": "Checkpoint every N steps, or 'epoch'."})
+    checkpoints_total_limit: int = field(default=2, metadata={"help": "Keep the last K checkpoints."})
+    resume_from_checkpoint: str | None = field(default=None, metadata={"help": "'latest' or a checkpoint path."})
+    knn_every_epochs: int = field(default=10, metadata={"help": "kNN monitor every N epochs (0: off)."})
+    knn_k: int = field(default=10, metadata={"help": "Neighbours of the kNN monitor."})
+    report_to: str = field(default="tensorboard", metadata={"help": "Trackers: tensorboard, wandb, all, none."})
+    push_to_hub: bool = field(default=False, metadata={"help": "Push the final folder to --hub_model_id."})
+    hub_model_id: str | None = field(default=None, metadata={"help": "Hub repo, e.g. org/simclr-resnet18-stl10."})
+    hub_private_repo: bool = field(default=False, metadata={"help": "Create the Hub repo as private."})
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZER_DEFAULTS:
+            raise ValueError(f"--optimizer {self.optimizer} unknown; choose one of {sorted(OPTIMIZER_DEFAULTS)}.")
+        defaults = OPTIMIZER_DEFAULTS[self.optimizer]
+        if self.learning_rate is None:
+            self.learning_rate = defaults["learning_rate"]
+        if self.weight_decay is None:
+            self.weight_decay = defaults["weight_decay"]
+        if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
+            raise ValueError(f"--mixed_precision {self.mixed_precision} unknown; use no, bf16, fp16 or auto.")
+        if self.checkpointing_steps != "epoch" and not self.checkpointing_steps.isdigit():
+            raise ValueError(f"--checkpointing_steps {self.checkpointing_steps} must be an integer or 'epoch'.")
+        if self.push_to_hub and not self.hub_model_id:
+            raise ValueError("--push_to_hub needs --hub_model_id (e.g. org/simclr-resnet18-stl10).")
+
+
+class TrainState:
+    """Optimizer steps taken so far; checkpointed with the model through `register_for_checkpointing`."""
+
+    def __init__(self) -> None:
+        self.step = 0
+
+    def state_dict(self) -> dict[str, int]:
+        return {"step": self.step}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.step = int(state["step"])
+
+
+def build_model(model_args: ModelArguments, augmentation: AugmentationConfig) -> SimCLRForPreTraining:
+    if model_args.model_name_or_path:
+        return SimCLRForPreTraining.from_pretrained(model_args.model_name_or_path)
+    cifar_stem = model_args.cifar_stem
+    if cifar_stem is None:
+        cifar_stem = augmentation.image_size <= 64
+    config = SimCLRConfig(
+        backbone=model_args.backbone,
+        cifar_stem=cifar_stem,
+        backbone_kwargs=json.loads(model_args.backbone_kwargs) if model_args.backbone_kwargs else None,
+        projection_layers=model_args.projection_layers,
+        projection_hidden_dim=model_args.projection_hidden_dim,
+        projection_dim=model_args.projection_dim,
+        projection_batch_norm=model_args.projection_batch_norm,
+        loss_temperature=model_args.loss_temperature,
+        image_size=augmentation.image_size,
+    )
+    return SimCLRForPreTraining(config)
+
+
+def build_optimizer(model: nn.Module, args: PretrainingArguments, lr: float) -> torch.optim.Optimizer:
+    """LARS, SGD or AdamW; biases and norm parameters (1-d) get no weight decay and, for LARS, no
+    trust-ratio adaptation (timm's Lars adapts only groups with weight decay), as in the paper."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    fused = {"fused": True} if torch.cuda.is_available() else {}
+    if args.optimizer == "lars":
+        from timm.optim import Lars
+
+        return Lars(groups, lr=lr, momentum=args.momentum)
+    if args.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=args.momentum, **fused)
+    return torch.optim.AdamW(groups, lr=lr, **fused)
+
+
+def learning_rate_at(step: int, total_steps: int, warmup_steps: int, peak: float) -> float:
+    """Linear warmup to `peak`, then cosine decay to 0 (paper, Appendix B.1)."""
+    if step < warmup_steps:
+        return peak * (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+class DeviceBatches:
+    """Batches of a decoded uint8 split that lives on the training device: no per-image Python work.
+
+    Each epoch is a permutation drawn from `seed + epoch`; process `rank` takes its slice of every
+    global batch, as Accelerate's sharded loaders do; the last incomplete batch is dropped.
+
+    Args:
+        images (`torch.Tensor` of shape `(N, 3, S, S)`, uint8): the decoded split, on the device.
+        local_batch (`int`): images per process and step.
+        rank (`int`), world_size (`int`): this process and the number of processes.
+        seed (`int`): base seed of the epoch permutations.
+    """
+
+    def __init__(self, images: torch.Tensor, local_batch: int, rank: int, world_size: int, seed: int) -> None:
+        self.images, self.local_batch, self.rank, self.seed = images, local_batch, rank, seed
+        self.global_batch = local_batch * world_size
+        self.steps_per_epoch = images.shape[0] // self.global_batch
+
+    def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[torch.Tensor]:
+        """Yield this process's uint8 batches `(local_batch, 3, S, S)` of `epoch`, from `start_batch` on."""
+        generator = torch.Generator().manual_seed(self.seed + epoch)
+        order = torch.randperm(self.images.shape[0], generator=generator).to(self.images.device)
+        for batch in range(start_batch, self.steps_per_epoch):
+            first = batch * self.global_batch + self.rank * self.local_batch
+            yield self.images[order[first : first + self.local_batch]]
+
+
+def find_checkpoint(output_dir: Path, resume_from_checkpoint: str) -> Path:
+    """Resolve `latest` (the highest `checkpoints/step_N`) or a path; clear error if there is none."""
+    if resume_from_checkpoint != "latest":
+        path = Path(resume_from_checkpoint)
+        if not path.is_dir():
+            raise ValueError(f"--resume_from_checkpoint {path} is not a checkpoint folder.")
+        return path
+    candidates = sorted(
+        (p for p in (output_dir / CHECKPOINT_DIR).glob("step_*") if re.fullmatch(r"step_\d+", p.name)),
+        key=lambda p: int(p.name.split("_")[1]),
+    )
+    if not candidates:
+        raise ValueError(f"--resume_from_checkpoint latest: no checkpoint in {output_dir / CHECKPOINT_DIR}.")
+    return candidates[-1]
+
+
+def save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, keep: int) -> None:
+    """`save_state` into a temporary folder renamed into place, then drop all but the last `keep`."""
+    root = output_dir / CHECKPOINT_DIR
+    final = root / f"step_{step}"
+    staging = root / f".tmp-step_{step}"
+    if accelerator.is_main_process:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(staging))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(staging, final)
+        finished = sorted((p for p in root.glob("step_*")), key=lambda p: int(p.name.split("_")[1]))
+        for old in finished[:-keep] if keep > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+@torch.no_grad()
+def encode_uint8(
+    encoder: nn.Module, images: torch.Tensor, augmentation: AugmentationConfig, device: torch.device, batch: int = 1024
+) -> torch.Tensor:
+    """h for every image of a decoded uint8 split (N, 3, S, S), in eval mode, without augmentation."""
+    was_training = encoder.training
+    encoder.eval()
+    mean, std = torch.tensor(augmentation.mean), torch.tensor(augmentation.std)
+    features = []
+    for start in range(0, images.shape[0], batch):
+        pixels = images[start : start + batch].to(device).float().div_(255)
+        pixels = normalize(pixels, mean.to(device), std.to(device))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            features.append(encoder(pixels).pooler_output.float())
+    encoder.train(was_training)
+    return torch.cat(features)
+
+
+class KNNMonitor:
+    """kNN top-1 (cosine, train split as memory, eval split as queries) on frozen h during training."""
+
+    def __init__(self, data_args: DataArguments, augmentation: AugmentationConfig, k: int) -> None:
+        memory = load_image_dataset(
+            data_args.dataset_name, data_args.dataset_config_name, data_args.train_split,
+            data_args.image_column, data_args.label_column, data_args.max_eval_samples,
+            data_args.dataset_revision, require_labels=True,
+        )  # fmt: skip
+        queries = load_image_dataset(
+            data_args.dataset_name, data_args.dataset_config_name, data_args.eval_split,
+            data_args.image_column, data_args.label_column, data_args.max_eval_samples,
+            data_args.dataset_revision, require_labels=True,
+        )  # fmt: skip
+        memory = memory.select(torch.nonzero(decode_labels(memory) >= 0).flatten().tolist())
+        self.memory_images = decode_images(memory, augmentation.image_size)
+        self.memory_labels = decode_labels(memory)
+        self.query_images = decode_images(queries, augmentation.image_size)
+        self.query_labels = decode_labels(queries)
+        self.augmentation, self.k = augmentation, k
+
+    def __call__(self, encoder: nn.Module, device: torch.device) -> float:
+        memory = encode_uint8(encoder, self.memory_images, self.augmentation, device)
+        queries = encode_uint8(encoder, self.query_images, self.augmentation, device)
+        return knn_top1(memory, self.memory_labels.to(device), queries, self.query_labels.to(device), k=self.k)
+
+
+def resolve_mixed_precision(value: str) -> str:
+    if value != "auto":
+        return value
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+
+
+def run_arguments(*argument_sets: Any) -> dict[str, Any]:
+    """All arguments of a run as one flat dict (saved with checkpoints, the model and the trackers)."""
+    merged: dict[str, Any] = {}
+    for arguments in argument_sets:
+        merged.update(dataclasses.asdict(arguments))
+    return merged
+
+
+def load_pretraining_images(data_args: DataArguments, seed: int):
+    """The pretraining split (labels, if any, are ignored)."""
+    return load_image_dataset(
+        data_args.dataset_name, data_args.dataset_config_name, data_args.train_split,
+        data_args.image_column, data_args.label_column, data_args.max_train_samples,
+        data_args.dataset_revision, seed=seed,
+    )  # fmt: skip
+
+
+def check_batch_fits(num_images: int, local_batch: int, world_size: int) -> None:
+    global_batch = local_batch * world_size
+    if local_batch < 1:
+        raise ValueError(f"--per_device_train_batch_size {local_batch} must be >= 1.")
+    if global_batch > num_images:
+        raise ValueError(
+            f"The global batch ({local_batch} per device x {world_size} processes = {global_batch}) is larger "
+            f"than the {num_images} training images; lower --per_device_train_batch_size or use more data."
+        )
+    if global_batch < 2:
+        raise ValueError("NT-Xent needs at least 2 images per global batch; raise --per_device_train_batch_size.")
+
+
+def pretrain(model_args: ModelArguments, data_args: DataArguments, args: PretrainingArguments) -> dict[str, Any]:
+    """Pretrain a SimCLR model and write it to `args.output_dir`; returns a summary of the run."""
+    started = time.time()
+    output_dir = Path(args.output_dir)
+    trackers = None if args.report_to == "none" else args.report_to
+    accelerator = Accelerator(
+        cpu=not torch.cuda.is_available(),  # under torchrun on CPU this gives MULTI_CPU (gloo)
+        mixed_precision=resolve_mixed_precision(args.mixed_precision),
+        log_with=trackers,
+        project_dir=str(output_dir),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+    )
+    set_seed(args.seed)
+    device, rank, world_size = accelerator.device, accelerator.process_index, accelerator.num_processes
+    augmentation = data_args.augmentation()
+    augment_on = data_args.augment_on if data_args.augment_on != "auto" else "gpu"
+    if augment_on not in ("gpu", "cpu"):
+        raise ValueError(f"--augment_on {data_args.augment_on} unknown; use gpu, cpu or auto.")
+
+    # Data: every process reads the same split; batches are sharded by rank.
+    dataset = load_pretraining_images(data_args, args.seed)
+    local_batch = args.per_device_train_batch_size
+    check_batch_fits(len(dataset), local_batch, world_size)
+    global_batch = local_batch * world_size
+    steps_per_epoch = len(dataset) // global_batch
+    total_steps = args.max_steps if args.max_steps > 0 else math.ceil(args.num_train_epochs * steps_per_epoch)
+    warmup_steps = min(total_steps, round(args.warmup_epochs * steps_per_epoch))
+    peak_lr = args.learning_rate * global_batch / 256  # linear scaling rule
+
+    # Model and optimizer.
+    model = build_model(model_args, augmentation)
+    if args.sync_batchnorm and world_size > 1 and device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # the paper's global BN
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model, args, peak_lr)
+    if augment_on == "gpu":
+        cache = Path(data_args.decoded_cache_dir) / "train.npy" if data_args.decoded_cache_dir else None
+        images = decode_images(dataset, augmentation.image_size, cache).to(device)
+        batches = DeviceBatches(images, local_batch, rank, world_size, args.seed)
+        augment = GPUTwoViewAugmentation(augmentation).to(device)
+        model, optimizer = accelerator.prepare(model, optimizer)
+    else:
+        loader = torch.utils.data.DataLoader(
+            ImageViewDataset(dataset, two_view_batch_transform(augmentation)),
+            batch_size=local_batch, shuffle=True, drop_last=True, num_workers=data_args.dataloader_num_workers,
+            pin_memory=device.type == "cuda", persistent_workers=data_args.dataloader_num_workers > 0,
+        )  # fmt: skip
+        model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    if args.torch_compile:
+        model = torch.compile(model)
+    state = TrainState()
+    accelerator.register_for_checkpointing(state)
+    if args.resume_from_checkpoint:
+        checkpoint = find_checkpoint(output_dir, args.resume_from_checkpoint)
+        accelerator.load_state(str(checkpoint))
+        accelerator.print(f"Resumed from {checkpoint} at step {state.step}.")
+
+    monitor = None
+    if args.knn_every_epochs > 0 and data_args.eval_split and accelerator.is_main_process:
+        if decode_labels(dataset) is not None:
+            monitor = KNNMonitor(data_args, augmentation, args.knn_k)
+    run_config = run_arguments(model_args, data_args, args)
+    run_config.update(global_batch_size=global_batch, num_processes=world_size, peak_learning_rate=peak_lr,
+                      total_steps=total_steps, augment_on=augment_on, augmentation=augmentation.to_dict())  # fmt: skip
+    accelerator.init_trackers("simclr", config={k: str(v) for k, v in run_config.items()})
+    accelerator.print(
+        f"SimCLR: {len(dataset)} images, global batch {global_batch} ({local_batch} x {world_size} processes), "
+        f"{total_steps} steps, peak lr {peak_lr:.4g} ({args.optimizer}), views on {augment_on}, device {device}."
+    )
+
+    log_file = output_dir / LOG_FILE
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    generator = torch.Generator(device=device)
+    first_bad_step = torch.full((), -1, device=device)  # set on device: no host sync per step
+    running = {"loss": torch.zeros((), device=device), "top1": torch.zeros((), device=device)}
+    interval_start, interval_steps = time.time(), 0
+    checkpoint_every = steps_per_epoch if args.checkpointing_steps == "epoch" else int(args.checkpointing_steps)
+    progress = tqdm(total=total_steps, initial=state.step, disable=not accelerator.is_local_main_process)
+    model.train()
+    while state.step < total_steps:
+        epoch, start_batch = divmod(state.step, steps_per_epoch)
+        if augment_on == "gpu":
+            epoch_batches = batches.epoch(epoch, start_batch)
+        else:
+            loader.set_epoch(epoch)
+            epoch_batches = accelerator.skip_first_batches(loader, start_batch) if start_batch else loader
+        for batch in epoch_batches:
+            if state.step >= total_steps:
+                break
+            if augment_on == "gpu":
+                generator.manual_seed(args.seed * 1_000_003 + state.step * world_size + rank)
+                pixel_values = augment(batch, generator=generator)
+            else:
+                pixel_values = batch["pixel_values"]
+            if device.type == "cuda":
+                pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
+            lr = learning_rate_at(state.step, total_steps, warmup_steps, peak_lr)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            output = model(pixel_values=pixel_values)
+            accelerator.backward(output.loss)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+            loss = output.loss.detach()
+            first_bad_step = torch.where(
+                (first_bad_step < 0) & ~torch.isfinite(loss), torch.full_like(first_bad_step, state.step), first_bad_step
+            )
+            running["loss"] += loss
+            running["top1"] += output.contrastive_top1.detach()
+            state.step += 1
+            interval_steps += 1
+            progress.update(1)
+
+            at_epoch_end = state.step % steps_per_epoch == 0
+            if state.step % args.logging_steps == 0 or state.step == total_steps or at_epoch_end:
+                bad = int(first_bad_step.item())
+                if bad >= 0:
+                    raise FloatingPointError(
+                        f"Non-finite loss at step {bad + 1}; stopping. The last good checkpoint is kept in "
+                        f"{output_dir / CHECKPOINT_DIR}. Lower --learning_rate, or use --mixed_precision bf16 "
+                        "instead of fp16."
+                    )
+                seconds = time.time() - interval_start
+                # Mean over processes: each process's loss covers its own anchors only.
+                totals = accelerator.reduce(torch.stack([running["loss"], running["top1"]]), reduction="mean")
+                record = {
+                    "step": state.step,
+                    "epoch": round(state.step / steps_per_epoch, 4),
+                    "loss": totals[0].item() / interval_steps,
+                    "learning_rate": lr,
+                    "contrastive_top1": totals[1].item() / interval_steps,
+                    "images_per_second": interval_steps * global_batch / seconds,
+                }
+                progress.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.3g}",
+                                     top1=f"{record['contrastive_top1']:.3f}",
+                                     img_s=f"{record['images_per_second']:.0f}")  # fmt: skip
+                log_record(accelerator, log_file, record)
+                running = {key: torch.zeros_like(value) for key, value in running.items()}
+                interval_start, interval_steps = time.time(), 0
+            if at_epoch_end and monitor is not None:
+                completed = state.step // steps_per_epoch
+                if completed % args.knn_every_epochs == 0 or state.step == total_steps:
+                    encoder = accelerator.unwrap_model(model).simclr
+                    log_record(accelerator, log_file, {"step": state.step, "epoch": completed,
+                                                       "knn_top1": monitor(encoder, device)})  # fmt: skip
+                    interval_start = time.time()
+            if state.step % checkpoint_every == 0 or state.step == total_steps:
+                save_checkpoint(accelerator, output_dir, state.step, args.checkpoints_total_limit)
+    progress.close()
+
+    wall_time = time.time() - started
+    summary = {"steps": state.step, "global_batch_size": global_batch, "wall_time_seconds": wall_time}
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        unwrapped = accelerator.unwrap_model(model)
+        save_model_folder(unwrapped, output_dir, augmentation, {**run_config, **summary})
+        if args.push_to_hub:
+            from .hub import push_model_folder
+
+            push_model_folder(output_dir, args.hub_model_id, private=args.hub_private_repo)
+    accelerator.end_training()
+    return summary
+
+
+def log_record(accelerator: Accelerator, log_file: Path, record: dict[str, Any]) -> None:
+    """Send a record to the trackers and append it to `log_history.jsonl` (main process only)."""
+    accelerator.log({k: v for k, v in record.items() if k != "step"}, step=record["step"])
+    if accelerator.is_main_process:
+        with log_file.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")

@@ -1,0 +1,157 @@
+"""The pretraining loop: a real short run, exact resume, two processes, the STL-10 path, bad input."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from transformers import AutoModel
+
+from hf_simclr import SimCLRModel
+from hf_simclr.training import DataArguments, ModelArguments, PretrainingArguments, pretrain
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "pretrain.py"
+# Views without randomness: every process (and every run) sees the same pixels for the same image.
+NO_AUGMENTATION = dict(crop_scale_min=1.0, crop_scale_max=1.0, horizontal_flip_p=0.0, color_jitter_p=0.0,
+                       grayscale_p=0.0, blur_p=0.0)  # fmt: skip
+
+
+def read_log(output_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (output_dir / "log_history.jsonl").read_text().splitlines()]
+
+
+def run(output_dir: Path, dataset: Path, *, model: dict | None = None, data: dict | None = None, **train) -> dict:
+    model_args = ModelArguments(**(model or {}))
+    data_args = DataArguments(dataset_name=str(dataset), **(data or {}))
+    defaults = dict(report_to="none", knn_every_epochs=0, logging_steps=1, warmup_epochs=0, seed=0)
+    train_args = PretrainingArguments(output_dir=str(output_dir), **{**defaults, **train})
+    return pretrain(model_args, data_args, train_args)
+
+
+@pytest.mark.slow
+def test_short_real_run_loss_falls_and_folder_loads(cifar10_path: Path, tmp_path: Path) -> None:
+    run(tmp_path, cifar10_path, data={"max_train_samples": 512}, num_train_epochs=3,
+        per_device_train_batch_size=128, optimizer="sgd", learning_rate=0.5, logging_steps=4)  # fmt: skip
+    losses = [r["loss"] for r in read_log(tmp_path) if "loss" in r]
+    assert len(losses) == 3 and all(np.isfinite(losses))
+    assert losses[-1] < losses[0]
+    model = AutoModel.from_pretrained(tmp_path)
+    assert isinstance(model, SimCLRModel) and model.config.cifar_stem
+    args = json.loads((tmp_path / "training_args.json").read_text())
+    assert args["global_batch_size"] == 128 and args["wall_time_seconds"] > 0
+
+
+def test_resume_gives_the_same_weights(cifar10_path: Path, tmp_path: Path) -> None:
+    settings = dict(data={"max_train_samples": 96, "image_size": 16}, per_device_train_batch_size=16,
+                    max_steps=6, checkpointing_steps="3", checkpoints_total_limit=3)  # fmt: skip
+    full = tmp_path / "full"
+    run(full, cifar10_path, **settings)
+    interrupted = tmp_path / "interrupted"
+    (interrupted / "checkpoints").mkdir(parents=True)
+    # The state a run killed after step 3 leaves behind: its step-3 checkpoint and nothing else.
+    import shutil
+
+    shutil.copytree(full / "checkpoints" / "step_3", interrupted / "checkpoints" / "step_3")
+    summary = run(interrupted, cifar10_path, resume_from_checkpoint="latest", **settings)
+    assert summary["steps"] == 6
+    expected = AutoModel.from_pretrained(full).state_dict()
+    resumed = AutoModel.from_pretrained(interrupted).state_dict()
+    for key, value in expected.items():
+        torch.testing.assert_close(resumed[key], value, atol=1e-6, rtol=0, msg=key)
+    assert [r["loss"] for r in read_log(interrupted)] == pytest.approx([r["loss"] for r in read_log(full)][3:])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_first_step_loss_equals_one_process_with_double_batch(
+    cifar10_path: Path, tmp_path: Path
+) -> None:
+    # GroupNorm and no BN in the head: CPU has no SyncBatchNorm, and per-process BN statistics would
+    # differ from the single process's; the negatives, gathered across processes, are what is tested.
+    common = ["--dataset_name", str(cifar10_path), "--max_train_samples", "64", "--image_size", "16",
+              "--backbone_kwargs", '{"norm_layer": "groupnorm"}', "--projection_batch_norm", "false",
+              "--max_steps", "1", "--logging_steps", "1", "--report_to", "none", "--knn_every_epochs", "0",
+              "--warmup_epochs", "0", "--seed", "0"]  # fmt: skip
+    common += [item for key, value in NO_AUGMENTATION.items() for item in (f"--{key}", str(value))]
+    two, one = tmp_path / "two", tmp_path / "one"
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                "--master_port", str(_free_port())]  # fmt: skip
+    for cmd in (
+        launcher + [str(SCRIPT), *common, "--per_device_train_batch_size", "8", "--output_dir", str(two)],
+        [sys.executable, str(SCRIPT), *common, "--per_device_train_batch_size", "16", "--output_dir", str(one)],
+    ):
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+    two_log, one_log = read_log(two)[0], read_log(one)[0]
+    args = json.loads((two / "training_args.json").read_text())
+    assert args["num_processes"] == 2 and args["global_batch_size"] == 16
+    assert two_log["loss"] == pytest.approx(one_log["loss"], abs=1e-5)
+
+
+def make_stl10_parquet(folder: Path) -> Path:
+    """A tiny dataset with STL-10's layout: 96px `image`, `label` (-1 in the unlabeled split)."""
+    import datasets
+
+    rng = np.random.default_rng(0)
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.Value("int64")})
+    for split, n, labeled in (("train", 8, True), ("unlabeled", 24, False), ("test", 8, True)):
+        images = [Image.fromarray(rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)) for _ in range(n)]
+        labels = [int(i % 10) if labeled else -1 for i in range(n)]
+        ds = datasets.Dataset.from_dict({"image": images, "label": labels}, features=features)
+        (folder / "data").mkdir(parents=True, exist_ok=True)
+        ds.to_parquet(str(folder / "data" / f"{split}-00000-of-00001.parquet"))
+    return folder
+
+
+@pytest.mark.parametrize("augment_on", ["gpu", "cpu"])
+def test_stl10_path_96px_unlabeled_with_blur(tmp_path: Path, augment_on: str) -> None:
+    dataset = make_stl10_parquet(tmp_path / "stl10")
+    run(tmp_path / "out", dataset, data={"preset": "stl10", "train_split": "train+unlabeled",
+        "augment_on": augment_on, "dataloader_num_workers": 0}, per_device_train_batch_size=8,
+        max_steps=2, knn_every_epochs=1)  # fmt: skip
+    args = json.loads((tmp_path / "out" / "training_args.json").read_text())
+    assert args["augmentation"]["image_size"] == 96 and args["augmentation"]["blur_p"] == 0.5
+    model = AutoModel.from_pretrained(tmp_path / "out")
+    assert not model.config.cifar_stem and model.config.image_size == 96
+
+
+@pytest.mark.parametrize(
+    "data, train, match",
+    [
+        ({"image_column": "picture"}, {}, "picture"),
+        ({"preset": "mnist"}, {}, "preset"),
+        ({"max_train_samples": 20}, {"per_device_train_batch_size": 32}, "larger than the 20 training images"),
+        ({"train_split": "validation"}, {}, "validation"),
+    ],
+)
+def test_bad_input_gives_clear_errors(cifar10_path: Path, tmp_path: Path, data: dict, train: dict, match: str):
+    with pytest.raises(ValueError, match=match):
+        run(tmp_path, cifar10_path, data=data, **{"max_steps": 1, **train})
+
+
+def test_empty_split_is_reported(tmp_path: Path) -> None:
+    import datasets
+
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.Value("int64")})
+    empty = datasets.Dataset.from_dict({"image": [], "label": []}, features=features)
+    datasets.DatasetDict({"train": empty}).save_to_disk(str(tmp_path / "empty"))
+    with pytest.raises(ValueError, match="empty|no rows|0 rows"):
+        run(tmp_path / "out", tmp_path / "empty", max_steps=1)
+
+
+def test_argument_errors() -> None:
+    with pytest.raises(ValueError, match="optimizer"):
+        PretrainingArguments(output_dir="x", optimizer="rmsprop")
+    with pytest.raises(ValueError, match="hub_model_id"):
+        PretrainingArguments(output_dir="x", push_to_hub=True)
