@@ -11,12 +11,19 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transformers import PreTrainedModel, ViTImageProcessor
+from transformers.utils import logging as transformers_logging
 
-from .transforms import AugmentationConfig
+from .configuration_simclr import SimCLRConfig
+from .modeling_simclr import SimCLRModel
+from .transforms import IMAGENET_MEAN, IMAGENET_STD, AugmentationConfig
+
+if TYPE_CHECKING:
+    from huggingface_hub import ModelCard
 
 TRAINING_ARGS_FILE = "training_args.json"
 
@@ -68,3 +75,551 @@ def save_model_folder(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return output_dir
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading a model folder (local or on the Hub) back: config, encoder, evaluation view.
+# ----------------------------------------------------------------------------------------------
+
+CONFIG_FILE = "config.json"
+IMAGE_PROCESSOR_FILE = "preprocessor_config.json"
+RESULTS_FILE = "results.json"
+MODEL_CARD_FILE = "README.md"
+LOG_HISTORY_FILE = "log_history.jsonl"
+WEIGHTS_FILES = ("model.safetensors", "model.safetensors.index.json")  # one file, or sharded
+CODE_FILES = ("configuration_simclr.py", "modeling_simclr.py", "loss.py")
+# Everything a shared folder must hold besides the weights (plots are optional).
+REQUIRED_FILES = (
+    CONFIG_FILE,
+    *CODE_FILES,
+    IMAGE_PROCESSOR_FILE,
+    MODEL_CARD_FILE,
+    RESULTS_FILE,
+    TRAINING_ARGS_FILE,
+)
+# Never uploaded: the probe's feature cache, pretraining's resumable checkpoints (optimizer state),
+# and half-written temporary files (fnmatch patterns: `*` also matches `/`).
+UPLOAD_IGNORE_PATTERNS = ["feature_cache/*", "checkpoints/*", ".tmp-*", ".*.tmp", "*__pycache__*"]
+MODEL_CARD_TEMPLATE = Path(__file__).resolve().parents[2] / "model_cards" / "template.md"
+
+
+def resolve_model_file(
+    model_name_or_path: str | Path, filename: str, revision: str | None = None
+) -> Path | None:
+    """Path of `filename` in a local model folder or a Hub repository (downloaded to the cache).
+
+    Args:
+        model_name_or_path (`str` or `Path`): a local folder or a Hub model id.
+        filename (`str`): a file of the folder, e.g. `"config.json"`.
+        revision (`str`, *optional*): Hub branch, tag or commit (ignored for a local folder).
+
+    Returns:
+        The file's `Path`, or None when the folder or repository has no such file (or, offline, when
+        the file is not in the cache).
+    """
+    local = Path(model_name_or_path).expanduser()
+    if local.is_dir():
+        path = local / filename
+        return path if path.is_file() else None
+    if local.is_absolute() or str(model_name_or_path).startswith((".", "~")) or local.exists():
+        return None  # a local path that is not a folder: never a Hub id
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HFValidationError, LocalEntryNotFoundError
+
+    try:
+        return Path(hf_hub_download(str(model_name_or_path), filename, revision=revision))
+    except (EntryNotFoundError, LocalEntryNotFoundError, HFValidationError):
+        return None
+
+
+def load_simclr_config(model_name_or_path: str | Path, revision: str | None = None) -> SimCLRConfig:
+    """Read the `SimCLRConfig` of a model folder, refusing anything that is not a SimCLR model.
+
+    Raises:
+        ValueError: if there is no `config.json` (not a model folder, a wrong path, or a Hub id that
+            is neither cached nor reachable), or its `model_type` is not `"simclr"`.
+    """
+    path = resolve_model_file(model_name_or_path, CONFIG_FILE, revision)
+    if path is None:
+        raise ValueError(
+            f"{model_name_or_path}: no {CONFIG_FILE} found, so it is not a model folder. Pass the folder "
+            f"written by pretraining (config.json, model.safetensors, ...) or a Hub id of a SimCLR model "
+            f"(offline, the repository must already be in the Hugging Face cache)."
+        )
+    try:
+        config_dict = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); re-save the model folder.") from error
+    model_type = config_dict.get("model_type")
+    if model_type != SimCLRConfig.model_type:
+        raise ValueError(
+            f"{model_name_or_path} holds a {model_type!r} model ({CONFIG_FILE} model_type), not a SimCLR "
+            f"model ('simclr'). Pass a folder written by hf_simclr's pretraining."
+        )
+    return SimCLRConfig.from_dict(config_dict)
+
+
+def load_encoder(model_name_or_path: str | Path, revision: str | None = None) -> SimCLRModel:
+    """Load the encoder f(.) of a SimCLR model folder (a pretraining checkpoint or an encoder), in eval mode.
+
+    Args:
+        model_name_or_path (`str` or `Path`): a local folder or a Hub model id.
+        revision (`str`, *optional*): Hub branch, tag or commit.
+
+    Returns:
+        [`SimCLRModel`] in eval mode; its forward gives h as `pooler_output` `(B, hidden_size)`.
+
+    Raises:
+        ValueError: if the folder is not a SimCLR model or its weights lack encoder tensors (which
+            would otherwise be left randomly initialised).
+    """
+    load_simclr_config(model_name_or_path, revision)
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()  # a pretraining folder's head weights are expected extras
+    try:
+        encoder, info = SimCLRModel.from_pretrained(
+            model_name_or_path, revision=revision, output_loading_info=True
+        )
+    except OSError as error:
+        raise ValueError(
+            f"{model_name_or_path}: cannot load the weights ({error}); the folder needs model.safetensors "
+            f"as written by hf_simclr.hub.save_model_folder."
+        ) from error
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+    missing = list(info["missing_keys"])
+    if missing:
+        raise ValueError(
+            f"{model_name_or_path}: the weights lack {len(missing)} encoder tensors (e.g. {missing[:3]}), "
+            f"which would stay random. Pass a folder saved from SimCLRModel or SimCLRForPreTraining."
+        )
+    return encoder.eval()
+
+
+def eval_augmentation_for(
+    model_name_or_path: str | Path, config: SimCLRConfig | None = None, revision: str | None = None
+) -> AugmentationConfig:
+    """The image size and normalisation the model was trained with, for `EvalTransform`.
+
+    Read from the folder's `preprocessor_config.json`; without one, from the config's `image_size`
+    with ImageNet statistics (a warning says so).
+
+    Returns:
+        `AugmentationConfig` whose `image_size`, `mean` and `std` are the model's (other fields default).
+    """
+    path = resolve_model_file(model_name_or_path, IMAGE_PROCESSOR_FILE, revision)
+    if path is not None:
+        processor = json.loads(path.read_text())
+        size = processor.get("size") or {}
+        image_size = (
+            size.get("height") or size.get("shortest_edge") or processor.get("crop_size", {}).get("height")
+        )
+        mean, std = processor.get("image_mean"), processor.get("image_std")
+        if image_size and mean and std:
+            return AugmentationConfig(image_size=int(image_size), mean=tuple(mean), std=tuple(std))
+    config = config or load_simclr_config(model_name_or_path, revision)
+    warnings.warn(
+        f"{model_name_or_path}: no usable {IMAGE_PROCESSOR_FILE}; evaluating at the config's image_size="
+        f"{config.image_size} with ImageNet mean/std. Re-save the folder with save_model_folder to fix it.",
+        stacklevel=2,
+    )
+    return AugmentationConfig(image_size=config.image_size, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+
+
+# ----------------------------------------------------------------------------------------------
+# Model card
+# ----------------------------------------------------------------------------------------------
+
+PLOT_TITLES = {
+    "training_curves": "Pretraining curves",
+    "tsne": "t-SNE of the evaluation images' representations",
+    "nearest_neighbors": "Nearest training images (cosine on h)",
+    "confusion_matrix": "Linear probe confusion matrix",
+}
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _percent(value: float | None) -> str:
+    """An accuracy stored as a fraction, shown in percent: exactly 100x the 4-digit value of results.json."""
+    return "-" if value is None else f"{100 * value:.2f}"
+
+
+def _table_cell(value: Any) -> str:
+    text = json.dumps(value) if isinstance(value, (dict, list, tuple)) else str(value)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def describe_dataset(dataset_name: str | None) -> dict[str, Any]:
+    """How a dataset (Hub id or local folder) is named in a model card.
+
+    Returns:
+        `dict` with `id` (Hub id, or the local folder's name, for `model-index`), `name` (for prose),
+        `hub` (whether `id` is a Hub dataset) and `notes` (limitations, e.g. a JPEG-recompressed copy,
+        read from the local folder's dataset card).
+    """
+    if not dataset_name:
+        return {"id": "unknown", "name": "an unrecorded dataset", "hub": False, "notes": []}
+    local = Path(dataset_name).expanduser()
+    if not local.is_dir():
+        return {"id": dataset_name, "name": f"`{dataset_name}`", "hub": True, "notes": []}
+    pretty, notes = local.name, []
+    readme = local / "README.md"
+    if readme.is_file():
+        from huggingface_hub import DatasetCard
+
+        dataset_card = DatasetCard.load(readme)
+        pretty = dataset_card.data.to_dict().get("pretty_name") or local.name
+        if "jpeg" in dataset_card.text.lower():
+            notes.append(
+                f"{pretty} is a local copy whose images were re-encoded as JPEG, not the original lossless "
+                f"files: accuracies on it run below those published on the originals, so compare them only "
+                f"with runs on the same copy."
+            )
+    name = pretty if pretty != local.name else f"`{local.name}`"
+    return {"id": local.name, "name": name, "hub": False, "notes": notes}
+
+
+def _projection_head_text(config: SimCLRConfig, hidden_size: int | None) -> str:
+    if config.projection_layers == 0:
+        return "none (z = h)"
+    if config.projection_layers == 1:
+        return f"one linear layer to {config.projection_dim} dimensions"
+    hidden = config.projection_hidden_dim or hidden_size or "the width of h"
+    norm = " + BatchNorm" if config.projection_batch_norm else ""
+    return (
+        f"MLP of {config.projection_layers} layers (hidden width {hidden}, Linear{norm} + ReLU), "
+        f"output z of {config.projection_dim} dimensions"
+    )
+
+
+def _eval_results(results: dict[str, Any], dataset: dict[str, Any]) -> list[Any]:
+    """`model-index` entries: every accuracy of the results table (fractions, as in results.json)."""
+    from huggingface_hub import EvalResult
+
+    split = results["dataset"]
+    common = dict(
+        task_type="image-classification",
+        task_name="Image classification (frozen SimCLR features)",
+        dataset_type=dataset["id"],
+        dataset_name=dataset["name"].replace("`", ""),
+        dataset_config=split.get("config"),
+        dataset_split=split.get("eval_split"),
+        dataset_revision=split.get("revision"),
+        metric_type="accuracy",
+    )
+    metrics = [("Linear probe top-1", results["linear_top1"]), ("Linear probe top-5", results["linear_top5"])]
+    metrics += [(f"kNN top-1 (k={k})", value) for k, value in results["knn_top1"].items()]
+    metrics += [
+        (f"Linear probe top-1 ({100 * float(fraction):g}% labels)", values["linear_top1"])
+        for fraction, values in results.get("label_fraction", {}).items()
+    ]
+    return [EvalResult(metric_name=name, metric_value=value, **common) for name, value in metrics]
+
+
+def _results_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
+    baseline = results.get("random_init_baseline") or {}
+    rows = [
+        ("Linear probe top-1", _percent(results["linear_top1"]), _percent(baseline.get("linear_top1"))),
+        ("Linear probe top-5", _percent(results["linear_top5"]), _percent(baseline.get("linear_top5"))),
+    ]
+    for k, value in results["knn_top1"].items():
+        rows.append(
+            (f"kNN top-1 (k={k})", _percent(value), _percent((baseline.get("knn_top1") or {}).get(k)))
+        )
+    for fraction, values in results.get("label_fraction", {}).items():
+        name = f"Linear probe top-1, {100 * float(fraction):g}% of the labels ({values['num_train_samples']} images)"
+        rows.append((name, _percent(values["linear_top1"]), "-"))
+    return rows
+
+
+def render_model_card(
+    model_dir: str | Path,
+    results: dict[str, Any] | None = None,
+    training_args: dict[str, Any] | None = None,
+    repo_id: str | None = None,
+    template_path: str | Path | None = None,
+) -> ModelCard:
+    """The model card of a probed SimCLR model folder, from `model_cards/template.md`.
+
+    Numbers are those of `results.json`: accuracies in the tables are shown in percent (100 x the stored
+    fraction, which has 4 digits, so nothing is rounded away) and in the `model-index` metadata as the
+    stored fractions, which the Hub shows on the model page.
+
+    Args:
+        model_dir (`str` or `Path`): local model folder (its `config.json` describes the model).
+        results (`dict`, *optional*): the probe's results; read from `results.json` in the folder if None.
+        training_args (`dict`, *optional*): the pretraining arguments; read from `training_args.json`.
+        repo_id (`str`, *optional*): Hub id used in the usage snippet and as the model's name; defaults
+            to the folder's path (the snippet then loads the local folder).
+        template_path (`str` or `Path`, *optional*): defaults to the repository's `model_cards/template.md`.
+
+    Returns:
+        `huggingface_hub.ModelCard`; `card.save(path)` writes it.
+
+    Raises:
+        FileNotFoundError: if there are no results (run `scripts/linear_probe.py` first).
+        ValueError: if the folder is not a SimCLR model.
+    """
+    from huggingface_hub import ModelCard, ModelCardData
+
+    model_dir = Path(model_dir)
+    config = load_simclr_config(model_dir)
+    results = results if results is not None else _read_json(model_dir / RESULTS_FILE)
+    if results is None:
+        raise FileNotFoundError(
+            f"{model_dir} has no {RESULTS_FILE}: run `python scripts/linear_probe.py --model_name_or_path "
+            f"{model_dir} --dataset_name ...` first, or pass results=."
+        )
+    training_args = (
+        training_args if training_args is not None else _read_json(model_dir / TRAINING_ARGS_FILE) or {}
+    )
+    template_path = Path(template_path) if template_path is not None else MODEL_CARD_TEMPLATE
+    if not template_path.is_file():
+        raise FileNotFoundError(f"model card template {template_path} not found; pass template_path=.")
+    model_name = (repo_id or str(model_dir.resolve())).rstrip("/").split("/")[-1]
+    repo_id = repo_id or str(model_dir)
+    eval_dataset = describe_dataset(results["dataset"]["name"])
+    pretraining_dataset = describe_dataset(training_args.get("dataset_name"))
+    processor = _read_json(model_dir / IMAGE_PROCESSOR_FILE) or {}
+    pretraining_data = f"Pretrained without labels on {pretraining_dataset['name']}"
+    if training_args.get("dataset_config_name"):
+        pretraining_data += f" (configuration `{training_args['dataset_config_name']}`)"
+    split = training_args.get("train_split") or training_args.get("split")
+    pretraining_data += f", split `{split}`." if split else "."
+    pretraining_data += " The run's arguments (`training_args.json`):" if training_args else ""
+
+    limitations = [
+        f"The encoder was trained only on {pretraining_dataset['name']} at {config.image_size}x"
+        f"{config.image_size} pixels; images far from that distribution or size are untested.",
+        f"Quality is measured with frozen features on {eval_dataset['name']} only (linear probe and kNN); "
+        "no fine-tuning, robustness or bias evaluation was done.",
+        f"All numbers come from one pretraining run and one probe seed ({results['seed']}); run-to-run "
+        "variation is not measured.",
+    ]
+    if results["dataset"].get("max_train_samples") or results["dataset"].get("max_eval_samples"):
+        limitations.append(
+            f"The probes used a subset of the data ({results['split_sizes']['train']} training and "
+            f"{results['split_sizes']['eval']} evaluation images), not the full splits."
+        )
+    for note in pretraining_dataset["notes"] + eval_dataset["notes"]:
+        if note not in limitations:
+            limitations.append(note)
+
+    plots = [
+        (PLOT_TITLES[name], file)
+        for name, file in (results.get("plots") or {}).items()
+        if name in PLOT_TITLES and file.endswith(".png") and (model_dir / file).is_file()
+    ]
+    probe = results.get("linear_probe", {})
+    card_data = ModelCardData(
+        model_name=model_name,
+        library_name="transformers",
+        pipeline_tag="image-feature-extraction",
+        tags=[
+            "simclr",
+            "self-supervised-learning",
+            "contrastive-learning",
+            "image-feature-extraction",
+            "timm",
+        ],
+        datasets=[d["id"] for d in (pretraining_dataset, eval_dataset) if d["hub"]] or None,
+        eval_results=_eval_results(results, eval_dataset),
+    )
+    summary = (
+        f"A SimCLR encoder (timm `{config.backbone}`) pretrained with contrastive learning; its frozen features "
+        f"reach {_percent(results['linear_top1'])}% linear-probe top-1 on {eval_dataset['name']} "
+        f"(split `{results['dataset']['eval_split']}`)."
+    )
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(template_path),
+        model_name=model_name,
+        summary=summary,
+        repo_id=repo_id,
+        backbone=config.backbone,
+        cifar_stem=config.cifar_stem,
+        hidden_size=results.get("feature_dim", "the backbone's width of"),
+        projection_head=_projection_head_text(config, results.get("feature_dim")),
+        loss_temperature=config.loss_temperature,
+        image_size=config.image_size,
+        image_mean=processor.get("image_mean"),
+        image_std=processor.get("image_std"),
+        pretraining_data=pretraining_data,
+        hyperparameters=[(name, _table_cell(value)) for name, value in training_args.items()],
+        eval_dataset=eval_dataset["name"],
+        train_split=results["dataset"]["train_split"],
+        eval_split=results["dataset"]["eval_split"],
+        train_size=results["split_sizes"]["train"],
+        eval_size=results["split_sizes"]["eval"],
+        weight_decays=probe.get("weight_decays"),
+        holdout_percent=f"{100 * probe.get('holdout_fraction', 0.1):g}",
+        knn_temperature=results.get("knn_temperature", 0.1),
+        seed=results["seed"],
+        results_rows=_results_rows(results),
+        per_class_rows=[
+            (
+                row["name"],
+                _percent(row["precision"]),
+                _percent(row["recall"]),
+                _percent(row["f1"]),
+                row["support"],
+            )
+            for row in results.get("per_class", [])
+        ],
+        plots=plots,
+        limitations=limitations,
+    )
+
+
+def write_model_card(
+    model_dir: str | Path,
+    results: dict[str, Any] | None = None,
+    training_args: dict[str, Any] | None = None,
+    repo_id: str | None = None,
+    template_path: str | Path | None = None,
+) -> Path:
+    """Render the model card (see [`render_model_card`]) and write it as `README.md` in `model_dir`.
+
+    Returns:
+        `Path` of the `README.md`.
+    """
+    card = render_model_card(model_dir, results, training_args, repo_id, template_path)
+    path = Path(model_dir) / MODEL_CARD_FILE
+    temporary = path.with_name(f".{path.name}.tmp")
+    card.save(temporary)
+    temporary.replace(path)
+    return path
+
+
+# ----------------------------------------------------------------------------------------------
+# Sharing on the Hub
+# ----------------------------------------------------------------------------------------------
+
+_FILE_ORIGINS = {
+    CONFIG_FILE: "pretraining (hf_simclr.hub.save_model_folder)",
+    IMAGE_PROCESSOR_FILE: "pretraining (hf_simclr.hub.save_model_folder)",
+    TRAINING_ARGS_FILE: "pretraining (hf_simclr.hub.save_model_folder with training_args)",
+    RESULTS_FILE: "scripts/linear_probe.py",
+    MODEL_CARD_FILE: "hf_simclr.hub.write_model_card (scripts/push_to_hub.py writes it unless --no_write_card)",
+    **dict.fromkeys(CODE_FILES, "SimCLR save_pretrained (hf_simclr.hub.save_model_folder)"),
+}
+
+
+def check_model_folder(folder: str | Path) -> SimCLRConfig:
+    """Check that a folder is complete and loads as a SimCLR model, before anything is uploaded.
+
+    Args:
+        folder (`str` or `Path`): the local model folder.
+
+    Returns:
+        The folder's `SimCLRConfig`.
+
+    Raises:
+        FileNotFoundError: if the folder or a required file is missing (the message says which and
+            what writes it).
+        ValueError: if it is not a SimCLR model or its weights do not load into the encoder.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder; pass the model folder written by pretraining.")
+    missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
+    if not any((folder / name).is_file() for name in WEIGHTS_FILES):
+        missing.insert(0, WEIGHTS_FILES[0])
+    if missing:
+        reasons = "; ".join(
+            f"{name} (written by {_FILE_ORIGINS.get(name, 'pretraining')})" for name in missing
+        )
+        raise FileNotFoundError(f"{folder} is not ready to share, it lacks: {reasons}.")
+    config = load_simclr_config(folder)
+    load_encoder(folder)
+    return config
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+OFFLINE_MESSAGE = (
+    "the Hugging Face Hub is in offline mode (HF_HUB_OFFLINE is set), so nothing can be pushed: "
+    "unset HF_HUB_OFFLINE (and HF_DATASETS_OFFLINE / TRANSFORMERS_OFFLINE if set) on a machine that "
+    "reaches huggingface.co, then push again."
+)
+
+
+def hub_token(token: str | None = None) -> str:
+    """The token to push with: `token`, else `HF_TOKEN` or the one `hf auth login` stored.
+
+    Raises:
+        RuntimeError: in offline mode, or when no token is found (the message says how to get one).
+    """
+    from huggingface_hub import constants, get_token
+
+    if constants.HF_HUB_OFFLINE or _truthy(os.environ.get("HF_HUB_OFFLINE")):
+        raise RuntimeError(OFFLINE_MESSAGE)
+    token = token or get_token()
+    if not token:
+        raise RuntimeError(
+            "no Hugging Face token: run `hf auth login`, or set HF_TOKEN to a token with write access "
+            "(https://huggingface.co/settings/tokens), or pass --token."
+        )
+    return token
+
+
+def push_model_folder(
+    folder: str | Path,
+    repo_id: str,
+    private: bool = False,
+    revision: str | None = None,
+    create_pr: bool = False,
+    token: str | None = None,
+    commit_message: str = "Upload SimCLR model (hf_simclr)",
+) -> Any:
+    """Upload a checked model folder to the Hub as one commit.
+
+    The folder is checked ([`check_model_folder`]) and the token found before any network call; the
+    repository is created if needed, and every file goes up in a single `upload_folder` commit, so the
+    repository never holds half a model. The feature cache and temporary files stay behind
+    (`UPLOAD_IGNORE_PATTERNS`).
+
+    Args:
+        folder (`str` or `Path`): the model folder (weights, config, code, processor, card, results).
+        repo_id (`str`): `"user/name"` or `"org/name"`.
+        private (`bool`, defaults to False): create the repository private (an existing one is unchanged).
+        revision (`str`, *optional*): branch to commit to (created from main if missing); with
+            `create_pr`, the branch the pull request targets.
+        create_pr (`bool`, defaults to False): open a pull request instead of committing directly.
+        token (`str`, *optional*): defaults to `HF_TOKEN` or the stored login.
+        commit_message (`str`): the commit's title.
+
+    Returns:
+        `huggingface_hub.CommitInfo` of the commit (`.commit_url`, `.pr_url`).
+
+    Raises:
+        FileNotFoundError, ValueError: from [`check_model_folder`].
+        RuntimeError: offline mode or no token.
+    """
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    folder = Path(folder)
+    check_model_folder(folder)
+    token = hub_token(token)
+    api = HfApi(token=token)
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        if revision not in (None, "main") and not create_pr:
+            api.create_branch(repo_id, branch=revision, exist_ok=True, repo_type="model")
+        return api.upload_folder(
+            repo_id=repo_id,
+            folder_path=folder,
+            repo_type="model",
+            revision=revision,
+            create_pr=create_pr,
+            commit_message=commit_message,
+            ignore_patterns=UPLOAD_IGNORE_PATTERNS,
+        )
+    except OfflineModeIsEnabled as error:
+        raise RuntimeError(OFFLINE_MESSAGE) from error

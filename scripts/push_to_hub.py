@@ -1,0 +1,58 @@
+"""Share a probed SimCLR model folder on the Hugging Face Hub, as one commit.
+
+    hf auth login                      # or: export HF_TOKEN=hf_...
+    python scripts/push_to_hub.py --model_dir runs/cifar10 --repo_id your-name/simclr-resnet18-cifar10
+
+The folder must hold the weights, config.json, the code files, preprocessor_config.json,
+training_args.json and results.json (run scripts/linear_probe.py first). The README.md model card
+is rendered again with the repository id (unless --no_write_card), the folder is checked to load
+as a SimCLR model, and only then is anything sent. The logic lives in hf_simclr.hub.
+"""
+
+from dataclasses import dataclass, field
+
+from transformers import HfArgumentParser
+
+from hf_simclr.hub import push_model_folder, write_model_card
+
+
+@dataclass
+class PushArguments:
+    model_dir: str = field(metadata={"help": "The model folder (pretrained, then probed)."})
+    repo_id: str = field(metadata={"help": "Hub repository, 'user/name' or 'org/name'; created if missing."})
+    private: bool = field(default=False, metadata={"help": "Create the repository private."})
+    revision: str | None = field(
+        default=None,
+        metadata={"help": "Branch to commit to (created if missing); the PR's base with --create_pr."},
+    )
+    create_pr: bool = field(default=False, metadata={"help": "Open a pull request instead of committing."})
+    commit_message: str = field(default="Upload SimCLR model (hf_simclr)", metadata={"help": "Commit title."})
+    token: str | None = field(
+        default=None, metadata={"help": "Hub token; defaults to HF_TOKEN or `hf auth login`."}
+    )
+    write_card: bool = field(
+        default=True,
+        metadata={
+            "help": "Re-render README.md from results.json with the repo id; --no_write_card keeps yours."
+        },
+    )
+
+
+def main() -> None:
+    (args,) = HfArgumentParser(PushArguments).parse_args_into_dataclasses()
+    if args.write_card:
+        write_model_card(args.model_dir, repo_id=args.repo_id)
+    commit = push_model_folder(
+        args.model_dir,
+        args.repo_id,
+        private=args.private,
+        revision=args.revision,
+        create_pr=args.create_pr,
+        token=args.token,
+        commit_message=args.commit_message,
+    )
+    print(f"Pushed {args.model_dir} to {commit.pr_url or commit.commit_url}")
+
+
+if __name__ == "__main__":
+    main()
