@@ -1,0 +1,250 @@
+"""Model card rendering and pushing a model folder to the Hub (network calls replaced, nothing sent)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import huggingface_hub
+import pytest
+import torch
+from huggingface_hub import ModelCard
+from huggingface_hub.errors import OfflineModeIsEnabled
+from test_probe import save_tiny_dataset, save_tiny_model
+from transformers import AutoModel
+
+from hf_simclr import SimCLRModel, hub
+from hf_simclr.probe import LinearProbeArguments, run_linear_probe
+
+REPO_ID = "someone/simclr-resnet18-tiny"
+
+
+@pytest.fixture(scope="module")
+def probed_folder(tmp_path_factory) -> Path:
+    """A model folder after pretraining (tiny, random) and the probe: results.json and README.md."""
+    root = tmp_path_factory.mktemp("hub")
+    model_dir = save_tiny_model(root / "model")
+    data_dir = save_tiny_dataset(root / "data", per_class=(8, 4))
+    args = LinearProbeArguments(
+        model_name_or_path=str(model_dir),
+        dataset_name=str(data_dir),
+        num_workers=0,
+        knn_k=[3, 200],
+        label_fractions=[0.5],
+        weight_decays=[1e-4],
+        max_iter=50,
+        device="cpu",
+    )
+    run_linear_probe(args)
+    return model_dir
+
+
+@pytest.fixture
+def folder(probed_folder, tmp_path) -> Path:
+    """A private copy of the probed folder, for tests that change it."""
+    return Path(shutil.copytree(probed_folder, tmp_path / "model"))
+
+
+@pytest.fixture
+def hub_calls(monkeypatch) -> list[tuple[str, dict]]:
+    """Replace HfApi's network calls by recorders; a token is set and offline mode is off."""
+    calls: list[tuple[str, dict]] = []
+
+    def create_repo(self, repo_id, **kwargs):
+        calls.append(("create_repo", {"repo_id": repo_id, **kwargs}))
+        return huggingface_hub.RepoUrl(f"https://huggingface.co/{repo_id}")
+
+    def create_branch(self, repo_id, **kwargs):
+        calls.append(("create_branch", {"repo_id": repo_id, **kwargs}))
+
+    def upload_folder(self, **kwargs):
+        calls.append(("upload_folder", kwargs))
+        return huggingface_hub.CommitInfo(
+            commit_url=f"https://huggingface.co/{kwargs['repo_id']}/commit/abc",
+            commit_message=kwargs["commit_message"],
+            commit_description="",
+            oid="abc",
+        )
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_branch", create_branch)
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token_not_real")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    return calls
+
+
+# ----------------------------------------------------------------------------------------------
+# Model card
+# ----------------------------------------------------------------------------------------------
+
+
+def test_card_renders_parses_and_repeats_the_results(folder):
+    results = json.loads((folder / "results.json").read_text())
+    path = hub.write_model_card(folder, repo_id=REPO_ID)
+    card = ModelCard.load(path)
+    by_name = {result.metric_name: result for result in card.data.eval_results}
+    assert by_name["Linear probe top-1"].metric_value == results["linear_top1"]
+    assert by_name["Linear probe top-5"].metric_value == results["linear_top5"]
+    assert by_name["kNN top-1 (k=3)"].metric_value == results["knn_top1"]["3"]
+    assert by_name["kNN top-1 (k=200)"].metric_value == results["knn_top1"]["200"]
+    assert (
+        by_name["Linear probe top-1 (50% labels)"].metric_value
+        == results["label_fraction"]["0.5"]["linear_top1"]
+    )
+    first = card.data.eval_results[0]
+    assert (first.task_type, first.metric_type, first.dataset_split) == (
+        "image-classification",
+        "accuracy",
+        "test",
+    )
+    assert "model-index" in card.content and card.data.pipeline_tag == "image-feature-extraction"
+    # The table shows the same numbers in percent: 100 x the stored 4-digit fractions.
+    baseline = results["random_init_baseline"]
+    assert (
+        f"| Linear probe top-1 | {100 * results['linear_top1']:.2f} | {100 * baseline['linear_top1']:.2f} |"
+        in card.text
+    )
+    assert f"| kNN top-1 (k=200) | {100 * results['knn_top1']['200']:.2f} |" in card.text
+    assert f"{100 * results['label_fraction']['0.5']['linear_top1']:.2f}" in card.text
+    assert f'AutoModel.from_pretrained("{REPO_ID}", trust_remote_code=True)' in card.text
+    assert f'pipeline("image-feature-extraction", model="{REPO_ID}", trust_remote_code=True)' in card.text
+    assert "resnet18" in card.text and "CIFAR stem" in card.text and "2002.05709" in card.text
+    assert "| `epochs` | 1 |" in card.text  # the recipe, from training_args.json
+
+
+def test_card_names_the_jpeg_copy_of_cifar10(cifar10_path):
+    described = hub.describe_dataset(str(cifar10_path))
+    assert described["id"] == "cifar10" and described["name"] == "CIFAR-10 (JPEG)" and not described["hub"]
+    assert any("re-encoded as JPEG" in note for note in described["notes"])
+    assert hub.describe_dataset("uoft-cs/cifar10") == {
+        "id": "uoft-cs/cifar10",
+        "name": "`uoft-cs/cifar10`",
+        "hub": True,
+        "notes": [],
+    }
+
+
+def test_card_needs_results(folder):
+    (folder / "results.json").unlink()
+    with pytest.raises(FileNotFoundError, match="run `python scripts/linear_probe.py"):
+        hub.render_model_card(folder)
+
+
+# ----------------------------------------------------------------------------------------------
+# Pushing
+# ----------------------------------------------------------------------------------------------
+
+
+def test_push_uploads_a_complete_loadable_folder_in_one_commit(folder, hub_calls):
+    (folder / "feature_cache" / "features_model_train.safetensors").touch()
+    commit = hub.push_model_folder(folder, REPO_ID, private=True, commit_message="first model")
+    assert [name for name, _ in hub_calls] == ["create_repo", "upload_folder"]
+    create, upload = hub_calls[0][1], hub_calls[1][1]
+    assert create == {"repo_id": REPO_ID, "private": True, "exist_ok": True, "repo_type": "model"}
+    assert (
+        upload["repo_id"] == REPO_ID
+        and upload["repo_type"] == "model"
+        and upload["commit_message"] == "first model"
+    )
+    assert upload["revision"] is None and upload["create_pr"] is False
+    assert {"feature_cache/*", "checkpoints/*"} <= set(upload["ignore_patterns"])
+    assert commit.commit_url.endswith("/commit/abc")
+
+    uploaded = Path(upload["folder_path"])
+    for name in hub.REQUIRED_FILES + ("model.safetensors",):
+        assert (uploaded / name).is_file(), name
+    encoder = AutoModel.from_pretrained(uploaded)
+    assert isinstance(encoder, SimCLRModel)
+    remote = AutoModel.from_pretrained(uploaded, trust_remote_code=True)
+    pixel_values = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert remote.eval()(pixel_values).pooler_output.shape == (2, 512)
+
+
+def test_push_to_a_branch_or_as_a_pull_request(folder, hub_calls):
+    hub.push_model_folder(folder, REPO_ID, revision="v1")
+    assert [name for name, _ in hub_calls] == ["create_repo", "create_branch", "upload_folder"]
+    assert hub_calls[1][1]["branch"] == "v1" and hub_calls[2][1]["revision"] == "v1"
+    hub_calls.clear()
+    hub.push_model_folder(folder, REPO_ID, create_pr=True)
+    assert [name for name, _ in hub_calls] == ["create_repo", "upload_folder"]
+    assert hub_calls[1][1]["create_pr"] is True
+
+
+def test_push_checks_the_folder_before_any_network_call(folder, hub_calls):
+    (folder / "results.json").unlink()
+    (folder / "loss.py").unlink()
+    with pytest.raises(
+        FileNotFoundError, match=r"lacks: loss.py .*; results.json \(written by scripts/linear_probe.py\)"
+    ):
+        hub.push_model_folder(folder, REPO_ID)
+    assert hub_calls == []
+
+
+def test_push_refuses_a_folder_that_is_not_a_simclr_model(folder, hub_calls):
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "model_type": "resnet"}))
+    with pytest.raises(ValueError, match="holds a 'resnet' model"):
+        hub.push_model_folder(folder, REPO_ID)
+    assert hub_calls == []
+
+
+def test_push_offline_says_what_to_do(folder, hub_calls, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(RuntimeError, match="unset HF_HUB_OFFLINE"):
+        hub.push_model_folder(folder, REPO_ID)
+    assert hub_calls == []
+    # Offline mode switched on after import shows up as huggingface_hub's own error: translated too.
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+
+    def offline(self, repo_id, **kwargs):
+        raise OfflineModeIsEnabled("Cannot reach https://huggingface.co: offline mode is enabled.")
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", offline)
+    with pytest.raises(RuntimeError, match="unset HF_HUB_OFFLINE") as error:
+        hub.push_model_folder(folder, REPO_ID)
+    assert isinstance(error.value.__cause__, OfflineModeIsEnabled)
+
+
+def test_push_without_a_token_says_how_to_log_in(folder, hub_calls, monkeypatch):
+    monkeypatch.delenv("HF_TOKEN")
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
+    with pytest.raises(RuntimeError, match=r"run `hf auth login`, or set HF_TOKEN"):
+        hub.push_model_folder(folder, REPO_ID)
+    assert hub_calls == []
+
+
+def test_push_script_rewrites_the_card_with_the_repo_id(folder, hub_calls, monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "scripts"))
+    import push_to_hub
+
+    monkeypatch.setattr(sys, "argv", ["push_to_hub.py", "--model_dir", str(folder), "--repo_id", REPO_ID])
+    push_to_hub.main()
+    assert f'AutoModel.from_pretrained("{REPO_ID}"' in (folder / "README.md").read_text()
+    assert [name for name, _ in hub_calls] == ["create_repo", "upload_folder"]
+    assert "Pushed" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading folders back
+# ----------------------------------------------------------------------------------------------
+
+
+def test_eval_view_comes_from_the_saved_image_processor(probed_folder, tmp_path):
+    view = hub.eval_augmentation_for(probed_folder)
+    assert view.image_size == 32 and view.mean == (0.4914, 0.4822, 0.4465)
+    bare = Path(
+        shutil.copytree(probed_folder, tmp_path / "bare", ignore=shutil.ignore_patterns("feature_cache"))
+    )
+    (bare / "preprocessor_config.json").unlink()
+    with pytest.warns(UserWarning, match="no usable preprocessor_config.json"):
+        assert hub.eval_augmentation_for(bare).image_size == 32  # the config's image_size
+
+
+def test_missing_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="no config.json found"):
+        hub.load_encoder(tmp_path / "does-not-exist")
