@@ -1,27 +1,35 @@
 """Pretrain a SimCLR encoder on unlabeled images.
 
     accelerate launch scripts/pretrain.py --dataset_name uoft-cs/cifar10 --output_dir runs/simclr-cifar10
-    accelerate launch scripts/pretrain.py recipe.yaml          # the same arguments from a JSON/YAML file
+    accelerate launch scripts/pretrain.py configs/cifar10-resnet18.yaml            # a recipe file
+    accelerate launch scripts/pretrain.py configs/cifar10-resnet18.yaml --output_dir runs/x  # + overrides
     torchrun --nproc_per_node 2 scripts/pretrain.py ...        # also fine; plain `python` too (one process)
 
 All logic lives in `hf_simclr.training`; `--help` lists every argument with tuning advice.
 """
 
+import json
 import sys
 
+import yaml
 from transformers import HfArgumentParser
 
 from hf_simclr.training import DataArguments, ModelArguments, PretrainingArguments, pretrain
 
 
+def recipe_arguments(path: str) -> list[str]:
+    """A JSON/YAML recipe as command-line arguments, so that later arguments override it."""
+    with open(path) as handle:
+        recipe = json.load(handle) if path.endswith(".json") else yaml.safe_load(handle)
+    return [item for key, value in recipe.items() for item in (f"--{key}", str(value))]
+
+
 def main() -> None:
+    argv = sys.argv[1:]
+    if argv and argv[0].endswith((".json", ".yaml", ".yml")):
+        argv = recipe_arguments(argv[0]) + argv[1:]
     parser = HfArgumentParser((ModelArguments, DataArguments, PretrainingArguments))
-    if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
-        model_args, data_args, training_args = parser.parse_json_file(sys.argv[1])
-    elif len(sys.argv) == 2 and sys.argv[1].endswith((".yaml", ".yml")):
-        model_args, data_args, training_args = parser.parse_yaml_file(sys.argv[1])
-    else:
-        model_args, data_args, training_args = parser.parse_args_into_dataclasses()
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     pretrain(model_args, data_args, training_args)
 
 

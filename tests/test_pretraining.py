@@ -155,3 +155,19 @@ def test_argument_errors() -> None:
         PretrainingArguments(output_dir="x", optimizer="rmsprop")
     with pytest.raises(ValueError, match="hub_model_id"):
         PretrainingArguments(output_dir="x", push_to_hub=True)
+
+
+def test_script_help_and_recipe_file_with_overrides(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "linear scaling" not in result.stderr and "--learning_rate" in result.stdout
+    sys.path.insert(0, str(SCRIPT.parent))
+    from pretrain import recipe_arguments
+
+    recipe = Path(__file__).resolve().parents[1] / "configs" / "cifar10-resnet18-reference.yaml"
+    argv = recipe_arguments(str(recipe)) + ["--output_dir", str(tmp_path), "--num_train_epochs", "3"]
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser((ModelArguments, DataArguments, PretrainingArguments))
+    model_args, data_args, train_args = parser.parse_args_into_dataclasses(args=argv)
+    assert model_args.projection_hidden_dim == 1024 and data_args.augmentation().crop_scale == (0.2, 1.0)
+    assert train_args.output_dir == str(tmp_path) and train_args.num_train_epochs == 3
