@@ -448,7 +448,9 @@ def render_model_card(
         image_mean=processor.get("image_mean"),
         image_std=processor.get("image_std"),
         pretraining_data=pretraining_data,
-        hyperparameters=[(name, _table_cell(value)) for name, value in training_args.items()],
+        hyperparameters=[  # never a credential, should a run have recorded one
+            (name, _table_cell(value)) for name, value in training_args.items() if "token" not in name.lower()
+        ],
         eval_dataset=eval_dataset["name"],
         train_split=results["dataset"]["train_split"],
         eval_split=results["dataset"]["eval_split"],
