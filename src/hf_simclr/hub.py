@@ -510,11 +510,13 @@ _FILE_ORIGINS = {
 }
 
 
-def check_model_folder(folder: str | Path) -> SimCLRConfig:
+def check_model_folder(folder: str | Path, require_results: bool = True) -> SimCLRConfig:
     """Check that a folder is complete and loads as a SimCLR model, before anything is uploaded.
 
     Args:
         folder (`str` or `Path`): the local model folder.
+        require_results (`bool`, defaults to True): also require the probe's `results.json`
+            (pretraining's `--push_to_hub` uploads before any probe has run).
 
     Returns:
         The folder's `SimCLRConfig`.
@@ -527,7 +529,8 @@ def check_model_folder(folder: str | Path) -> SimCLRConfig:
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder; pass the model folder written by pretraining.")
-    missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
+    required = [name for name in REQUIRED_FILES if require_results or name != RESULTS_FILE]
+    missing = [name for name in required if not (folder / name).is_file()]
     if not any((folder / name).is_file() for name in WEIGHTS_FILES):
         missing.insert(0, WEIGHTS_FILES[0])
     if missing:
@@ -578,6 +581,7 @@ def push_model_folder(
     create_pr: bool = False,
     token: str | None = None,
     commit_message: str = "Upload SimCLR model (hf_simclr)",
+    require_results: bool = True,
 ) -> Any:
     """Upload a checked model folder to the Hub as one commit.
 
@@ -595,6 +599,7 @@ def push_model_folder(
         create_pr (`bool`, defaults to False): open a pull request instead of committing directly.
         token (`str`, *optional*): defaults to `HF_TOKEN` or the stored login.
         commit_message (`str`): the commit's title.
+        require_results (`bool`, defaults to True): see [`check_model_folder`].
 
     Returns:
         `huggingface_hub.CommitInfo` of the commit (`.commit_url`, `.pr_url`).
@@ -607,7 +612,7 @@ def push_model_folder(
     from huggingface_hub.errors import OfflineModeIsEnabled
 
     folder = Path(folder)
-    check_model_folder(folder)
+    check_model_folder(folder, require_results=require_results)
     token = hub_token(token)
     api = HfApi(token=token)
     try:
