@@ -34,8 +34,8 @@ from tqdm.auto import tqdm
 from .configuration_simclr import SimCLRConfig
 from .data import ImageViewDataset, decode_images, decode_labels, load_image_dataset
 from .gpu_transforms import GPUTwoViewAugmentation, normalize
-from .hub import save_model_folder
-from .modeling_simclr import SimCLRForPreTraining
+from .hub import push_model_folder, save_model_folder, write_model_card
+from .modeling_simclr import SimCLRForPreTraining, split_views
 from .probe import knn_top1
 from .transforms import AugmentationConfig, augmentation_preset, two_view_batch_transform
 
@@ -63,14 +63,15 @@ class ModelArguments:
         metadata={"help": "3x3 stride-1 stem without max-pool; default: on for images <= 64px (CIFAR)."},
     )
     backbone_kwargs: str | None = field(
-        default=None, metadata={"help": 'JSON dict for timm.create_model, e.g. \'{"drop_path_rate": 0.1}\'.'}
+        default=None, metadata={"help": "JSON dict for timm.create_model, e.g. '{\"drop_path_rate\": 0.1}'."}
     )
     projection_layers: int = field(default=2, metadata={"help": "0 none, 1 linear, 2+ MLP (paper: 2)."})
     projection_hidden_dim: int | None = field(default=None, metadata={"help": "Default: backbone width."})
     projection_dim: int = field(default=128, metadata={"help": "Width of z (paper: 128)."})
     projection_batch_norm: bool = field(default=True, metadata={"help": "BatchNorm in the MLP head."})
     loss_temperature: float = field(
-        default=0.5, metadata={"help": "NT-Xent temperature; 0.5 suits CIFAR, 0.1-0.2 larger batches/ImageNet."}
+        default=0.5,
+        metadata={"help": "NT-Xent temperature; 0.5 suits CIFAR, 0.1-0.2 larger batches/ImageNet."},
     )
 
 
@@ -79,11 +80,15 @@ class DataArguments:
     """Where the images come from and how the two views are made."""
 
     dataset_name: str = field(
-        metadata={"help": "Hub name (uoft-cs/cifar10, jxie/stl10), local parquet/imagefolder dir or save_to_disk dir."}
+        metadata={
+            "help": "Hub name (uoft-cs/cifar10, jxie/stl10), local parquet/imagefolder dir or save_to_disk dir."
+        }
     )
     dataset_config_name: str | None = field(default=None, metadata={"help": "Dataset configuration name."})
     dataset_revision: str | None = field(default=None, metadata={"help": "Pin the dataset's Hub revision."})
-    train_split: str = field(default="train", metadata={"help": "Pretraining split(s), e.g. train+unlabeled."})
+    train_split: str = field(
+        default="train", metadata={"help": "Pretraining split(s), e.g. train+unlabeled."}
+    )
     eval_split: str | None = field(
         default="test", metadata={"help": "Labeled split queried by the kNN monitor (train split = memory)."}
     )
@@ -91,20 +96,25 @@ class DataArguments:
     label_column: str | None = field(default=None, metadata={"help": "Default: found automatically."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Pretrain on a seeded subset."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "kNN monitor on a seeded subset."})
-    preset: str = field(default="cifar10", metadata={"help": "Augmentation preset: cifar10, stl10, imagenet."})
+    preset: str = field(
+        default="cifar10", metadata={"help": "Augmentation preset: cifar10, stl10, imagenet."}
+    )
     image_size: int | None = field(default=None, metadata={"help": "Override the preset's view size."})
     crop_scale_min: float | None = field(default=None, metadata={"help": "Smallest crop area (paper 0.08)."})
     crop_scale_max: float | None = field(default=None, metadata={"help": "Largest crop area (1.0)."})
     horizontal_flip_p: float | None = field(default=None, metadata={"help": "Flip probability (0.5)."})
     color_jitter_strength: float | None = field(
-        default=None, metadata={"help": "Paper's s: 0.5 for CIFAR, 1.0 for ImageNet; the strongest single knob."}
+        default=None,
+        metadata={"help": "Paper's s: 0.5 for CIFAR, 1.0 for ImageNet; the strongest single knob."},
     )
     color_jitter_p: float | None = field(default=None, metadata={"help": "Jitter probability (0.8)."})
     grayscale_p: float | None = field(default=None, metadata={"help": "Grayscale probability (0.2)."})
     blur_p: float | None = field(default=None, metadata={"help": "Blur probability (0.5 >= 96px, 0 CIFAR)."})
     augment_on: str = field(
         default="auto",
-        metadata={"help": "gpu: batched on the training device (fast); cpu: torchvision in workers; auto: gpu."},
+        metadata={
+            "help": "gpu: batched on the training device (fast); cpu: torchvision in workers; auto: gpu."
+        },
     )
     dataloader_num_workers: int = field(default=4, metadata={"help": "CPU pipeline workers per process."})
     decoded_cache_dir: str | None = field(
@@ -137,7 +147,8 @@ class PretrainingArguments:
     num_train_epochs: float = field(default=100, metadata={"help": "Epochs (paper: 100-1000; longer helps)."})
     max_steps: int = field(default=-1, metadata={"help": "If > 0, train this many steps, ignoring epochs."})
     per_device_train_batch_size: int = field(
-        default=256, metadata={"help": "Images per process; the global batch (x processes) sets the negatives."}
+        default=256,
+        metadata={"help": "Images per process; the global batch (x processes) sets the negatives."},
     )
     optimizer: str = field(default="lars", metadata={"help": "lars (paper), sgd or adamw."})
     learning_rate: float | None = field(
@@ -146,28 +157,43 @@ class PretrainingArguments:
                   "Default: 0.3 for LARS (paper), 0.06 for SGD, 1e-3 for AdamW."},
     )  # fmt: skip
     weight_decay: float | None = field(
-        default=None, metadata={"help": "Default: 1e-6 LARS (paper), 5e-4 SGD, 1e-4 AdamW. Never on biases/norms."}
+        default=None,
+        metadata={"help": "Default: 1e-6 LARS (paper), 5e-4 SGD, 1e-4 AdamW. Never on biases/norms."},
     )
     momentum: float = field(default=0.9, metadata={"help": "Momentum of LARS and SGD."})
-    warmup_epochs: float = field(default=10, metadata={"help": "Linear warmup before cosine decay (paper: 10)."})
+    warmup_epochs: float = field(
+        default=10, metadata={"help": "Linear warmup before cosine decay (paper: 10)."}
+    )
     seed: int = field(default=42, metadata={"help": "Seeds model init, data order and augmentation."})
     mixed_precision: str = field(default="auto", metadata={"help": "no, bf16, fp16, or auto (bf16 on GPU)."})
-    torch_compile: bool = field(default=False, metadata={"help": "torch.compile the model (faster on GPU after a ~1 min compile)."})
+    torch_compile: bool = field(
+        default=False, metadata={"help": "torch.compile the model (faster on GPU after a ~1 min compile)."}
+    )
     sync_batchnorm: bool = field(default=True, metadata={"help": "SyncBatchNorm with >1 GPU process."})
     logging_steps: int = field(default=50, metadata={"help": "Log (and sync with the device) every N steps."})
-    checkpointing_steps: str = field(default="epoch", metadata={"help": "Checkpoint every N steps, or 'epoch'."})
+    checkpointing_steps: str = field(
+        default="epoch", metadata={"help": "Checkpoint every N steps, or 'epoch'."}
+    )
     checkpoints_total_limit: int = field(default=2, metadata={"help": "Keep the last K checkpoints."})
-    resume_from_checkpoint: str | None = field(default=None, metadata={"help": "'latest' or a checkpoint path."})
+    resume_from_checkpoint: str | None = field(
+        default=None, metadata={"help": "'latest' or a checkpoint path."}
+    )
     knn_every_epochs: int = field(default=10, metadata={"help": "kNN monitor every N epochs (0: off)."})
     knn_k: int = field(default=10, metadata={"help": "Neighbours of the kNN monitor."})
-    report_to: str = field(default="tensorboard", metadata={"help": "Trackers: tensorboard, wandb, all, none."})
+    report_to: str = field(
+        default="tensorboard", metadata={"help": "Trackers: tensorboard, wandb, all, none."}
+    )
     push_to_hub: bool = field(default=False, metadata={"help": "Push the final folder to --hub_model_id."})
-    hub_model_id: str | None = field(default=None, metadata={"help": "Hub repo, e.g. org/simclr-resnet18-stl10."})
+    hub_model_id: str | None = field(
+        default=None, metadata={"help": "Hub repo, e.g. org/simclr-resnet18-stl10."}
+    )
     hub_private_repo: bool = field(default=False, metadata={"help": "Create the Hub repo as private."})
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZER_DEFAULTS:
-            raise ValueError(f"--optimizer {self.optimizer} unknown; choose one of {sorted(OPTIMIZER_DEFAULTS)}.")
+            raise ValueError(
+                f"--optimizer {self.optimizer} unknown; choose one of {sorted(OPTIMIZER_DEFAULTS)}."
+            )
         defaults = OPTIMIZER_DEFAULTS[self.optimizer]
         if self.learning_rate is None:
             self.learning_rate = defaults["learning_rate"]
@@ -176,7 +202,9 @@ class PretrainingArguments:
         if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
             raise ValueError(f"--mixed_precision {self.mixed_precision} unknown; use no, bf16, fp16 or auto.")
         if self.checkpointing_steps != "epoch" and not self.checkpointing_steps.isdigit():
-            raise ValueError(f"--checkpointing_steps {self.checkpointing_steps} must be an integer or 'epoch'.")
+            raise ValueError(
+                f"--checkpointing_steps {self.checkpointing_steps} must be an integer or 'epoch'."
+            )
         if self.push_to_hub and not self.hub_model_id:
             raise ValueError("--push_to_hub needs --hub_model_id (e.g. org/simclr-resnet18-stl10).")
 
@@ -303,7 +331,11 @@ def save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, keep:
 
 @torch.no_grad()
 def encode_uint8(
-    encoder: nn.Module, images: torch.Tensor, augmentation: AugmentationConfig, device: torch.device, batch: int = 1024
+    encoder: nn.Module,
+    images: torch.Tensor,
+    augmentation: AugmentationConfig,
+    device: torch.device,
+    batch: int = 1024,
 ) -> torch.Tensor:
     """h for every image of a decoded uint8 split (N, 3, S, S), in eval mode, without augmentation."""
     was_training = encoder.training
@@ -343,7 +375,9 @@ class KNNMonitor:
     def __call__(self, encoder: nn.Module, device: torch.device) -> float:
         memory = encode_uint8(encoder, self.memory_images, self.augmentation, device)
         queries = encode_uint8(encoder, self.query_images, self.augmentation, device)
-        return knn_top1(memory, self.memory_labels.to(device), queries, self.query_labels.to(device), k=self.k)
+        return knn_top1(
+            memory, self.memory_labels.to(device), queries, self.query_labels.to(device), k=self.k
+        )
 
 
 def resolve_mixed_precision(value: str) -> str:
@@ -379,10 +413,14 @@ def check_batch_fits(num_images: int, local_batch: int, world_size: int) -> None
             f"than the {num_images} training images; lower --per_device_train_batch_size or use more data."
         )
     if global_batch < 2:
-        raise ValueError("NT-Xent needs at least 2 images per global batch; raise --per_device_train_batch_size.")
+        raise ValueError(
+            "NT-Xent needs at least 2 images per global batch; raise --per_device_train_batch_size."
+        )
 
 
-def pretrain(model_args: ModelArguments, data_args: DataArguments, args: PretrainingArguments) -> dict[str, Any]:
+def pretrain(
+    model_args: ModelArguments, data_args: DataArguments, args: PretrainingArguments
+) -> dict[str, Any]:
     """Pretrain a SimCLR model and write it to `args.output_dir`; returns a summary of the run."""
     started = time.time()
     output_dir = Path(args.output_dir)
@@ -433,6 +471,10 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, args: Pretrai
         model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     if args.torch_compile:
         model = torch.compile(model)
+    if augment_on == "gpu":
+        # The parameter draw uses a torch.Generator, which compile cannot trace; the augmentation
+        # itself is deterministic with fixed shapes (compiled: ~9x faster at 32px on an H100).
+        augment_views = torch.compile(augment.augment) if args.torch_compile else augment.augment
     state = TrainState()
     accelerator.register_for_checkpointing(state)
     if args.resume_from_checkpoint:
@@ -455,11 +497,15 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, args: Pretrai
 
     log_file = output_dir / LOG_FILE
     log_file.parent.mkdir(parents=True, exist_ok=True)
+    if accelerator.is_main_process and not args.resume_from_checkpoint:
+        log_file.write_text("")  # a fresh run starts a fresh log; a resumed one appends
     generator = torch.Generator(device=device)
     first_bad_step = torch.full((), -1, device=device)  # set on device: no host sync per step
     running = {"loss": torch.zeros((), device=device), "top1": torch.zeros((), device=device)}
     interval_start, interval_steps = time.time(), 0
-    checkpoint_every = steps_per_epoch if args.checkpointing_steps == "epoch" else int(args.checkpointing_steps)
+    checkpoint_every = (
+        steps_per_epoch if args.checkpointing_steps == "epoch" else int(args.checkpointing_steps)
+    )
     progress = tqdm(total=total_steps, initial=state.step, disable=not accelerator.is_local_main_process)
     model.train()
     while state.step < total_steps:
@@ -474,9 +520,10 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, args: Pretrai
                 break
             if augment_on == "gpu":
                 generator.manual_seed(args.seed * 1_000_003 + state.step * world_size + rank)
-                pixel_values = augment(batch, generator=generator)
+                params = augment.sample_params(2 * batch.shape[0], *batch.shape[2:], device, generator)
+                pixel_values = augment_views(batch, params)
             else:
-                pixel_values = batch["pixel_values"]
+                pixel_values = split_views(batch["pixel_values"])  # (2B, 3, S, S)
             if device.type == "cuda":
                 pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
             lr = learning_rate_at(state.step, total_steps, warmup_steps, peak_lr)
@@ -489,7 +536,9 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, args: Pretrai
 
             loss = output.loss.detach()
             first_bad_step = torch.where(
-                (first_bad_step < 0) & ~torch.isfinite(loss), torch.full_like(first_bad_step, state.step), first_bad_step
+                (first_bad_step < 0) & ~torch.isfinite(loss),
+                torch.full_like(first_bad_step, state.step),
+                first_bad_step,
             )
             running["loss"] += loss
             running["top1"] += output.contrastive_top1.detach()
@@ -541,9 +590,11 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, args: Pretrai
         unwrapped = accelerator.unwrap_model(model)
         save_model_folder(unwrapped, output_dir, augmentation, {**run_config, **summary})
         if args.push_to_hub:
-            from .hub import push_model_folder
-
-            push_model_folder(output_dir, args.hub_model_id, private=args.hub_private_repo)
+            # No probe has run yet: the card describes the model and recipe, without results.
+            write_model_card(output_dir, repo_id=args.hub_model_id)
+            push_model_folder(
+                output_dir, args.hub_model_id, private=args.hub_private_repo, require_results=False
+            )
     accelerator.end_training()
     return summary
 
