@@ -6,6 +6,8 @@
 Modes:
     data: two-view images per second from the CPU data pipeline (decode + augmentation, no model),
         per DataLoader worker count, at 32px (CIFAR-10) and 96px (STL-10 sized).
+    training: views per second of the model alone (random batches on the GPU, compiled) and of real
+        pretraining steps fed by the GPU pipeline and by the CPU pipeline; peak GPU memory. GPU only.
 
 All logic lives in `hf_simclr.benchmark`.
 """
@@ -18,7 +20,12 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from hf_simclr.benchmark import benchmark_data_pipeline, machine_description
+from hf_simclr.benchmark import (
+    TRAINING_CASES,
+    benchmark_data_pipeline,
+    benchmark_training,
+    machine_description,
+)
 
 
 def run_data(args: argparse.Namespace) -> dict:
@@ -41,7 +48,15 @@ def run_data(args: argparse.Namespace) -> dict:
     return {"results": [dataclasses.asdict(result) for result in results]}
 
 
-MODES = {"data": run_data}
+def run_training(args: argparse.Namespace) -> dict:
+    import torch
+
+    cases = tuple(case for case in TRAINING_CASES if not args.cases or case.name in args.cases)
+    results = benchmark_training(args.dataset_name, str(args.work_dir), cases, cpu_workers=args.cpu_workers)
+    return {"gpu": torch.cuda.get_device_name(), "results": results}
+
+
+MODES = {"data": run_data, "training": run_training}
 
 
 def parse_args() -> argparse.Namespace:
@@ -70,6 +85,10 @@ def parse_args() -> argparse.Namespace:
     data.add_argument(
         "--stl10_samples", type=int, default=4096, help="CIFAR-10 images upsampled to 96px for that case."
     )
+    training = parser.add_argument_group("--mode training (needs a CUDA GPU)")
+    training.add_argument("--work_dir", type=Path, default=Path("outputs/benchmark-training"))
+    training.add_argument("--cases", nargs="*", help=f"Subset of {[case.name for case in TRAINING_CASES]}.")
+    training.add_argument("--cpu_workers", type=int, help="CPU pipeline workers (default: all cores).")
     return parser.parse_args()
 
 
