@@ -1,0 +1,75 @@
+"""One real run on a slice of CIFAR-10: pretrain, probe above the random-init baseline, card, push."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from huggingface_hub import HfApi, ModelCard
+from transformers import AutoModel
+
+from hf_simclr import SimCLRModel
+from hf_simclr.hub import push_model_folder
+from hf_simclr.probe import LinearProbeArguments, run_linear_probe
+from hf_simclr.training import DataArguments, ModelArguments, PretrainingArguments, pretrain
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def probed_folder(cifar10_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """ResNet-18 (CIFAR stem) pretrained on 2,048 CIFAR-10 images at 16px for 6 epochs (~4 min on 2 cores),
+    then probed on 2,000 / 1,000 images. Measured on the development machine: linear top-1 31.3% against
+    26.6% for the random-init encoder."""
+    folder = tmp_path_factory.mktemp("e2e") / "model"
+    pretrain(
+        ModelArguments(),
+        DataArguments(dataset_name=str(cifar10_path), max_train_samples=2048, max_eval_samples=1000, image_size=16),
+        PretrainingArguments(output_dir=str(folder), num_train_epochs=6, per_device_train_batch_size=256,
+                             optimizer="sgd", learning_rate=0.3, warmup_epochs=1, knn_every_epochs=3,
+                             report_to="none", logging_steps=8, seed=42),
+    )  # fmt: skip
+    run_linear_probe(
+        LinearProbeArguments(model_name_or_path=str(folder), dataset_name=str(cifar10_path),
+                             max_train_samples=2000, max_eval_samples=1000, num_workers=0,
+                             label_fractions=[0.1], knn_k=[10], plots=True, device="cpu")
+    )  # fmt: skip
+    return folder
+
+
+def test_loss_falls_and_the_folder_loads(probed_folder: Path) -> None:
+    log = [json.loads(line) for line in (probed_folder / "log_history.jsonl").read_text().splitlines()]
+    losses = [record["loss"] for record in log if "loss" in record]
+    assert len(losses) == 6 and all(np.isfinite(losses)) and losses[-1] < losses[0]
+    assert [record["epoch"] for record in log if "knn_top1" in record] == [3, 6]
+    model = AutoModel.from_pretrained(probed_folder)
+    assert isinstance(model, SimCLRModel) and model.config.cifar_stem
+
+
+def test_probe_beats_the_random_init_baseline(probed_folder: Path) -> None:
+    results = json.loads((probed_folder / "results.json").read_text())
+    assert results["linear_top1"] > results["random_init_baseline"]["linear_top1"]
+    assert {"linear_top5", "knn_top1", "per_class", "label_fraction", "split_sizes", "seed"} <= results.keys()
+    assert {"tsne.png", "confusion_matrix.png", "training_curves.png"} <= {
+        p.name for p in probed_folder.iterdir()
+    }
+
+
+def test_card_carries_the_probe_numbers(probed_folder: Path) -> None:
+    results = json.loads((probed_folder / "results.json").read_text())
+    card = ModelCard.load(probed_folder / "README.md")
+    values = {r.metric_name: r.metric_value for r in card.data.eval_results}
+    assert values["Linear probe top-1"] == results["linear_top1"]
+
+
+def test_push_uploads_a_folder_that_loads(probed_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    uploads = []
+    monkeypatch.setenv("HF_TOKEN", "hf_not_a_real_token")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kwargs: repo_id)
+    monkeypatch.setattr(HfApi, "upload_folder", lambda self, **kwargs: uploads.append(kwargs))
+    push_model_folder(probed_folder, "org/simclr-resnet18-cifar10-tiny")
+    assert len(uploads) == 1
+    assert isinstance(AutoModel.from_pretrained(uploads[0]["folder_path"]), SimCLRModel)
