@@ -515,8 +515,9 @@ def check_model_folder(folder: str | Path, require_results: bool = True) -> SimC
 
     Args:
         folder (`str` or `Path`): the local model folder.
-        require_results (`bool`, defaults to True): also require the probe's `results.json`
-            (pretraining's `--push_to_hub` uploads before any probe has run).
+        require_results (`bool`, defaults to True): also require the probe's `results.json` and the
+            model card rendered from it (pretraining's `--push_to_hub` uploads before any probe has run;
+            `scripts/push_to_hub.py` adds both later).
 
     Returns:
         The folder's `SimCLRConfig`.
@@ -529,7 +530,8 @@ def check_model_folder(folder: str | Path, require_results: bool = True) -> SimC
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder; pass the model folder written by pretraining.")
-    required = [name for name in REQUIRED_FILES if require_results or name != RESULTS_FILE]
+    optional = () if require_results else (RESULTS_FILE, MODEL_CARD_FILE)
+    required = [name for name in REQUIRED_FILES if name not in optional]
     missing = [name for name in required if not (folder / name).is_file()]
     if not any((folder / name).is_file() for name in WEIGHTS_FILES):
         missing.insert(0, WEIGHTS_FILES[0])

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from .configuration_simclr import SimCLRConfig
 from .data import ImageViewDataset, decode_images, decode_labels, load_image_dataset
 from .gpu_transforms import GPUTwoViewAugmentation, normalize
-from .hub import push_model_folder, save_model_folder, write_model_card
+from .hub import push_model_folder, save_model_folder
 from .modeling_simclr import SimCLRForPreTraining, split_views
 from .probe import knn_top1
 from .transforms import AugmentationConfig, augmentation_preset, two_view_batch_transform
@@ -183,7 +183,11 @@ class PretrainingArguments:
     report_to: str = field(
         default="tensorboard", metadata={"help": "Trackers: tensorboard, wandb, all, none."}
     )
-    push_to_hub: bool = field(default=False, metadata={"help": "Push the final folder to --hub_model_id."})
+    push_to_hub: bool = field(
+        default=False,
+        metadata={"help": "Upload the final folder to --hub_model_id; run linear_probe.py and push_to_hub.py "
+                  "afterwards to add results.json and the model card."},
+    )  # fmt: skip
     hub_model_id: str | None = field(
         default=None, metadata={"help": "Hub repo, e.g. org/simclr-resnet18-stl10."}
     )
@@ -329,6 +333,25 @@ def save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, keep:
     accelerator.wait_for_everyone()
 
 
+def weights_are_finite(model: nn.Module) -> bool:
+    """Whether every floating-point parameter and buffer is finite (one device sync)."""
+    tensors = [t for t in model.state_dict().values() if t.is_floating_point()]
+    return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
+
+
+def drop_checkpoints_from(accelerator: Accelerator, output_dir: Path, step: int) -> Path | None:
+    """Remove checkpoints taken after `step` or more updates; return the last one left, if any."""
+    root = output_dir / CHECKPOINT_DIR
+    finished = sorted(root.glob("step_*"), key=lambda p: int(p.name.split("_")[1])) if root.is_dir() else []
+    if accelerator.is_main_process:
+        for path in finished:
+            if int(path.name.split("_")[1]) >= step:
+                shutil.rmtree(path, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    kept = [path for path in finished if int(path.name.split("_")[1]) < step]
+    return kept[-1] if kept else None
+
+
 @torch.no_grad()
 def encode_uint8(
     encoder: nn.Module,
@@ -355,10 +378,10 @@ class KNNMonitor:
     """kNN top-1 (cosine, train split as memory, eval split as queries) on frozen h during training."""
 
     def __init__(self, data_args: DataArguments, augmentation: AugmentationConfig, k: int) -> None:
-        memory = load_image_dataset(
+        memory = load_image_dataset(  # unlabeled rows (-1, e.g. STL-10's unlabeled split) are dropped below
             data_args.dataset_name, data_args.dataset_config_name, data_args.train_split,
             data_args.image_column, data_args.label_column, data_args.max_eval_samples,
-            data_args.dataset_revision, require_labels=True,
+            data_args.dataset_revision,
         )  # fmt: skip
         queries = load_image_dataset(
             data_args.dataset_name, data_args.dataset_config_name, data_args.eval_split,
@@ -547,13 +570,17 @@ def pretrain(
             progress.update(1)
 
             at_epoch_end = state.step % steps_per_epoch == 0
-            if state.step % args.logging_steps == 0 or state.step == total_steps or at_epoch_end:
-                bad = int(first_bad_step.item())
+            at_checkpoint = state.step % checkpoint_every == 0 or state.step == total_steps
+            # Logging syncs with the device; it also runs before each checkpoint, so that no checkpoint
+            # holds weights that a non-finite loss has already spoiled.
+            if state.step % args.logging_steps == 0 or at_epoch_end or at_checkpoint:
+                bad = int(first_bad_step.item())  # updates applied before the non-finite loss
                 if bad >= 0:
+                    kept = drop_checkpoints_from(accelerator, output_dir, bad)
                     raise FloatingPointError(
-                        f"Non-finite loss at step {bad + 1}; stopping. The last good checkpoint is kept in "
-                        f"{output_dir / CHECKPOINT_DIR}. Lower --learning_rate, or use --mixed_precision bf16 "
-                        "instead of fp16."
+                        f"Non-finite loss at step {bad + 1}; stopping. Last good checkpoint: {kept or 'none'} "
+                        "(later ones hold the weights that gave it and were removed). Lower --learning_rate, "
+                        "or use --mixed_precision bf16 instead of fp16."
                     )
                 seconds = time.time() - interval_start
                 # Mean over processes: each process's loss covers its own anchors only.
@@ -579,7 +606,13 @@ def pretrain(
                     log_record(accelerator, log_file, {"step": state.step, "epoch": completed,
                                                        "knn_top1": monitor(encoder, device)})  # fmt: skip
                     interval_start = time.time()
-            if state.step % checkpoint_every == 0 or state.step == total_steps:
+            if at_checkpoint:
+                if not weights_are_finite(model):  # e.g. BatchNorm statistics, which the loss does not see
+                    kept = drop_checkpoints_from(accelerator, output_dir, state.step)
+                    raise FloatingPointError(
+                        f"Non-finite weights after step {state.step}; stopping. Last good checkpoint: "
+                        f"{kept or 'none'}. Lower --learning_rate, or use --mixed_precision bf16 instead of fp16."
+                    )
                 save_checkpoint(accelerator, output_dir, state.step, args.checkpoints_total_limit)
     progress.close()
 
@@ -590,8 +623,7 @@ def pretrain(
         unwrapped = accelerator.unwrap_model(model)
         save_model_folder(unwrapped, output_dir, augmentation, {**run_config, **summary})
         if args.push_to_hub:
-            # No probe has run yet: the card describes the model and recipe, without results.
-            write_model_card(output_dir, repo_id=args.hub_model_id)
+            # No probe has run yet: results.json and the card come with scripts/push_to_hub.py later.
             push_model_folder(
                 output_dir, args.hub_model_id, private=args.hub_private_repo, require_results=False
             )
