@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import datasets
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.utils import set_seed
@@ -120,6 +121,15 @@ class DataArguments:
     decoded_cache_dir: str | None = field(
         default=None, metadata={"help": "Folder for the decoded uint8 training split (.npy, memory-mapped)."}
     )
+
+    def load_split(
+        self, split: str, max_samples: int | None, seed: int = 0, require_labels: bool = False
+    ) -> datasets.Dataset:
+        """`split` of `--dataset_name` in the package's one layout (`image`, optional `label`)."""
+        return load_image_dataset(
+            self.dataset_name, self.dataset_config_name, split, self.image_column, self.label_column,
+            max_samples, self.dataset_revision, seed=seed, require_labels=require_labels,
+        )  # fmt: skip
 
     def augmentation(self) -> AugmentationConfig:
         overrides = {
@@ -297,6 +307,18 @@ class DeviceBatches:
             yield self.images[order[first : first + self.local_batch]]
 
 
+def checkpoint_step(path: Path) -> int:
+    """N of a checkpoint folder `step_N`."""
+    return int(path.name.split("_")[1])
+
+
+def list_checkpoints(output_dir: Path) -> list[Path]:
+    """The finished checkpoints `checkpoints/step_N` of a run, oldest first."""
+    root = output_dir / CHECKPOINT_DIR
+    finished = [p for p in root.glob("step_*") if re.fullmatch(r"step_\d+", p.name)] if root.is_dir() else []
+    return sorted(finished, key=checkpoint_step)
+
+
 def find_checkpoint(output_dir: Path, resume_from_checkpoint: str) -> Path:
     """Resolve `latest` (the highest `checkpoints/step_N`) or a path; clear error if there is none."""
     if resume_from_checkpoint != "latest":
@@ -304,10 +326,7 @@ def find_checkpoint(output_dir: Path, resume_from_checkpoint: str) -> Path:
         if not path.is_dir():
             raise ValueError(f"--resume_from_checkpoint {path} is not a checkpoint folder.")
         return path
-    candidates = sorted(
-        (p for p in (output_dir / CHECKPOINT_DIR).glob("step_*") if re.fullmatch(r"step_\d+", p.name)),
-        key=lambda p: int(p.name.split("_")[1]),
-    )
+    candidates = list_checkpoints(output_dir)
     if not candidates:
         raise ValueError(f"--resume_from_checkpoint latest: no checkpoint in {output_dir / CHECKPOINT_DIR}.")
     return candidates[-1]
@@ -327,7 +346,7 @@ def save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, keep:
     if accelerator.is_main_process:
         shutil.rmtree(final, ignore_errors=True)
         os.replace(staging, final)
-        finished = sorted((p for p in root.glob("step_*")), key=lambda p: int(p.name.split("_")[1]))
+        finished = list_checkpoints(output_dir)
         for old in finished[:-keep] if keep > 0 else []:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
@@ -341,14 +360,13 @@ def weights_are_finite(model: nn.Module) -> bool:
 
 def drop_checkpoints_from(accelerator: Accelerator, output_dir: Path, step: int) -> Path | None:
     """Remove checkpoints taken after `step` or more updates; return the last one left, if any."""
-    root = output_dir / CHECKPOINT_DIR
-    finished = sorted(root.glob("step_*"), key=lambda p: int(p.name.split("_")[1])) if root.is_dir() else []
+    finished = list_checkpoints(output_dir)
     if accelerator.is_main_process:
         for path in finished:
-            if int(path.name.split("_")[1]) >= step:
+            if checkpoint_step(path) >= step:
                 shutil.rmtree(path, ignore_errors=True)
     accelerator.wait_for_everyone()
-    kept = [path for path in finished if int(path.name.split("_")[1]) < step]
+    kept = [path for path in finished if checkpoint_step(path) < step]
     return kept[-1] if kept else None
 
 
@@ -378,19 +396,13 @@ class KNNMonitor:
     """kNN top-1 (cosine, train split as memory, eval split as queries) on frozen h during training."""
 
     def __init__(self, data_args: DataArguments, augmentation: AugmentationConfig, k: int) -> None:
-        memory = load_image_dataset(  # unlabeled rows (-1, e.g. STL-10's unlabeled split) are dropped below
-            data_args.dataset_name, data_args.dataset_config_name, data_args.train_split,
-            data_args.image_column, data_args.label_column, data_args.max_eval_samples,
-            data_args.dataset_revision,
-        )  # fmt: skip
-        queries = load_image_dataset(
-            data_args.dataset_name, data_args.dataset_config_name, data_args.eval_split,
-            data_args.image_column, data_args.label_column, data_args.max_eval_samples,
-            data_args.dataset_revision, require_labels=True,
-        )  # fmt: skip
-        memory = memory.select(torch.nonzero(decode_labels(memory) >= 0).flatten().tolist())
+        # Memory: the labeled rows of the training split (STL-10's unlabeled rows carry label -1).
+        memory = data_args.load_split(data_args.train_split, data_args.max_eval_samples)
+        labels = decode_labels(memory)
+        memory = memory.select(torch.nonzero(labels >= 0).flatten().tolist())
+        queries = data_args.load_split(data_args.eval_split, data_args.max_eval_samples, require_labels=True)
         self.memory_images = decode_images(memory, augmentation.image_size)
-        self.memory_labels = decode_labels(memory)
+        self.memory_labels = labels[labels >= 0]
         self.query_images = decode_images(queries, augmentation.image_size)
         self.query_labels = decode_labels(queries)
         self.augmentation, self.k = augmentation, k
@@ -415,15 +427,6 @@ def run_arguments(*argument_sets: Any) -> dict[str, Any]:
     for arguments in argument_sets:
         merged.update(dataclasses.asdict(arguments))
     return merged
-
-
-def load_pretraining_images(data_args: DataArguments, seed: int):
-    """The pretraining split (labels, if any, are ignored)."""
-    return load_image_dataset(
-        data_args.dataset_name, data_args.dataset_config_name, data_args.train_split,
-        data_args.image_column, data_args.label_column, data_args.max_train_samples,
-        data_args.dataset_revision, seed=seed,
-    )  # fmt: skip
 
 
 def check_batch_fits(num_images: int, local_batch: int, world_size: int) -> None:
@@ -463,7 +466,7 @@ def pretrain(
         raise ValueError(f"--augment_on {data_args.augment_on} unknown; use gpu, cpu or auto.")
 
     # Data: every process reads the same split; batches are sharded by rank.
-    dataset = load_pretraining_images(data_args, args.seed)
+    dataset = data_args.load_split(data_args.train_split, data_args.max_train_samples, seed=args.seed)
     local_batch = args.per_device_train_batch_size
     check_batch_fits(len(dataset), local_batch, world_size)
     global_batch = local_batch * world_size
