@@ -118,3 +118,71 @@ def test_image_processor_and_feature_extraction_pipeline(model_folder: Path) -> 
     with torch.no_grad():
         expected = model(pixels).pooler_output
     torch.testing.assert_close(features.reshape(expected.shape), expected, atol=1e-5, rtol=1e-5)
+
+
+# Every mode the training path accepts (tests/test_transforms.py), at shapes that are not square.
+PIL_MODES = ["RGB", "L", "LA", "RGBA", "CMYK", "P", "1", "I;16", "I", "F"]
+
+
+def image_in_mode(mode: str, height: int = 40, width: int = 64) -> Image.Image:
+    rng = np.random.default_rng(len(mode))
+    if mode == "I;16":
+        return Image.fromarray(rng.integers(0, 65535, (height, width), dtype=np.uint16))
+    if mode == "F":
+        return Image.fromarray(rng.random((height, width), dtype=np.float32))
+    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).convert(mode)
+
+
+def test_saved_processor_is_the_evaluation_view_for_every_mode_and_shape(model_folder: Path) -> None:
+    import datasets
+
+    from hf_simclr.data import decode_images
+    from hf_simclr.transforms import to_model_input
+
+    processor = AutoImageProcessor.from_pretrained(model_folder)
+    assert type(processor).__name__ == "SimCLRImageProcessor" and processor.image_size == 32
+    images = [image_in_mode(mode, *shape) for mode in PIL_MODES for shape in ((40, 64), (64, 40), (33, 33))]
+    assert {image.mode for image in images} == set(PIL_MODES)
+    pixels = processor(images=images, return_tensors="pt")["pixel_values"]
+    # The probe's path: the split decoded to uint8 (as pretraining and the kNN monitor decode it), normalised.
+    features = datasets.Features({"image": datasets.Image()})
+    rows = datasets.Dataset.from_dict({"image": images}, features=features)
+    probe_pixels = to_model_input(decode_images(rows, 32), processor.image_mean, processor.image_std)
+    assert pixels.shape == probe_pixels.shape == (len(images), 3, 32, 32)
+    assert (pixels - probe_pixels).abs().max().item() < 1e-5
+
+
+@pytest.mark.parametrize("mode", PIL_MODES)
+def test_readme_usage_works_on_every_image_mode(model_folder: Path, mode: str) -> None:
+    processor = AutoImageProcessor.from_pretrained(model_folder)
+    model = AutoModel.from_pretrained(model_folder).eval()
+    inputs = processor(images=[image_in_mode(mode)], return_tensors="pt")
+    with torch.no_grad():
+        h = model(**inputs).pooler_output
+    assert h.shape == (1, 512) and torch.isfinite(h).all()
+
+
+def test_processor_loads_with_trust_remote_code_only(model_folder: Path) -> None:
+    result = run_python(
+        f"""
+        import sys
+        sys.modules["hf_simclr"] = None  # hf_simclr is not importable in this process
+        import numpy as np
+        from PIL import Image
+        from transformers import AutoImageProcessor
+        processor = AutoImageProcessor.from_pretrained({str(model_folder)!r}, trust_remote_code=True)
+        assert "hf_simclr" not in type(processor).__module__, type(processor).__module__
+        image = Image.fromarray(np.full((40, 64), 1000, dtype=np.uint16))  # 16-bit grayscale
+        print("SHAPE", tuple(processor(images=image)["pixel_values"].shape))
+        """
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "SHAPE (1, 3, 32, 32)" in result.stdout
+
+
+def test_processor_rejects_what_it_cannot_read(model_folder: Path) -> None:
+    processor = AutoImageProcessor.from_pretrained(model_folder)
+    with pytest.raises(TypeError, match="open files with PIL.Image.open"):
+        processor(images="cat.png")
+    with pytest.raises(TypeError, match="takes images and return_tensors only"):
+        processor(images=image_in_mode("RGB"), size={"height": 64, "width": 64})

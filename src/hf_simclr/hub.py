@@ -15,10 +15,11 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from transformers import PreTrainedModel, ViTImageProcessor
+from transformers import PreTrainedModel
 from transformers.utils import logging as transformers_logging
 
 from .configuration_simclr import SimCLRConfig
+from .image_processing_simclr import SimCLRImageProcessor
 from .modeling_simclr import SimCLRModel
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, AugmentationConfig
 
@@ -28,17 +29,10 @@ if TYPE_CHECKING:
 TRAINING_ARGS_FILE = "training_args.json"
 
 
-def image_processor_for(augmentation: AugmentationConfig) -> ViTImageProcessor:
-    """The image processor that matches the training views: resize to `image_size`, rescale, normalise."""
-    size = augmentation.image_size
-    return ViTImageProcessor(
-        do_resize=True,
-        size={"height": size, "width": size},
-        do_rescale=True,
-        rescale_factor=1 / 255,
-        do_normalize=True,
-        image_mean=list(augmentation.mean),
-        image_std=list(augmentation.std),
+def image_processor_for(augmentation: AugmentationConfig) -> SimCLRImageProcessor:
+    """The image processor of a model trained with `augmentation`: its evaluation view (size, statistics)."""
+    return SimCLRImageProcessor(
+        image_size=augmentation.image_size, image_mean=augmentation.mean, image_std=augmentation.std
     )
 
 
@@ -87,7 +81,13 @@ RESULTS_FILE = "results.json"
 MODEL_CARD_FILE = "README.md"
 LOG_HISTORY_FILE = "log_history.jsonl"
 WEIGHTS_FILES = ("model.safetensors", "model.safetensors.index.json")  # one file, or sharded
-CODE_FILES = ("configuration_simclr.py", "modeling_simclr.py", "loss.py")
+CODE_FILES = (
+    "configuration_simclr.py",
+    "modeling_simclr.py",
+    "loss.py",
+    "image_processing_simclr.py",
+    "transforms.py",
+)
 # Everything a shared folder must hold besides the weights (plots are optional).
 REQUIRED_FILES = (
     CONFIG_FILE,
@@ -210,9 +210,12 @@ def eval_augmentation_for(
     path = resolve_model_file(model_name_or_path, IMAGE_PROCESSOR_FILE, revision)
     if path is not None:
         processor = json.loads(path.read_text())
-        size = processor.get("size") or {}
+        size = processor.get("size") or {}  # folders saved before SimCLRImageProcessor: ViTImageProcessor
         image_size = (
-            size.get("height") or size.get("shortest_edge") or processor.get("crop_size", {}).get("height")
+            processor.get("image_size")
+            or size.get("height")
+            or size.get("shortest_edge")
+            or (processor.get("crop_size") or {}).get("height")
         )
         mean, std = processor.get("image_mean"), processor.get("image_std")
         if image_size and mean and std:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -176,6 +176,46 @@ def decode_image(value: Image.Image | dict[str, Any]) -> Image.Image:
     return to_rgb(image)
 
 
+def eval_view(image: Image.Image, image_size: int) -> np.ndarray:
+    """The deterministic evaluation view of one image, as uint8 pixels `(3, S, S)`.
+
+    The image is converted to RGB ([`to_rgb`]); unless it is already `image_size` square, its shorter
+    side is resized to `image_size` (bilinear, antialiased) and the center square is cropped. This is
+    the one definition of the view used by the probe, the kNN monitor, the decoded training split and
+    the saved image processor (`SimCLRImageProcessor`); [`to_model_input`] then scales and normalises.
+
+    Args:
+        image (`PIL.Image.Image`): any mode PIL reads.
+        image_size (`int`): side S of the view.
+
+    Returns:
+        `np.ndarray` of dtype uint8 and shape `(3, S, S)`.
+    """
+    image = to_rgb(image)
+    if image.size != (image_size, image_size):
+        image = resize_center_crop(image_size)(image)
+    return np.ascontiguousarray(np.asarray(image).transpose(2, 0, 1))
+
+
+def to_model_input(
+    pixels: torch.Tensor, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor
+) -> torch.Tensor:
+    """uint8 pixels `(N, 3, S, S)` -> float32 model input: scaled to [0, 1], normalised per channel.
+
+    Runs on the pixels' device (the evaluation runs it on the GPU, the image processor on the CPU).
+
+    Args:
+        pixels (`torch.Tensor` of dtype uint8 and shape `(N, 3, S, S)`): e.g. stacked [`eval_view`]s.
+        mean, std (3 floats or tensors of shape `(3,)`): the per-channel statistics.
+
+    Returns:
+        `torch.Tensor` of dtype float32 and shape `(N, 3, S, S)`.
+    """
+    mean = torch.as_tensor(mean, dtype=torch.float32, device=pixels.device).view(1, -1, 1, 1)
+    std = torch.as_tensor(std, dtype=torch.float32, device=pixels.device).view(1, -1, 1, 1)
+    return (pixels.float().mul(1.0 / 255) - mean) / std  # the arithmetic of torchvision's ToDtype + Normalize
+
+
 def _normalize(config: AugmentationConfig) -> list[Callable]:
     """PIL image -> float tensor (3, S, S) in [0, 1] -> normalised by the config's mean and std."""
     return [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(config.mean, config.std)]
@@ -220,7 +260,7 @@ class TwoViewTransform:
 
 
 class EvalTransform:
-    """The deterministic view used for feature extraction (probe, kNN): resize, center crop, normalise.
+    """The deterministic evaluation view of one image, normalised: [`eval_view`] + [`to_model_input`].
 
     Args:
         config (`AugmentationConfig`): only `image_size`, `mean` and `std` are read.
@@ -228,11 +268,11 @@ class EvalTransform:
 
     def __init__(self, config: AugmentationConfig) -> None:
         self.config = config
-        self.transform = v2.Compose([resize_center_crop(config.image_size), *_normalize(config)])
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         """Return the view, a float tensor of shape (3, S, S) with S = `config.image_size`."""
-        return self.transform(to_rgb(image))
+        pixels = torch.from_numpy(eval_view(image, self.config.image_size))
+        return to_model_input(pixels[None], self.config.mean, self.config.std)[0]
 
 
 class ImageBatchTransform:
