@@ -6,12 +6,12 @@
 Writes results.json (and with --plots the PNG pictures) into --output_dir, which defaults to the
 model folder; there it also writes the README.md model card. Features are cached in
 <output_dir>/feature_cache/, so a second run with other probe settings skips the encoder.
-The logic lives in hf_simclr.probe.run_linear_probe.
+The logic lives in hf_simclr.evaluation.run_linear_probe.
 """
 
 from transformers import HfArgumentParser
 
-from hf_simclr.probe import LinearProbeArguments, format_results_table, run_linear_probe
+from hf_simclr.evaluation import LinearProbeArguments, format_results_table, run_linear_probe
 
 
 def main() -> None:

@@ -8,20 +8,17 @@
 All logic lives in `hf_simclr.training`; `--help` lists every argument with tuning advice.
 """
 
-import json
 import sys
 
-import yaml
 from transformers import HfArgumentParser
 
-from hf_simclr.training import DataArguments, ModelArguments, PretrainingArguments, pretrain
-
-
-def recipe_arguments(path: str) -> list[str]:
-    """A JSON/YAML recipe as command-line arguments, so that later arguments override it."""
-    with open(path) as handle:
-        recipe = json.load(handle) if path.endswith(".json") else yaml.safe_load(handle)
-    return [item for key, value in recipe.items() for item in (f"--{key}", str(value))]
+from hf_simclr.training import (
+    DataArguments,
+    ModelArguments,
+    PretrainingArguments,
+    pretrain,
+    recipe_arguments,
+)
 
 
 def main() -> None:

@@ -11,8 +11,8 @@ from huggingface_hub import HfApi, ModelCard
 from transformers import AutoModel
 
 from hf_simclr import SimCLRModel
+from hf_simclr.evaluation import LinearProbeArguments, run_linear_probe
 from hf_simclr.hub import push_model_folder
-from hf_simclr.probe import LinearProbeArguments, run_linear_probe
 from hf_simclr.training import DataArguments, ModelArguments, PretrainingArguments, pretrain
 
 pytestmark = pytest.mark.slow
@@ -33,7 +33,7 @@ def probed_folder(cifar10_path: Path, tmp_path_factory: pytest.TempPathFactory) 
     )  # fmt: skip
     run_linear_probe(
         LinearProbeArguments(model_name_or_path=str(folder), dataset_name=str(cifar10_path),
-                             max_train_samples=2000, max_eval_samples=1000, num_workers=0,
+                             max_train_samples=2000, max_eval_samples=1000,
                              label_fractions=[0.1], knn_k=[10], plots=True, device="cpu")
     )  # fmt: skip
     return folder

@@ -1,4 +1,4 @@
-"""Linear probe, kNN, label fractions, the whole probe run, its results.json and pictures."""
+"""The evaluation: one feature path (h, z), linear probe, kNN, label fractions, the whole run, pictures."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from transformers import AutoImageProcessor, AutoModel
 
-from hf_simclr import SimCLRConfig, SimCLRForPreTraining, hub, probe
-from hf_simclr.plots import plot_confusion_matrix, plot_training_curves, plot_tsne, write_probe_plots
-from hf_simclr.probe import (
+from hf_simclr import SimCLRConfig, SimCLRForPreTraining, evaluation, hub
+from hf_simclr.evaluation import (
     LinearProbeArguments,
     cached_features,
     fit_linear_probe,
@@ -26,6 +26,20 @@ from hf_simclr.probe import (
     label_fraction_indices,
     run_linear_probe,
     top_k_accuracy,
+)
+from hf_simclr.plots import (
+    plot_confusion_matrix,
+    plot_training_curves,
+    plot_tsne,
+    read_log_history,
+    write_probe_plots,
+)
+from hf_simclr.training import (
+    DataArguments,
+    ModelArguments,
+    PretrainingArguments,
+    build_knn_monitor,
+    pretrain,
 )
 from hf_simclr.transforms import augmentation_preset
 
@@ -95,7 +109,6 @@ def probed(tmp_path_factory):
         model_name_or_path=str(model_dir),
         dataset_name=str(data_dir),
         batch_size=16,
-        num_workers=0,
         knn_k=[3, 200],
         label_fractions=[0.25, 0.5],
         plots=True,
@@ -283,23 +296,26 @@ def test_probe_writes_pictures_and_a_card_into_the_model_folder(probed):
 
 def test_features_are_cached_and_recomputed_when_the_inputs_change(probed, tmp_path, monkeypatch):
     args, _, model_dir = probed
-    encoder = hub.load_encoder(model_dir)
-    dataset = probe.load_image_dataset(args.dataset_name, split="test")
-    augmentation = augmentation_preset("cifar10")
+    model = evaluation.load_frozen_model(model_dir)
+    dataset = evaluation.load_image_dataset(args.dataset_name, split="test")
+    split = evaluation.decode_labeled_split(dataset, 32)
     cache = tmp_path / "features.safetensors"
-    h, y = cached_features(cache, encoder, dataset, augmentation, batch_size=8)
-    assert h.shape == (12, 512) and y.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    features = cached_features(cache, model, split, "cpu", batch_size=8)
+    assert features["h"].shape == (12, 512) and features["z"].shape == (12, 128)
+    assert features["y"].tolist() == [0] * 4 + [1] * 4 + [2] * 4
 
     def fail(*args, **kwargs):
         raise AssertionError("features should have come from the cache")
 
     with monkeypatch.context() as patch:
-        patch.setattr(probe, "extract_features", fail)
-        cached_h, _ = cached_features(cache, encoder, dataset, augmentation, batch_size=8)
-    assert torch.equal(cached_h, h)
-    other = cached_features(cache, encoder, dataset.select(range(6)), augmentation, batch_size=8)[0]
-    assert other.shape == (6, 512)
-    assert torch.allclose(other, h[:6], atol=1e-5)
+        patch.setattr(evaluation, "extract_features", fail)
+        cached = cached_features(cache, model, split, "cpu", batch_size=8)
+    assert torch.equal(cached["h"], features["h"]) and torch.equal(cached["z"], features["z"])
+    other = cached_features(
+        cache, model, evaluation.decode_labeled_split(dataset.select(range(6)), 32), "cpu"
+    )
+    assert other["h"].shape == (6, 512)
+    assert torch.allclose(other["h"], features["h"][:6], atol=1e-5)
 
 
 def test_script_runs_from_the_command_line(probed, tmp_path, monkeypatch, capsys):
@@ -309,7 +325,7 @@ def test_script_runs_from_the_command_line(probed, tmp_path, monkeypatch, capsys
 
     output_dir = tmp_path / "out"
     argv = ["linear_probe.py", "--model_name_or_path", str(model_dir), "--dataset_name", args.dataset_name]
-    argv += ["--output_dir", str(output_dir), "--num_workers", "0", "--knn_k", "3", "--max_iter", "100"]
+    argv += ["--output_dir", str(output_dir), "--knn_k", "3", "--max_iter", "100"]
     argv += ["--label_fractions", "0.5", "--skip_baseline", "--device", "cpu"]
     monkeypatch.setattr(sys, "argv", argv)
     linear_probe.main()
@@ -318,6 +334,109 @@ def test_script_runs_from_the_command_line(probed, tmp_path, monkeypatch, capsys
     assert written["linear_top1"] == results["linear_top1"]  # same features, same deterministic probe
     assert not (output_dir / "README.md").exists()  # not the model folder: no card
     assert "kNN top-1 (k=3)" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------------------------
+# One feature path: h and z, the image processor's view, the kNN monitor
+# ----------------------------------------------------------------------------------------------
+
+
+def image_rows(images: list[Image.Image]) -> datasets.Dataset:
+    return datasets.Dataset.from_dict(
+        {"image": images}, features=datasets.Features({"image": datasets.Image()})
+    )
+
+
+def test_the_one_extractor_gives_h_and_z_of_the_models_on_the_processors_output(probed):
+    _, _, model_dir = probed
+    rng = np.random.default_rng(0)
+    images = [
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+        for h, w in ((40, 64), (64, 40), (33, 50))
+    ]
+    images.append(images[0].convert("L"))
+    model = evaluation.load_frozen_model(model_dir)
+    decoded = evaluation.decode_images(image_rows(images), 32)
+    features = evaluation.extract_features(
+        model.encoder, decoded, model.view, "cpu", 2, model.projection_head
+    )
+
+    processor = AutoImageProcessor.from_pretrained(model_dir)
+    pretraining = SimCLRForPreTraining.from_pretrained(model_dir).eval()
+    with torch.no_grad():
+        h = AutoModel.from_pretrained(model_dir).eval()(**processor(images=images)).pooler_output
+        z = pretraining.projection_head(h)
+    torch.testing.assert_close(features["h"], h, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(features["z"], z, atol=1e-5, rtol=1e-5)
+    assert pretraining.training is False and model.encoder.training is False  # modes restored: eval
+
+
+def test_probe_records_z_beside_the_headline_on_h(probed):
+    _, results, _ = probed
+    assert results["features"] == ["h", "z"]
+    z = results["z"]
+    assert z["feature_dim"] == 128 and results["feature_dim"] == 512
+    assert {"linear_top1", "linear_top3", "linear_top5", "knn_top1", "weight_decay"} <= set(z)
+    assert 0.0 <= z["linear_top1"] <= 1.0 and set(z["knn_top1"]) == {"3", "200"}
+    assert set(results["timings_seconds"]) >= {"decode", "features", "probe", "label_fractions"}
+
+
+def test_z_needs_a_projection_head(probed, tmp_path, monkeypatch):
+    args, _, model_dir = probed
+    encoder_only = tmp_path / "encoder"
+    hub.save_model_folder(hub.load_encoder(model_dir), encoder_only, augmentation_preset("cifar10"))
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the error must come before any image is encoded")
+
+    common = dict(dataset_name=args.dataset_name, output_dir=str(tmp_path / "out"), max_iter=20,
+                  skip_baseline=True, label_fractions=[0.5], device="cpu")  # fmt: skip
+    with monkeypatch.context() as patch:
+        patch.setattr(evaluation, "extract_features", fail)
+        with pytest.raises(ValueError, match="--features z: the model folder holds the encoder only"):
+            run_linear_probe(LinearProbeArguments(str(encoder_only), features="z", **common))
+    results = run_linear_probe(LinearProbeArguments(str(encoder_only), **common))
+    assert (
+        results["features"] == ["h"] and results["z"] is None and "no projection head" in results["z_skipped"]
+    )
+    assert "z not probed" in format_results_table(results)
+
+
+def test_a_label_fraction_that_would_empty_a_class_is_skipped_and_the_rest_completes(probed, tmp_path):
+    args, _, model_dir = probed
+    results = run_linear_probe(
+        LinearProbeArguments(str(model_dir), args.dataset_name, output_dir=str(tmp_path), features="h",
+                             label_fractions=[0.01, 0.5], skip_baseline=True, max_iter=20, device="cpu")
+    )  # fmt: skip
+    assert set(results["label_fraction"]) == {"0.5"}
+    assert "leaves class 'red'" in results["label_fraction_skipped"]["0.01"]
+    written = json.loads((tmp_path / "results.json").read_text())
+    assert written["label_fraction_skipped"] == results["label_fraction_skipped"]
+    assert written["linear_top1"] is not None and written["per_class"]
+
+
+def test_knn_monitor_memory_follows_the_training_subset_and_matches_the_probe(cifar10_path, tmp_path):
+    data = DataArguments(dataset_name=str(cifar10_path), max_train_samples=64, image_size=16)
+    train_set = data.load_split("train", 64, seed=0)
+    monitor = build_knn_monitor(data, train_set, None, data.augmentation(), k=10, seed=0)
+    assert monitor.sizes == (64, 64)  # not 50,000 / 10,000: a tiny run gets a tiny monitor
+
+    output_dir = tmp_path / "run"
+    data.max_eval_samples = 48
+    pretrain(ModelArguments(), data,
+             PretrainingArguments(output_dir=str(output_dir), max_steps=4, per_device_train_batch_size=32,
+                                  knn_every_epochs=1, report_to="none", seed=0, warmup_epochs=0))  # fmt: skip
+    knn_records = [
+        record for record in read_log_history(output_dir / "log_history.jsonl") if "knn_top1" in record
+    ]
+    assert len(knn_records) == 2 and all(record["knn_seconds"] >= 0 for record in knn_records)
+    results = run_linear_probe(
+        LinearProbeArguments(str(output_dir), str(cifar10_path), max_train_samples=64, max_eval_samples=48,
+                             knn_k=[10], features="h", label_fractions=[], skip_baseline=True, max_iter=5,
+                             device="cpu", write_card=False)
+    )  # fmt: skip
+    # The monitor at the last step and the evaluation of the saved folder: the same features.
+    assert results["knn"]["10"] == pytest.approx(knn_records[-1]["knn_top1"], abs=1e-4)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -339,7 +458,7 @@ def test_folder_that_is_not_a_simclr_model_is_refused(tmp_path):
 def test_dataset_without_labels_is_refused(tmp_path):
     model_dir = save_tiny_model(tmp_path / "model", log_history=False)
     data_dir = save_tiny_dataset(tmp_path / "unlabeled", per_class=(2, 1), labeled=False)
-    args = LinearProbeArguments(model_name_or_path=str(model_dir), dataset_name=str(data_dir), num_workers=0)
+    args = LinearProbeArguments(model_name_or_path=str(model_dir), dataset_name=str(data_dir))
     with pytest.raises(ValueError, match="has no label column"):
         run_linear_probe(args)
     assert not (model_dir / "results.json").exists()

@@ -12,11 +12,11 @@ import pytest
 import torch
 from huggingface_hub import ModelCard
 from huggingface_hub.errors import OfflineModeIsEnabled
-from test_probe import save_tiny_dataset, save_tiny_model
+from test_evaluation import save_tiny_dataset, save_tiny_model
 from transformers import AutoModel
 
 from hf_simclr import SimCLRModel, hub
-from hf_simclr.probe import LinearProbeArguments, run_linear_probe
+from hf_simclr.evaluation import LinearProbeArguments, run_linear_probe
 
 REPO_ID = "someone/simclr-resnet18-tiny"
 
@@ -30,7 +30,6 @@ def probed_folder(tmp_path_factory) -> Path:
     args = LinearProbeArguments(
         model_name_or_path=str(model_dir),
         dataset_name=str(data_dir),
-        num_workers=0,
         knn_k=[3, 200],
         label_fractions=[0.5],
         weight_decays=[1e-4],

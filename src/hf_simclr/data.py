@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from datasets import ClassLabel, Dataset, DatasetDict
 
-from hf_simclr.transforms import ImageBatchTransform, ImageDecodeError, decode_image, resize_center_crop
+from hf_simclr.transforms import ImageBatchTransform, ImageDecodeError, decode_image, eval_view
 
 IMAGE_COLUMN = "image"
 LABEL_COLUMN = "label"
@@ -220,8 +220,8 @@ class ImageViewDataset(torch.utils.data.Dataset):
 def decode_images(dataset: Dataset, image_size: int, cache_file: str | Path | None = None) -> torch.Tensor:
     """Decode a whole split once, for augmentation on the GPU.
 
-    Images are converted to RGB; those not `image_size` square are resized (shorter side) and
-    center-cropped, as `EvalTransform` does.
+    Each image becomes its evaluation view ([`hf_simclr.transforms.eval_view`]: RGB, shorter side
+    resized to `image_size`, center crop), the same pixels the saved image processor gives.
 
     Args:
         dataset (`datasets.Dataset`): rows with an `image` column (see `load_image_dataset`).
@@ -229,7 +229,7 @@ def decode_images(dataset: Dataset, image_size: int, cache_file: str | Path | No
         cache_file (`str` or `Path`, *optional*): a `.npy` file. When it exists with shape (N, 3, S, S)
             it is memory-mapped instead of decoding; otherwise the images are decoded into it (written
             to a temporary file in the same folder, then renamed, so a reader never sees half a file).
-            Only the shape is checked: name the file after the dataset, split and size.
+            Only the shape is checked: [`decoded_cache_file`] names the file after the dataset and size.
 
     Returns:
         `torch.Tensor` of dtype uint8 and shape (N, 3, S, S). A cached tensor is a copy-on-write
@@ -252,6 +252,16 @@ def decode_images(dataset: Dataset, image_size: int, cache_file: str | Path | No
     return torch.from_numpy(np.load(cache_file, mmap_mode="c"))
 
 
+def decoded_cache_file(cache_dir: str | Path, dataset: Dataset, image_size: int) -> Path:
+    """The `.npy` file of [`decode_images`] for `dataset` at `image_size`, inside `cache_dir`.
+
+    Named after the dataset's `datasets` fingerprint (which changes with the source files, the split,
+    the seeded subset and the column selection) and the view size, so that pretraining, the kNN monitor
+    and the evaluation share one decoded copy of a split, and two different splits never share a file.
+    """
+    return Path(cache_dir) / f"decoded-{dataset._fingerprint}-{len(dataset)}x{image_size}px.npy"
+
+
 def _write_cache(dataset: Dataset, cache_file: Path, shape: tuple[int, ...]) -> None:
     """Decode into a temporary .npy beside `cache_file`, then rename it into place (atomic)."""
     cache_file.parent.mkdir(parents=True, exist_ok=True)
@@ -271,7 +281,6 @@ def _write_cache(dataset: Dataset, cache_file: Path, shape: tuple[int, ...]) -> 
 def _decode_into(dataset: Dataset, out: np.ndarray) -> None:
     """Fill `out` (N, 3, S, S) uint8 with the dataset's images, reading chunks of encoded bytes."""
     image_size = out.shape[-1]
-    resize = resize_center_crop(image_size)
     raw = dataset.select_columns([IMAGE_COLUMN]).cast_column(IMAGE_COLUMN, datasets.Image(decode=False))
     for start in range(0, len(raw), DECODE_CHUNK_ROWS):
         values = raw[start : start + DECODE_CHUNK_ROWS][IMAGE_COLUMN]
@@ -282,9 +291,7 @@ def _decode_into(dataset: Dataset, out: np.ndarray) -> None:
                 raise ValueError(
                     f"row {start + offset} of the dataset: cannot decode image ({error}); remove or fix that row."
                 ) from error
-            if image.size != (image_size, image_size):
-                image = resize(image)
-            out[start + offset] = np.asarray(image).transpose(2, 0, 1)
+            out[start + offset] = eval_view(image, image_size)
 
 
 def decode_labels(dataset: Dataset) -> torch.Tensor | None:

@@ -356,7 +356,8 @@ def cached_features(
         with safe_open(cache_file, framework="pt") as handle:
             if (handle.metadata() or {}).get("key") == key:
                 return load_file(cache_file)
-    encoder.to(device)
+    # channels_last: the layout the batches get on CUDA (pretraining's layout too; faster convolutions).
+    encoder.to(device, memory_format=torch.channels_last if device.type == "cuda" else torch.preserve_format)
     if head is not None:
         head.to(device)
     features = extract_features(encoder, split.images, model.view, device, batch_size, head, progress)
@@ -984,25 +985,55 @@ def run_linear_probe(args: LinearProbeArguments) -> dict[str, Any]:
                 train[name], train["y"], evaluation[name], evaluation["y"], num_classes,
                 **probe_options(args, device),
             )  # fmt: skip
-    per_class, confusion = ([], None)
-    if "h" in probes:
-        logits = probes["h"].logits(evaluation["h"].to(device))
-        per_class, confusion = classification_report_dict(logits, evaluation["y"], names)
-    label_fraction, label_fraction_skipped, baseline = {}, {}, None
+    results = results_record(args, model, splits, names, metrics, device)
+    results["z_skipped"] = z_skipped
     if "h" in wanted:
+        logits = probes["h"].logits(evaluation["h"].to(device))
+        results["per_class"], results["confusion_matrix"] = classification_report_dict(
+            logits, evaluation["y"], names
+        )
         with timer("label_fractions"):
-            label_fraction, label_fraction_skipped = probe_label_fractions(
+            results["label_fraction"], results["label_fraction_skipped"] = probe_label_fractions(
                 args, features, num_classes, names, device
             )
         if not args.skip_baseline:
             with timer("random_init_baseline"):
-                baseline = random_init_baseline(args, model, splits, cache_dir, num_classes, device)
+                results["random_init_baseline"] = random_init_baseline(
+                    args, model, splits, cache_dir, num_classes, device
+                )
+    if args.plots and "h" in wanted:
+        from .plots import write_probe_plots
 
+        with timer("plots"):
+            results["plots"] = write_probe_plots(
+                output_dir, args.model_name_or_path, splits["train"].dataset, splits["eval"].dataset,
+                train["h"], evaluation["h"], evaluation["y"], names, results["confusion_matrix"], seed=args.seed,
+                model_revision=args.model_revision, train_y=train["y"],
+            )  # fmt: skip
+    results["timings_seconds"] = timer.seconds
+    results["wall_time_seconds"] = round(time.perf_counter() - started, 1)
+    write_results(results, output_dir)
+    is_model_folder = output_dir.resolve() == Path(args.model_name_or_path).resolve()
+    if args.write_card and "h" in wanted and is_model_folder and (output_dir / "config.json").is_file():
+        write_model_card(output_dir, results=results)
+    return results
+
+
+def results_record(
+    args: LinearProbeArguments,
+    model: FrozenModel,
+    splits: dict[str, LabeledSplit],
+    names: list[str],
+    metrics: dict[str, dict[str, Any]],
+    device: torch.device,
+) -> dict[str, Any]:
+    """The body of `results.json`: the headline metrics on h, those on z beside them, and what was
+    evaluated, on what, how. The steps on h only (per class, label fractions, baseline) start empty."""
     headline = metrics.get("h", {})
-    results = {
+    return {
         "model_name_or_path": str(args.model_name_or_path),
         "model_revision": args.model_revision,
-        "features": list(wanted),
+        "features": list(metrics),
         "linear_top1": headline.get("linear_top1"),
         "linear_top3": headline.get("linear_top3"),
         "linear_top5": headline.get("linear_top5"),
@@ -1017,12 +1048,13 @@ def run_linear_probe(args: LinearProbeArguments) -> dict[str, Any]:
             "optimizer": "L-BFGS, full batch, standardised features",
             "max_iter": args.max_iter,
         },
-        "per_class": per_class,
-        "confusion_matrix": confusion,
+        "z": metrics.get("z"),
+        "per_class": [],
+        "confusion_matrix": None,
         "class_names": names,
-        "label_fraction": label_fraction,
-        "label_fraction_skipped": label_fraction_skipped,
-        "random_init_baseline": baseline,
+        "label_fraction": {},
+        "label_fraction_skipped": {},
+        "random_init_baseline": None,
         "model_config": model.config.to_dict(),
         "eval_view": {"image_size": model.view.image_size, "mean": model.view.mean, "std": model.view.std},
         "feature_dim": headline.get("feature_dim"),
@@ -1040,26 +1072,6 @@ def run_linear_probe(args: LinearProbeArguments) -> dict[str, Any]:
         "device": device_name(device),
         "arguments": asdict(args),
     }
-    if "z" in metrics:
-        results["z"] = metrics["z"]
-    if z_skipped:
-        results["z_skipped"] = z_skipped
-    if args.plots and "h" in wanted:
-        from .plots import write_probe_plots
-
-        with timer("plots"):
-            results["plots"] = write_probe_plots(
-                output_dir, args.model_name_or_path, splits["train"].dataset, splits["eval"].dataset,
-                train["h"], evaluation["h"], evaluation["y"], names, confusion, seed=args.seed,
-                model_revision=args.model_revision, train_y=train["y"],
-            )  # fmt: skip
-    results["timings_seconds"] = timer.seconds
-    results["wall_time_seconds"] = round(time.perf_counter() - started, 1)
-    write_results(results, output_dir)
-    is_model_folder = output_dir.resolve() == Path(args.model_name_or_path).resolve()
-    if args.write_card and "h" in wanted and is_model_folder and (output_dir / "config.json").is_file():
-        write_model_card(output_dir, results=results)
-    return results
 
 
 def device_name(device: torch.device) -> str:

@@ -27,17 +27,18 @@ from typing import Any
 
 import datasets
 import torch
+import yaml
 from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.utils import set_seed
 from torch import nn
 from tqdm.auto import tqdm
 
 from .configuration_simclr import SimCLRConfig
-from .data import ImageViewDataset, decode_images, decode_labels, load_image_dataset
-from .gpu_transforms import GPUTwoViewAugmentation, normalize
+from .data import ImageViewDataset, decode_images, decode_labels, decoded_cache_file, load_image_dataset
+from .evaluation import KNNMonitor
+from .gpu_transforms import GPUTwoViewAugmentation
 from .hub import push_model_folder, save_model_folder
 from .modeling_simclr import SimCLRForPreTraining, split_views
-from .probe import knn_top1
 from .transforms import AugmentationConfig, augmentation_preset, two_view_batch_transform
 
 CHECKPOINT_DIR = "checkpoints"
@@ -91,12 +92,18 @@ class DataArguments:
         default="train", metadata={"help": "Pretraining split(s), e.g. train+unlabeled."}
     )
     eval_split: str | None = field(
-        default="test", metadata={"help": "Labeled split queried by the kNN monitor (train split = memory)."}
+        default="test",
+        metadata={
+            "help": "Labeled split queried by the kNN monitor (the pretraining images are its memory)."
+        },
     )
     image_column: str | None = field(default=None, metadata={"help": "Default: found automatically."})
     label_column: str | None = field(default=None, metadata={"help": "Default: found automatically."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Pretrain on a seeded subset."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "kNN monitor on a seeded subset."})
+    max_eval_samples: int | None = field(
+        default=None,
+        metadata={"help": "Queries of the kNN monitor (seeded subset); default: as many as training images."},
+    )
     preset: str = field(
         default="cifar10", metadata={"help": "Augmentation preset: cifar10, stl10, imagenet."}
     )
@@ -130,6 +137,12 @@ class DataArguments:
             self.dataset_name, self.dataset_config_name, split, self.image_column, self.label_column,
             max_samples, self.dataset_revision, seed=seed, require_labels=require_labels,
         )  # fmt: skip
+
+    def decoded_cache_file(self, dataset: datasets.Dataset, image_size: int) -> Path | None:
+        """Where `dataset` decoded at `image_size` is cached (`--decoded_cache_dir`), or None."""
+        if self.decoded_cache_dir is None:
+            return None
+        return decoded_cache_file(self.decoded_cache_dir, dataset, image_size)
 
     def augmentation(self) -> AugmentationConfig:
         overrides = {
@@ -182,7 +195,10 @@ class PretrainingArguments:
     sync_batchnorm: bool = field(default=True, metadata={"help": "SyncBatchNorm with >1 GPU process."})
     logging_steps: int = field(default=50, metadata={"help": "Log (and sync with the device) every N steps."})
     checkpointing_steps: str = field(
-        default="epoch", metadata={"help": "Checkpoint every N steps, or 'epoch'."}
+        default="epoch",
+        metadata={
+            "help": "Checkpoint every N steps, 'epoch', or 'none' (no resumable checkpoints: short runs)."
+        },
     )
     checkpoints_total_limit: int = field(default=2, metadata={"help": "Keep the last K checkpoints."})
     resume_from_checkpoint: str | None = field(
@@ -215,9 +231,9 @@ class PretrainingArguments:
             self.weight_decay = defaults["weight_decay"]
         if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
             raise ValueError(f"--mixed_precision {self.mixed_precision} unknown; use no, bf16, fp16 or auto.")
-        if self.checkpointing_steps != "epoch" and not self.checkpointing_steps.isdigit():
+        if self.checkpointing_steps not in ("epoch", "none") and not self.checkpointing_steps.isdigit():
             raise ValueError(
-                f"--checkpointing_steps {self.checkpointing_steps} must be an integer or 'epoch'."
+                f"--checkpointing_steps {self.checkpointing_steps} must be an integer, 'epoch' or 'none'."
             )
         if self.push_to_hub and not self.hub_model_id:
             raise ValueError("--push_to_hub needs --hub_model_id (e.g. org/simclr-resnet18-stl10).")
@@ -370,49 +386,39 @@ def drop_checkpoints_from(accelerator: Accelerator, output_dir: Path, step: int)
     return kept[-1] if kept else None
 
 
-@torch.no_grad()
-def encode_uint8(
-    encoder: nn.Module,
-    images: torch.Tensor,
+def build_knn_monitor(
+    data_args: DataArguments,
+    train_set: datasets.Dataset,
+    train_images: torch.Tensor | None,
     augmentation: AugmentationConfig,
-    device: torch.device,
-    batch: int = 1024,
-) -> torch.Tensor:
-    """h for every image of a decoded uint8 split (N, 3, S, S), in eval mode, without augmentation."""
-    was_training = encoder.training
-    encoder.eval()
-    mean, std = torch.tensor(augmentation.mean), torch.tensor(augmentation.std)
-    features = []
-    for start in range(0, images.shape[0], batch):
-        pixels = images[start : start + batch].to(device).float().div_(255)
-        pixels = normalize(pixels, mean.to(device), std.to(device))
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            features.append(encoder(pixels).pooler_output.float())
-    encoder.train(was_training)
-    return torch.cat(features)
+    k: int,
+    seed: int,
+) -> KNNMonitor | None:
+    """The kNN monitor of a run: the pretraining rows as memory, a labeled eval split as queries.
+
+    The memory follows the training subset (`--max_train_samples`), reusing its decoded images
+    (`train_images`, already on the device with GPU views). The queries are `--max_eval_samples` rows
+    of `--eval_split`, by default at most as many as the memory has, so that a tiny run's monitor costs
+    a fraction of an epoch instead of encoding a whole test split. None when there are no labels.
+    """
+    labels = decode_labels(train_set)
+    if labels is None or not (labels >= 0).any():
+        return None
+    if train_images is None:
+        cache = data_args.decoded_cache_file(train_set, augmentation.image_size)
+        train_images = decode_images(train_set, augmentation.image_size, cache)
+    max_queries = data_args.max_eval_samples or len(train_set)
+    queries = data_args.load_split(data_args.eval_split, max_queries, seed=seed, require_labels=True)
+    cache = data_args.decoded_cache_file(queries, augmentation.image_size)
+    query_images = decode_images(queries, augmentation.image_size, cache)
+    return KNNMonitor(train_images, labels, query_images, decode_labels(queries), augmentation, k)
 
 
-class KNNMonitor:
-    """kNN top-1 (cosine, train split as memory, eval split as queries) on frozen h during training."""
-
-    def __init__(self, data_args: DataArguments, augmentation: AugmentationConfig, k: int) -> None:
-        # Memory: the labeled rows of the training split (STL-10's unlabeled rows carry label -1).
-        memory = data_args.load_split(data_args.train_split, data_args.max_eval_samples)
-        labels = decode_labels(memory)
-        memory = memory.select(torch.nonzero(labels >= 0).flatten().tolist())
-        queries = data_args.load_split(data_args.eval_split, data_args.max_eval_samples, require_labels=True)
-        self.memory_images = decode_images(memory, augmentation.image_size)
-        self.memory_labels = labels[labels >= 0]
-        self.query_images = decode_images(queries, augmentation.image_size)
-        self.query_labels = decode_labels(queries)
-        self.augmentation, self.k = augmentation, k
-
-    def __call__(self, encoder: nn.Module, device: torch.device) -> float:
-        memory = encode_uint8(encoder, self.memory_images, self.augmentation, device)
-        queries = encode_uint8(encoder, self.query_images, self.augmentation, device)
-        return knn_top1(
-            memory, self.memory_labels.to(device), queries, self.query_labels.to(device), k=self.k
-        )
+def recipe_arguments(path: str | Path) -> list[str]:
+    """A JSON/YAML recipe (`configs/*.yaml`) as command-line arguments, so that later arguments override it."""
+    with open(path) as handle:
+        recipe = json.load(handle) if str(path).endswith(".json") else yaml.safe_load(handle)
+    return [item for key, value in (recipe or {}).items() for item in (f"--{key}", str(value))]
 
 
 def resolve_mixed_precision(value: str) -> str:
@@ -483,7 +489,7 @@ def pretrain(
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, args, peak_lr)
     if augment_on == "gpu":
-        cache = Path(data_args.decoded_cache_dir) / "train.npy" if data_args.decoded_cache_dir else None
+        cache = data_args.decoded_cache_file(dataset, augmentation.image_size)
         images = decode_images(dataset, augmentation.image_size, cache).to(device)
         batches = DeviceBatches(images, local_batch, rank, world_size, args.seed)
         augment = GPUTwoViewAugmentation(augmentation).to(device)
@@ -510,8 +516,14 @@ def pretrain(
 
     monitor = None
     if args.knn_every_epochs > 0 and data_args.eval_split and accelerator.is_main_process:
-        if decode_labels(dataset) is not None:
-            monitor = KNNMonitor(data_args, augmentation, args.knn_k)
+        train_images = images if augment_on == "gpu" else None
+        monitor = build_knn_monitor(data_args, dataset, train_images, augmentation, args.knn_k, args.seed)
+        if monitor is not None:
+            accelerator.print(
+                "kNN monitor every {} epochs: {} training images as memory, {} {} images as queries.".format(
+                    args.knn_every_epochs, *monitor.sizes, data_args.eval_split
+                )
+            )
     run_config = run_arguments(model_args, data_args, args)
     run_config.update(global_batch_size=global_batch, num_processes=world_size, peak_learning_rate=peak_lr,
                       total_steps=total_steps, augment_on=augment_on, augmentation=augmentation.to_dict())  # fmt: skip
@@ -529,9 +541,9 @@ def pretrain(
     first_bad_step = torch.full((), -1, device=device)  # set on device: no host sync per step
     running = {"loss": torch.zeros((), device=device), "top1": torch.zeros((), device=device)}
     interval_start, interval_steps = time.time(), 0
-    checkpoint_every = (
-        steps_per_epoch if args.checkpointing_steps == "epoch" else int(args.checkpointing_steps)
-    )
+    checkpoint_every = {"epoch": steps_per_epoch, "none": None}.get(args.checkpointing_steps)
+    if args.checkpointing_steps.isdigit():
+        checkpoint_every = int(args.checkpointing_steps)
     progress = tqdm(total=total_steps, initial=state.step, disable=not accelerator.is_local_main_process)
     model.train()
     while state.step < total_steps:
@@ -573,7 +585,9 @@ def pretrain(
             progress.update(1)
 
             at_epoch_end = state.step % steps_per_epoch == 0
-            at_checkpoint = state.step % checkpoint_every == 0 or state.step == total_steps
+            at_checkpoint = checkpoint_every is not None and (
+                state.step % checkpoint_every == 0 or state.step == total_steps
+            )
             # Logging syncs with the device; it also runs before each checkpoint, so that no checkpoint
             # holds weights that a non-finite loss has already spoiled.
             if state.step % args.logging_steps == 0 or at_epoch_end or at_checkpoint:
@@ -606,8 +620,10 @@ def pretrain(
                 completed = state.step // steps_per_epoch
                 if completed % args.knn_every_epochs == 0 or state.step == total_steps:
                     encoder = accelerator.unwrap_model(model).simclr
-                    log_record(accelerator, log_file, {"step": state.step, "epoch": completed,
-                                                       "knn_top1": monitor(encoder, device)})  # fmt: skip
+                    monitor_start = time.time()
+                    knn = monitor(encoder, device, progress=accelerator.is_local_main_process)
+                    log_record(accelerator, log_file, {"step": state.step, "epoch": completed, "knn_top1": knn,
+                                                       "knn_seconds": round(time.time() - monitor_start, 2)})  # fmt: skip
                     interval_start = time.time()
             if at_checkpoint:
                 if not weights_are_finite(model):  # e.g. BatchNorm statistics, which the loss does not see
@@ -620,8 +636,14 @@ def pretrain(
     progress.close()
 
     wall_time = time.time() - started
-    summary = {"steps": state.step, "global_batch_size": global_batch, "wall_time_seconds": wall_time}
+    summary = {"steps": state.step, "steps_per_epoch": steps_per_epoch, "global_batch_size": global_batch,
+               "wall_time_seconds": wall_time}  # fmt: skip
     accelerator.wait_for_everyone()
+    if not weights_are_finite(model):  # checked at every checkpoint too; this run may have taken none
+        raise FloatingPointError(
+            f"Non-finite weights after step {state.step}; the model is not saved. Lower --learning_rate, "
+            "or use --mixed_precision bf16 instead of fp16."
+        )
     if accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(model)
         save_model_folder(unwrapped, output_dir, augmentation, {**run_config, **summary})

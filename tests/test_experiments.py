@@ -1,0 +1,122 @@
+"""The experiment runner: a 2-variant grid on a slice of the real CIFAR-10 copy, reruns, budget, bad grids."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hf_simclr import experiments
+from hf_simclr.experiments import estimated_seconds, load_grid, parse_overrides, run_grid
+
+pytestmark = pytest.mark.slow
+
+RECIPE = {"preset": "cifar10", "image_size": 16, "per_device_train_batch_size": 32, "optimizer": "sgd",
+          "warmup_epochs": 0, "num_train_epochs": 1, "knn_every_epochs": 1, "report_to": "none",
+          "logging_steps": 1}  # fmt: skip
+
+
+def write_grid(folder: Path, cifar10_path: Path, **extra) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "recipe.yaml").write_text(yaml.safe_dump(RECIPE))
+    grid = {
+        "base": "recipe.yaml",
+        "overrides": {"dataset_name": str(cifar10_path), "max_train_samples": 64, "max_eval_samples": 32,
+                      "checkpointing_steps": "none", "seed": 0},
+        "evaluation": {"knn_k": [5, 200], "label_fractions": [0.5], "max_iter": 20, "device": "cpu"},
+        "variants": {"mlp-head": {}, "no-head": {"projection_layers": 0}},
+        **extra,
+    }  # fmt: skip
+    (folder / "grid.yaml").write_text(yaml.safe_dump(grid, sort_keys=False))
+    return folder / "grid.yaml"
+
+
+@pytest.fixture(scope="module")
+def grid_run(cifar10_path: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The grid run twice: first with a budget that lets only one variant start, then to completion."""
+    root = tmp_path_factory.mktemp("grid")
+    grid = load_grid(write_grid(root, cifar10_path))
+    results_dir, work_dir = root / "results", root / "work"
+    first = run_grid(grid, results_dir, work_dir, time_budget_minutes=1e-4)
+    second = run_grid(grid, results_dir, work_dir)
+    return grid, results_dir, work_dir, first, second
+
+
+def test_budget_stops_before_a_variant_that_would_not_fit_and_a_rerun_completes_the_grid(grid_run):
+    _, results_dir, _, first, second = grid_run
+    assert first.ran == ["mlp-head"] and first.not_started == ["no-head"]
+    assert second.skipped == ["mlp-head"] and second.ran == ["no-head"]
+    assert sorted(row["status"] for row in second.summary) == ["done", "done"]
+
+
+def test_each_variant_folder_holds_results_but_never_weights(grid_run):
+    _, results_dir, work_dir, _, _ = grid_run
+    for name, layers in (("mlp-head", 2), ("no-head", 0)):
+        folder = results_dir / name
+        names = {path.name for path in folder.iterdir()}
+        assert {
+            "results.json",
+            "training_args.json",
+            "log_history.jsonl",
+            "wall_times.json",
+            "experiment.json",
+        } <= names
+        assert not any(name.endswith((".safetensors", ".bin", ".pt")) for name in names)
+        results = json.loads((folder / "results.json").read_text())
+        assert results["model_config"]["projection_layers"] == layers
+        assert results["features"] == ["h", "z"] and results["split_sizes"] == {"train": 64, "eval": 32}
+        assert (work_dir / name / "model.safetensors").is_file()  # weights stay in the work folder
+    # projection_layers 0: z = g(h) = h, so both probes see the same features.
+    no_head = json.loads((results_dir / "no-head" / "results.json").read_text())
+    assert no_head["z"]["linear_top1"] == no_head["linear_top1"]
+
+
+def test_table_is_written_from_the_results_files(grid_run):
+    grid, results_dir, _, _, _ = grid_run
+    table = (results_dir / "summary.md").read_text()
+    summary = json.loads((results_dir / "summary.json").read_text())
+    for row in summary["rows"]:
+        results = json.loads((results_dir / row["variant"] / "results.json").read_text())
+        line = next(line for line in table.splitlines() if line.startswith(f"| {row['variant']} |"))
+        for value in (results["knn_top1"]["5"], results["knn_top1"]["200"], results["linear_top1"],
+                      results["z"]["linear_top1"]):  # fmt: skip
+            assert f"{100 * value:.2f}" in line
+        assert "--variants " + row["variant"] in line and "| CPU |" in line
+    # Rewriting the table from the files alone gives the same table.
+    (results_dir / "summary.md").unlink()
+    experiments.write_summary(grid, results_dir)
+    assert (results_dir / "summary.md").read_text() == table
+
+
+def test_results_of_other_settings_are_refused_not_replaced(grid_run, monkeypatch):
+    grid, results_dir, work_dir, _, _ = grid_run
+    monkeypatch.setattr(experiments, "pretrain", lambda *args: pytest.fail("nothing may run"))
+    with pytest.raises(ValueError, match=r"holds results of other settings \(loss_temperature: 0.5 -> 0.2\)"):
+        run_grid(grid, results_dir, work_dir, command_line={"loss_temperature": 0.2})
+    assert run_grid(grid, results_dir, work_dir).skipped == ["mlp-head", "no-head"]
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"variants": {"a": {"projection_layer": 0}}}, r"variant 'a' sets \['projection_layer'\]"),
+        ({"evaluation": {"knn": [5]}}, r"evaluation sets \['knn'\]"),
+        ({"sections": [{"title": "x", "variants": ["nope"]}]}, r"names unknown variants \['nope'\]"),
+        ({"spread": ["mlp-head"]}, "spread must name two variants"),
+        ({"base": "missing.yaml"}, "base recipe missing.yaml not found"),
+    ],
+)
+def test_bad_grids_fail_before_anything_runs(cifar10_path, tmp_path, change, match):
+    with pytest.raises(ValueError, match=match):
+        load_grid(write_grid(tmp_path, cifar10_path, **change))
+
+
+def test_overrides_and_estimates():
+    assert parse_overrides(["num_train_epochs=1", "torch_compile=false", "knn_k=[5]"]) == {
+        "num_train_epochs": 1, "torch_compile": False, "knn_k": [5]}  # fmt: skip
+    with pytest.raises(ValueError, match="write key=value"):
+        parse_overrides(["num_train_epochs"])
+    history = [{"pretrain_seconds": 100.0, "epochs": 10, "evaluation_seconds": 20.0}]
+    assert estimated_seconds([], 50) is None and estimated_seconds(history, 50) == 520.0
