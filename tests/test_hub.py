@@ -128,6 +128,16 @@ def test_card_names_the_jpeg_copy_of_cifar10(cifar10_path):
     }
 
 
+def test_card_template_ships_inside_the_package():
+    # A non-editable install (`pip install .`) holds only the package, so the template must be package
+    # data; .ci/run also renders a card from such an install.
+    tomllib = pytest.importorskip("tomllib")
+    assert hub.MODEL_CARD_TEMPLATE.parent == Path(hub.__file__).resolve().parent
+    assert hub.MODEL_CARD_TEMPLATE.is_file()
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert hub.MODEL_CARD_TEMPLATE.name in pyproject["tool"]["setuptools"]["package-data"]["hf_simclr"]
+
+
 def test_card_needs_results(folder):
     (folder / "results.json").unlink()
     with pytest.raises(FileNotFoundError, match="run `python scripts/linear_probe.py"):

@@ -100,7 +100,8 @@ REQUIRED_FILES = (
 # Never uploaded: the probe's feature cache, pretraining's resumable checkpoints (optimizer state),
 # and half-written temporary files (fnmatch patterns: `*` also matches `/`).
 UPLOAD_IGNORE_PATTERNS = ["feature_cache/*", "checkpoints/*", ".tmp-*", ".*.tmp", "*__pycache__*"]
-MODEL_CARD_TEMPLATE = Path(__file__).resolve().parents[2] / "model_cards" / "template.md"
+# Package data (pyproject.toml), so that every install, editable or not, can write model cards.
+MODEL_CARD_TEMPLATE = Path(__file__).resolve().with_name("model_card_template.md")
 
 
 def resolve_model_file(
@@ -342,7 +343,7 @@ def render_model_card(
     repo_id: str | None = None,
     template_path: str | Path | None = None,
 ) -> ModelCard:
-    """The model card of a probed SimCLR model folder, from `model_cards/template.md`.
+    """The model card of a probed SimCLR model folder, from the package's `model_card_template.md`.
 
     Numbers are those of `results.json`: accuracies in the tables are shown in percent (100 x the stored
     fraction, which has 4 digits, so nothing is rounded away) and in the `model-index` metadata as the
@@ -354,7 +355,7 @@ def render_model_card(
         training_args (`dict`, *optional*): the pretraining arguments; read from `training_args.json`.
         repo_id (`str`, *optional*): Hub id used in the usage snippet and as the model's name; defaults
             to the folder's path (the snippet then loads the local folder).
-        template_path (`str` or `Path`, *optional*): defaults to the repository's `model_cards/template.md`.
+        template_path (`str` or `Path`, *optional*): defaults to `MODEL_CARD_TEMPLATE`, shipped in the package.
 
     Returns:
         `huggingface_hub.ModelCard`; `card.save(path)` writes it.
