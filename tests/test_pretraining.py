@@ -152,6 +152,58 @@ def test_argument_errors() -> None:
         PretrainingArguments(output_dir="x", push_to_hub=True)
 
 
+REQUIRED = {
+    ModelArguments: {},
+    DataArguments: {"dataset_name": "x"},
+    PretrainingArguments: {"output_dir": "x"},
+}
+
+
+@pytest.mark.parametrize(
+    "arguments, values, match",
+    [
+        (PretrainingArguments, {"num_train_epochs": 0}, r"--num_train_epochs 0 must be > 0 \(or give --max_steps\)"),
+        (PretrainingArguments, {"num_train_epochs": -1}, "--num_train_epochs -1 must be > 0"),
+        (PretrainingArguments, {"max_steps": 0}, "--max_steps 0 must be a positive number of steps, or -1"),
+        (PretrainingArguments, {"checkpointing_steps": "0"}, "--checkpointing_steps 0 must be a positive integer or 'epoch'"),
+        (PretrainingArguments, {"logging_steps": 0}, "--logging_steps 0 must be a positive integer"),
+        (PretrainingArguments, {"per_device_train_batch_size": 0}, "--per_device_train_batch_size 0"),
+        (PretrainingArguments, {"learning_rate": float("nan")}, "--learning_rate nan must be > 0"),
+        (PretrainingArguments, {"weight_decay": -1e-4}, "--weight_decay -0.0001 must be >= 0"),
+        (PretrainingArguments, {"momentum": 1.0}, r"--momentum 1.0 must be in \[0, 1\)"),
+        (PretrainingArguments, {"warmup_epochs": -1}, "--warmup_epochs -1 must be >= 0"),
+        (PretrainingArguments, {"seed": -1}, "--seed -1"),
+        (PretrainingArguments, {"checkpoints_total_limit": -1}, "--checkpoints_total_limit -1"),
+        (PretrainingArguments, {"knn_every_epochs": -1}, "--knn_every_epochs -1"),
+        (PretrainingArguments, {"knn_k": 0}, "--knn_k 0"),
+        (DataArguments, {"max_train_samples": 0}, "--max_train_samples 0 must be a positive number of images"),
+        (DataArguments, {"max_eval_samples": -5}, "--max_eval_samples -5"),
+        (DataArguments, {"dataloader_num_workers": -1}, "--dataloader_num_workers -1"),
+        (DataArguments, {"augment_on": "tpu"}, "--augment_on tpu must be gpu, cpu or auto"),
+        (DataArguments, {"image_size": 4}, "image_size=4 is too small"),
+        (DataArguments, {"horizontal_flip_p": 1.5}, "horizontal_flip_p=1.5 is not a probability"),
+        (DataArguments, {"crop_scale_min": 0.9, "crop_scale_max": 0.5}, "crop_scale=.0.9, 0.5."),
+        (ModelArguments, {"projection_dim": 0}, "projection_dim=0 must be a positive integer"),
+        (ModelArguments, {"loss_temperature": 0.0}, "loss_temperature=0.0 must be > 0"),
+        (ModelArguments, {"backbone_kwargs": "{drop_path_rate: 0.1}"}, "--backbone_kwargs .* must be a JSON dict"),
+    ],
+)  # fmt: skip
+def test_numbers_are_checked_when_the_arguments_are_parsed(arguments: type, values: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        arguments(**REQUIRED[arguments], **values)
+
+
+def test_script_refuses_zero_epochs_before_loading_anything(cifar10_path: Path, tmp_path: Path) -> None:
+    # Before: 0 epochs ran "0 steps" and saved a randomly initialised model as if pretrained, exit code 0.
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--dataset_name", str(cifar10_path), "--output_dir", str(tmp_path / "out"),
+         "--num_train_epochs", "0", "--report_to", "none"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2 and "error: --num_train_epochs 0.0 must be > 0" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
+
+
 def test_script_help_and_recipe_file_with_overrides(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, timeout=120

@@ -51,6 +51,21 @@ OPTIMIZER_DEFAULTS = {
 }
 
 
+def check_arguments(arguments: Any, checks: dict[str, tuple[bool, str]]) -> None:
+    """Raise `ValueError("--flag value must be requirement.")` for the first failed check.
+
+    The one wording of every argument check; the dataclasses run them when the arguments are parsed,
+    before any data is loaded.
+
+    Args:
+        arguments (dataclass): the arguments, read for the value shown in the message.
+        checks (`dict`): `{flag: (valid, requirement)}`.
+    """
+    for flag, (valid, requirement) in checks.items():
+        if not valid:
+            raise ValueError(f"--{flag} {getattr(arguments, flag)} must be {requirement}.")
+
+
 @dataclass
 class ModelArguments:
     """Architecture of the model to pretrain (stored in its `SimCLRConfig`)."""
@@ -74,6 +89,32 @@ class ModelArguments:
         default=0.5,
         metadata={"help": "NT-Xent temperature; 0.5 suits CIFAR, 0.1-0.2 larger batches/ImageNet."},
     )
+
+    def __post_init__(self) -> None:
+        if self.model_name_or_path is None:
+            self.config(image_size=224)  # SimCLRConfig checks every value; the view size is checked later
+
+    def config(self, image_size: int) -> SimCLRConfig:
+        """The `SimCLRConfig` these arguments describe, for views of `image_size` pixels."""
+        try:
+            backbone_kwargs = json.loads(self.backbone_kwargs) if self.backbone_kwargs else {}
+        except json.JSONDecodeError:
+            backbone_kwargs = None
+        example = """'{"drop_path_rate": 0.1}'"""
+        check_arguments(
+            self, {"backbone_kwargs": (isinstance(backbone_kwargs, dict), f"a JSON dict, e.g. {example}")}
+        )
+        return SimCLRConfig(
+            backbone=self.backbone,
+            cifar_stem=image_size <= 64 if self.cifar_stem is None else self.cifar_stem,
+            backbone_kwargs=backbone_kwargs,
+            projection_layers=self.projection_layers,
+            projection_hidden_dim=self.projection_hidden_dim,
+            projection_dim=self.projection_dim,
+            projection_batch_norm=self.projection_batch_norm,
+            loss_temperature=self.loss_temperature,
+            image_size=image_size,
+        )
 
 
 @dataclass
@@ -121,6 +162,16 @@ class DataArguments:
     decoded_cache_dir: str | None = field(
         default=None, metadata={"help": "Folder for the decoded uint8 training split (.npy, memory-mapped)."}
     )
+
+    def __post_init__(self) -> None:
+        subset = "a positive number of images (unset: the whole split)"
+        check_arguments(self, {
+            "max_train_samples": (self.max_train_samples is None or self.max_train_samples >= 1, subset),
+            "max_eval_samples": (self.max_eval_samples is None or self.max_eval_samples >= 1, subset),
+            "dataloader_num_workers": (self.dataloader_num_workers >= 0, ">= 0 (0: decode in the main process)"),
+            "augment_on": (self.augment_on in ("auto", "gpu", "cpu"), "gpu, cpu or auto"),
+        })  # fmt: skip
+        self.augmentation()  # AugmentationConfig checks the preset, view size, crop scale and probabilities
 
     def load_split(
         self, split: str, max_samples: int | None, seed: int = 0, require_labels: bool = False
@@ -184,7 +235,9 @@ class PretrainingArguments:
     checkpointing_steps: str = field(
         default="epoch", metadata={"help": "Checkpoint every N steps, or 'epoch'."}
     )
-    checkpoints_total_limit: int = field(default=2, metadata={"help": "Keep the last K checkpoints."})
+    checkpoints_total_limit: int = field(
+        default=2, metadata={"help": "Keep the last K checkpoints (0: keep all)."}
+    )
     resume_from_checkpoint: str | None = field(
         default=None, metadata={"help": "'latest' or a checkpoint path."}
     )
@@ -215,10 +268,26 @@ class PretrainingArguments:
             self.weight_decay = defaults["weight_decay"]
         if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
             raise ValueError(f"--mixed_precision {self.mixed_precision} unknown; use no, bf16, fp16 or auto.")
-        if self.checkpointing_steps != "epoch" and not self.checkpointing_steps.isdigit():
-            raise ValueError(
-                f"--checkpointing_steps {self.checkpointing_steps} must be an integer or 'epoch'."
-            )
+        finite, every = math.isfinite, self.checkpointing_steps
+        check_arguments(self, {
+            "num_train_epochs": ((finite(self.num_train_epochs) and self.num_train_epochs > 0) or self.max_steps > 0,
+                                 "> 0 (or give --max_steps)"),
+            "max_steps": (self.max_steps == -1 or self.max_steps > 0,
+                          "a positive number of steps, or -1 to train for --num_train_epochs"),
+            "per_device_train_batch_size": (self.per_device_train_batch_size >= 1, "a positive integer"),
+            "learning_rate": (finite(self.learning_rate) and self.learning_rate > 0,
+                              "> 0 (the base rate for a global batch of 256)"),
+            "weight_decay": (finite(self.weight_decay) and self.weight_decay >= 0, ">= 0"),
+            "momentum": (0 <= self.momentum < 1, "in [0, 1), e.g. 0.9"),
+            "warmup_epochs": (finite(self.warmup_epochs) and self.warmup_epochs >= 0, ">= 0 (0: no warmup)"),
+            "seed": (0 <= self.seed < 2**32, "in [0, 2**32)"),
+            "logging_steps": (self.logging_steps >= 1, "a positive integer"),
+            "checkpointing_steps": (every == "epoch" or (every.isdigit() and int(every) > 0),
+                                    "a positive integer or 'epoch'"),
+            "checkpoints_total_limit": (self.checkpoints_total_limit >= 0, ">= 0 (0: keep every checkpoint)"),
+            "knn_every_epochs": (self.knn_every_epochs >= 0, ">= 0 (0: no kNN monitor)"),
+            "knn_k": (self.knn_k >= 1, "a positive integer"),
+        })  # fmt: skip
         if self.push_to_hub and not self.hub_model_id:
             raise ValueError("--push_to_hub needs --hub_model_id (e.g. org/simclr-resnet18-stl10).")
 
@@ -239,21 +308,7 @@ class TrainState:
 def build_model(model_args: ModelArguments, augmentation: AugmentationConfig) -> SimCLRForPreTraining:
     if model_args.model_name_or_path:
         return SimCLRForPreTraining.from_pretrained(model_args.model_name_or_path)
-    cifar_stem = model_args.cifar_stem
-    if cifar_stem is None:
-        cifar_stem = augmentation.image_size <= 64
-    config = SimCLRConfig(
-        backbone=model_args.backbone,
-        cifar_stem=cifar_stem,
-        backbone_kwargs=json.loads(model_args.backbone_kwargs) if model_args.backbone_kwargs else None,
-        projection_layers=model_args.projection_layers,
-        projection_hidden_dim=model_args.projection_hidden_dim,
-        projection_dim=model_args.projection_dim,
-        projection_batch_norm=model_args.projection_batch_norm,
-        loss_temperature=model_args.loss_temperature,
-        image_size=augmentation.image_size,
-    )
-    return SimCLRForPreTraining(config)
+    return SimCLRForPreTraining(model_args.config(augmentation.image_size))
 
 
 def build_optimizer(model: nn.Module, args: PretrainingArguments, lr: float) -> torch.optim.Optimizer:
@@ -431,8 +486,6 @@ def run_arguments(*argument_sets: Any) -> dict[str, Any]:
 
 def check_batch_fits(num_images: int, local_batch: int, world_size: int) -> None:
     global_batch = local_batch * world_size
-    if local_batch < 1:
-        raise ValueError(f"--per_device_train_batch_size {local_batch} must be >= 1.")
     if global_batch > num_images:
         raise ValueError(
             f"The global batch ({local_batch} per device x {world_size} processes = {global_batch}) is larger "
@@ -462,8 +515,6 @@ def pretrain(
     device, rank, world_size = accelerator.device, accelerator.process_index, accelerator.num_processes
     augmentation = data_args.augmentation()
     augment_on = data_args.augment_on if data_args.augment_on != "auto" else "gpu"
-    if augment_on not in ("gpu", "cpu"):
-        raise ValueError(f"--augment_on {data_args.augment_on} unknown; use gpu, cpu or auto.")
 
     # Data: every process reads the same split; batches are sharded by rank.
     dataset = data_args.load_split(data_args.train_split, data_args.max_train_samples, seed=args.seed)
