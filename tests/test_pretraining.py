@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -15,7 +16,13 @@ from PIL import Image
 from transformers import AutoModel
 
 from hf_simclr import SimCLRModel
-from hf_simclr.training import DataArguments, ModelArguments, PretrainingArguments, pretrain
+from hf_simclr.training import (
+    DataArguments,
+    ModelArguments,
+    PretrainingArguments,
+    list_checkpoints,
+    pretrain,
+)
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "pretrain.py"
 # Views without randomness: every process (and every run) sees the same pixels for the same image.
@@ -45,8 +52,6 @@ def test_resume_gives_the_same_weights(cifar10_path: Path, tmp_path: Path) -> No
     interrupted = tmp_path / "interrupted"
     (interrupted / "checkpoints").mkdir(parents=True)
     # The state a run killed after step 3 leaves behind: its step-3 checkpoint and nothing else.
-    import shutil
-
     shutil.copytree(full / "checkpoints" / "step_3", interrupted / "checkpoints" / "step_3")
     summary = run(interrupted, cifar10_path, resume_from_checkpoint="latest", **settings)
     assert summary["steps"] == 6
@@ -57,6 +62,37 @@ def test_resume_gives_the_same_weights(cifar10_path: Path, tmp_path: Path) -> No
     assert [r["loss"] for r in read_log(interrupted)] == pytest.approx(
         [r["loss"] for r in read_log(full)][3:]
     )
+
+
+def test_a_new_run_never_mixes_with_an_earlier_run_in_its_folder(cifar10_path: Path, tmp_path: Path) -> None:
+    # Before: the second run's checkpoints were pruned as soon as written (the first run's steps sort
+    # higher), and a resume then continued the first run under the second run's training_args.json.
+    data = {"max_train_samples": 32, "image_size": 16}
+    run(
+        tmp_path, cifar10_path, data=data, per_device_train_batch_size=8, max_steps=4, checkpointing_steps="2"
+    )
+    first_weights = (tmp_path / "model.safetensors").read_bytes()
+    (tmp_path / "results.json").write_text("{}")  # the first model's probe results
+    second = dict(data=data, per_device_train_batch_size=16, max_steps=2, checkpointing_steps="1")
+    with pytest.raises(ValueError, match=r"holds another run \(.*checkpoints.*\)\. Continue it with "
+                       r"--resume_from_checkpoint latest, .* --overwrite_output_dir"):  # fmt: skip
+        run(tmp_path, cifar10_path, **second)
+    assert [path.name for path in list_checkpoints(tmp_path)] == ["step_2", "step_4"]  # left alone
+    with pytest.raises(ValueError, match="give one of them"):
+        PretrainingArguments(
+            output_dir=str(tmp_path), overwrite_output_dir=True, resume_from_checkpoint="latest"
+        )
+
+    run(tmp_path, cifar10_path, overwrite_output_dir=True, **second)
+    assert [path.name for path in list_checkpoints(tmp_path)] == ["step_1", "step_2"]
+    assert not (tmp_path / "results.json").exists()
+    second_weights = (tmp_path / "model.safetensors").read_bytes()
+    assert second_weights != first_weights
+    assert json.loads((tmp_path / "training_args.json").read_text())["global_batch_size"] == 16
+    assert [record["step"] for record in read_log(tmp_path)] == [1, 2]
+    # A resume continues the folder's own run: the second one.
+    run(tmp_path, cifar10_path, resume_from_checkpoint="latest", **second)
+    assert (tmp_path / "model.safetensors").read_bytes() == second_weights
 
 
 def _free_port() -> int:

@@ -35,13 +35,32 @@ from tqdm.auto import tqdm
 from .configuration_simclr import SimCLRConfig
 from .data import ImageViewDataset, decode_images, decode_labels, load_image_dataset
 from .gpu_transforms import GPUTwoViewAugmentation, normalize
-from .hub import push_model_folder, save_model_folder
+from .hub import (
+    CODE_FILES,
+    CONFIG_FILE,
+    IMAGE_PROCESSOR_FILE,
+    MODEL_CARD_FILE,
+    RESULTS_FILE,
+    TRAINING_ARGS_FILE,
+    WEIGHTS_FILES,
+    push_model_folder,
+    save_model_folder,
+)
 from .modeling_simclr import SimCLRForPreTraining, split_views
+from .plots import CONFUSION_FILE, CURVES_FILE, NEIGHBORS_FILE, TSNE_FILE
 from .probe import knn_top1
 from .transforms import AugmentationConfig, augmentation_preset, two_view_batch_transform
 
 CHECKPOINT_DIR = "checkpoints"
 LOG_FILE = "log_history.jsonl"
+TRACKER_PROJECT = "simclr"  # trackers that log to files (tensorboard) write into <output_dir>/simclr/
+# What a run leaves in its output folder: checkpoints, logs, the model folder and, once probed, its
+# results, card and plots; also weight shards and half-written saves (patterns). A new run into that
+# folder is refused, or with --overwrite_output_dir these are deleted first: never two runs in one folder.
+RUN_FILES = (CHECKPOINT_DIR, LOG_FILE, TRACKER_PROJECT, TRAINING_ARGS_FILE, CONFIG_FILE, IMAGE_PROCESSOR_FILE,
+             *WEIGHTS_FILES, *CODE_FILES, RESULTS_FILE, MODEL_CARD_FILE, TSNE_FILE, NEIGHBORS_FILE,
+             CONFUSION_FILE, CURVES_FILE)  # fmt: skip
+RUN_FILE_PATTERNS = (r"model-\d+-of-\d+\.safetensors", r"\.tmp-.*")
 
 # Base learning rates for a global batch of 256 (scaled linearly, Goyal et al. 2017) and weight decay.
 OPTIMIZER_DEFAULTS = {
@@ -205,6 +224,11 @@ class PretrainingArguments:
     """How long and how to optimise; saved with every checkpoint and the final model."""
 
     output_dir: str = field(metadata={"help": "Model folder, checkpoints/ and logs are written here."})
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Start afresh in an --output_dir that holds another run: its checkpoints, model, "
+                  "logs and probe results are deleted first. Without it, such a folder is refused."},
+    )  # fmt: skip
     num_train_epochs: float = field(default=100, metadata={"help": "Epochs (paper: 100-1000; longer helps)."})
     max_steps: int = field(default=-1, metadata={"help": "If > 0, train this many steps, ignoring epochs."})
     per_device_train_batch_size: int = field(
@@ -288,6 +312,11 @@ class PretrainingArguments:
             "knn_every_epochs": (self.knn_every_epochs >= 0, ">= 0 (0: no kNN monitor)"),
             "knn_k": (self.knn_k >= 1, "a positive integer"),
         })  # fmt: skip
+        if self.overwrite_output_dir and self.resume_from_checkpoint:
+            raise ValueError(
+                "--overwrite_output_dir deletes the run that --resume_from_checkpoint continues: give one of them "
+                "(resume an interrupted run, or start afresh)."
+            )
         if self.push_to_hub and not self.hub_model_id:
             raise ValueError("--push_to_hub needs --hub_model_id (e.g. org/simclr-resnet18-stl10).")
 
@@ -387,8 +416,52 @@ def find_checkpoint(output_dir: Path, resume_from_checkpoint: str) -> Path:
     return candidates[-1]
 
 
+def earlier_run_files(output_dir: Path) -> list[Path]:
+    """The files and folders of a run (`RUN_FILES`, `RUN_FILE_PATTERNS`) found in `output_dir`."""
+    if not output_dir.is_dir():
+        return []
+    pattern = re.compile("|".join(RUN_FILE_PATTERNS))
+    return sorted(
+        path for path in output_dir.iterdir() if path.name in RUN_FILES or pattern.fullmatch(path.name)
+    )
+
+
+def prepare_output_dir(
+    accelerator: Accelerator, output_dir: Path, checkpoint: Path | None, overwrite: bool
+) -> None:
+    """Make sure that this run's files never mix with another run's, before any work starts.
+
+    A run that resumes from one of the folder's own checkpoints continues the run there. Any other run
+    (a fresh one, or one resuming from a checkpoint elsewhere) needs a folder free of another run's
+    files (`earlier_run_files`): it is refused, or with `overwrite` those files are deleted first.
+
+    Raises:
+        ValueError: if the folder holds another run and `overwrite` is False; the message names the files
+            and the ways out (--resume_from_checkpoint, --overwrite_output_dir, another --output_dir).
+    """
+    if checkpoint is not None and checkpoint.resolve().parent == (output_dir / CHECKPOINT_DIR).resolve():
+        return
+    found = earlier_run_files(output_dir)
+    names = ", ".join(path.name for path in found)
+    if found and not overwrite:
+        raise ValueError(
+            f"--output_dir {output_dir} holds another run ({names}). Continue it with --resume_from_checkpoint "
+            f"latest, delete it and start afresh with --overwrite_output_dir, or pick another --output_dir; "
+            f"two runs in one folder would prune each other's checkpoints and resume the wrong one."
+        )
+    accelerator.wait_for_everyone()  # every process has looked before the main one deletes
+    if found and accelerator.is_main_process:
+        for path in found:
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        accelerator.print(f"--overwrite_output_dir: deleted the earlier run's {names} in {output_dir}.")
+    accelerator.wait_for_everyone()
+
+
 def save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, keep: int) -> None:
-    """`save_state` into a temporary folder renamed into place, then drop all but the last `keep`."""
+    """`save_state` into a temporary folder renamed into place, then drop all but the last `keep` (0: keep all)."""
     root = output_dir / CHECKPOINT_DIR
     final = root / f"step_{step}"
     staging = root / f".tmp-step_{step}"
@@ -511,6 +584,11 @@ def pretrain(
         project_dir=str(output_dir),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
     )
+    # The output folder first: a resume needs a checkpoint, a fresh run a folder free of other runs.
+    checkpoint = (
+        find_checkpoint(output_dir, args.resume_from_checkpoint) if args.resume_from_checkpoint else None
+    )
+    prepare_output_dir(accelerator, output_dir, checkpoint, args.overwrite_output_dir)
     set_seed(args.seed)
     device, rank, world_size = accelerator.device, accelerator.process_index, accelerator.num_processes
     augmentation = data_args.augmentation()
@@ -554,8 +632,7 @@ def pretrain(
         augment_views = torch.compile(augment.augment) if args.torch_compile else augment.augment
     state = TrainState()
     accelerator.register_for_checkpointing(state)
-    if args.resume_from_checkpoint:
-        checkpoint = find_checkpoint(output_dir, args.resume_from_checkpoint)
+    if checkpoint is not None:
         accelerator.load_state(str(checkpoint))
         accelerator.print(f"Resumed from {checkpoint} at step {state.step}.")
 
@@ -566,7 +643,7 @@ def pretrain(
     run_config = run_arguments(model_args, data_args, args)
     run_config.update(global_batch_size=global_batch, num_processes=world_size, peak_learning_rate=peak_lr,
                       total_steps=total_steps, augment_on=augment_on, augmentation=augmentation.to_dict())  # fmt: skip
-    accelerator.init_trackers("simclr", config={k: str(v) for k, v in run_config.items()})
+    accelerator.init_trackers(TRACKER_PROJECT, config={k: str(v) for k, v in run_config.items()})
     accelerator.print(
         f"SimCLR: {len(dataset)} images, global batch {global_batch} ({local_batch} x {world_size} processes), "
         f"{total_steps} steps, peak lr {peak_lr:.4g} ({args.optimizer}), views on {augment_on}, device {device}."
