@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -17,6 +18,7 @@ from transformers import AutoModel
 
 from hf_simclr import SimCLRModel
 from hf_simclr.training import (
+    RESUME_SETTINGS_FILE,
     DataArguments,
     ModelArguments,
     PretrainingArguments,
@@ -93,6 +95,53 @@ def test_a_new_run_never_mixes_with_an_earlier_run_in_its_folder(cifar10_path: P
     # A resume continues the folder's own run: the second one.
     run(tmp_path, cifar10_path, resume_from_checkpoint="latest", **second)
     assert (tmp_path / "model.safetensors").read_bytes() == second_weights
+
+
+RESUMABLE = dict(data={"max_train_samples": 32, "image_size": 16}, per_device_train_batch_size=16, max_steps=4,
+                 checkpointing_steps="1", checkpoints_total_limit=3)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def interrupted_run(cifar10_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run stopped after 2 of its 4 steps: its output folder with the step-2 checkpoint."""
+    folder = tmp_path_factory.mktemp("interrupted")
+    run(folder, cifar10_path, **RESUMABLE)
+    for late in ("step_3", "step_4"):
+        shutil.rmtree(folder / "checkpoints" / late)
+    (folder / "model.safetensors").unlink()  # as if killed after step 2
+    return folder
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"per_device_train_batch_size": 8},
+         r"global_batch_size: 16 in the checkpoint, 8 now \(--per_device_train_batch_size x processes\)"),
+        ({"data": {"max_train_samples": 48, "image_size": 16}}, r"num_train_samples: 32 in the checkpoint, 48 now"),
+        ({"seed": 1}, r"dataset_fingerprint: '\w+' in the checkpoint, '\w+' now \(.*--seed\)"),
+        ({"optimizer": "adamw"}, r"optimizer: 'lars' in the checkpoint, 'adamw' now \(--optimizer\)"),
+        ({"max_steps": 6}, r"total_steps: 4 in the checkpoint, 6 now"),
+        ({"model": {"projection_dim": 64}}, r"projection_dim: 128 in the checkpoint, 64 now \(--projection_dim\)"),
+    ],
+)  # fmt: skip
+def test_resume_refuses_other_settings_naming_them(
+    cifar10_path: Path, interrupted_run: Path, change: dict, match: str
+) -> None:
+    # Before: another batch size or data size was accepted (the epoch went backwards, the schedule
+    # jumped), another optimizer crashed with KeyError: 'step', another head with a raw size mismatch.
+    with pytest.raises(ValueError, match=r"Cannot resume from .*step_2: this run's settings differ") as error:
+        run(interrupted_run, cifar10_path, resume_from_checkpoint="latest", **{**RESUMABLE, **change})
+    assert re.search(match, str(error.value)), str(error.value)
+
+
+def test_resume_from_a_checkpoint_without_settings_warns(
+    cifar10_path: Path, interrupted_run: Path, tmp_path: Path
+) -> None:
+    folder = Path(shutil.copytree(interrupted_run, tmp_path / "old"))
+    (folder / "checkpoints" / "step_2" / RESUME_SETTINGS_FILE).unlink()  # written by an earlier version
+    with pytest.warns(UserWarning, match="predates them.*this resume is unchecked"):
+        summary = run(folder, cifar10_path, resume_from_checkpoint="latest", **RESUMABLE)
+    assert summary["steps"] == 4
 
 
 def _free_port() -> int:

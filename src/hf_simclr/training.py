@@ -14,12 +14,14 @@ Two ways to make the views (`--augment_on`):
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import math
 import os
 import re
 import shutil
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +63,8 @@ RUN_FILES = (CHECKPOINT_DIR, LOG_FILE, TRACKER_PROJECT, TRAINING_ARGS_FILE, CONF
              *WEIGHTS_FILES, *CODE_FILES, RESULTS_FILE, MODEL_CARD_FILE, TSNE_FILE, NEIGHBORS_FILE,
              CONFUSION_FILE, CURVES_FILE)  # fmt: skip
 RUN_FILE_PATTERNS = (r"model-\d+-of-\d+\.safetensors", r"\.tmp-.*")
+# Written into each checkpoint: what a resumed run must share with it (see `resume_settings`).
+RESUME_SETTINGS_FILE = "resume_settings.json"
 
 # Base learning rates for a global batch of 256 (scaled linearly, Goyal et al. 2017) and weight decay.
 OPTIMIZER_DEFAULTS = {
@@ -460,8 +464,88 @@ def prepare_output_dir(
     accelerator.wait_for_everyone()
 
 
-def save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, keep: int) -> None:
-    """`save_state` into a temporary folder renamed into place, then drop all but the last `keep` (0: keep all)."""
+# The architecture a resume must keep: every argument of SimCLRConfig (backbone, head, image size, ...).
+ARCHITECTURE_SETTINGS = tuple(
+    name for name in inspect.signature(SimCLRConfig.__init__).parameters if name not in ("self", "kwargs")
+)
+# Where each resume setting comes from, for the message that refuses a mismatch (default: --<name>).
+RESUME_SETTING_SOURCES = {
+    "global_batch_size": "--per_device_train_batch_size x processes",
+    "num_train_samples": "--dataset_name, --train_split, --max_train_samples",
+    "dataset_fingerprint": "--dataset_name, --train_split, --max_train_samples, --seed",
+    "total_steps": "--num_train_epochs or --max_steps, with the global batch",
+    "warmup_steps": "--warmup_epochs, with the global batch",
+    "image_size": "--image_size or --preset",
+}
+
+
+def resume_settings(
+    config: SimCLRConfig,
+    dataset: datasets.Dataset,
+    optimizer: str,
+    global_batch: int,
+    total_steps: int,
+    warmup_steps: int,
+) -> dict[str, Any]:
+    """What a resumed run must share with its checkpoint, saved in each one as `resume_settings.json`.
+
+    The step counter only means the same thing with the same data (length and `datasets` fingerprint)
+    and global batch; the optimizer's state only loads into the same optimizer and architecture
+    (`SimCLRConfig`); the learning-rate schedule is set by the total and warmup steps. The learning rate
+    itself may change (e.g. lowered after a non-finite loss).
+
+    Returns:
+        `dict` of JSON values, as read back from a checkpoint.
+    """
+    settings = {
+        "global_batch_size": global_batch,
+        "num_train_samples": len(dataset),
+        "dataset_fingerprint": dataset._fingerprint,
+        "optimizer": optimizer,
+        "total_steps": total_steps,
+        "warmup_steps": warmup_steps,
+        **{name: getattr(config, name) for name in ARCHITECTURE_SETTINGS},
+    }
+    return json.loads(json.dumps(settings))
+
+
+def check_resume_settings(checkpoint: Path, settings: dict[str, Any]) -> None:
+    """Refuse to resume from `checkpoint` unless this run's `settings` ([`resume_settings`]) are its own.
+
+    A checkpoint written before checkpoints held their settings resumes with a warning: it comes from
+    this package's earlier version, whose runs should stay resumable.
+
+    Raises:
+        ValueError: naming every setting that differs, with the checkpoint's value and this run's.
+    """
+    path = checkpoint / RESUME_SETTINGS_FILE
+    if not path.is_file():
+        warnings.warn(
+            f"{checkpoint} has no {RESUME_SETTINGS_FILE} (it predates them), so this resume is unchecked: it "
+            f"must use the batch size, data, optimizer, epochs and architecture of the run that wrote it.",
+            stacklevel=2,
+        )
+        return
+    saved = json.loads(path.read_text())
+    differences = [
+        f"{name}: {saved.get(name)!r} in the checkpoint, {value!r} now ({RESUME_SETTING_SOURCES.get(name, '--' + name)})"
+        for name, value in settings.items()
+        if saved.get(name) != value
+    ]
+    if differences:
+        raise ValueError(
+            f"Cannot resume from {checkpoint}: this run's settings differ from those of the run that wrote it.\n  "
+            + "\n  ".join(differences)
+            + "\nResume with the checkpoint's settings, or start a new run (another --output_dir, or "
+            "--overwrite_output_dir)."
+        )
+
+
+def save_checkpoint(
+    accelerator: Accelerator, output_dir: Path, step: int, keep: int, settings: dict[str, Any]
+) -> None:
+    """`save_state` and the run's `settings` into a temporary folder renamed into place, then drop all
+    but the last `keep` (0: keep all)."""
     root = output_dir / CHECKPOINT_DIR
     final = root / f"step_{step}"
     staging = root / f".tmp-step_{step}"
@@ -472,6 +556,7 @@ def save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, keep:
     accelerator.save_state(str(staging))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        (staging / RESUME_SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
         shutil.rmtree(final, ignore_errors=True)
         os.replace(staging, final)
         finished = list_checkpoints(output_dir)
@@ -606,6 +691,9 @@ def pretrain(
 
     # Model and optimizer.
     model = build_model(model_args, augmentation)
+    settings = resume_settings(model.config, dataset, args.optimizer, global_batch, total_steps, warmup_steps)
+    if checkpoint is not None:
+        check_resume_settings(checkpoint, settings)  # before decoding the data and loading the state
     if args.sync_batchnorm and world_size > 1 and device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # the paper's global BN
     if device.type == "cuda":
@@ -744,7 +832,7 @@ def pretrain(
                         f"Non-finite weights after step {state.step}; stopping. Last good checkpoint: "
                         f"{kept or 'none'}. Lower --learning_rate, or use --mixed_precision bf16 instead of fp16."
                     )
-                save_checkpoint(accelerator, output_dir, state.step, args.checkpoints_total_limit)
+                save_checkpoint(accelerator, output_dir, state.step, args.checkpoints_total_limit, settings)
     progress.close()
 
     wall_time = time.time() - started
