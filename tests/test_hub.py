@@ -239,6 +239,36 @@ def test_push_script_rewrites_the_card_with_the_repo_id(folder, hub_calls, monke
     assert "Pushed" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(
+    "problem, error, match",
+    [
+        ("offline", RuntimeError, "unset HF_HUB_OFFLINE"),
+        ("no token", RuntimeError, "run `hf auth login`"),
+        ("invalid repo id", ValueError, "'someone/not valid' is not a Hub repository id"),
+    ],
+)
+def test_push_script_changes_nothing_when_the_push_cannot_start(
+    folder, hub_calls, monkeypatch, problem, error, match
+):
+    # Before: the script rewrote README.md for the new repo id, then failed to upload (or, with an
+    # invalid id, went on to the network).
+    repo_id = "someone/not valid" if problem == "invalid repo id" else "someone/another-name"
+    if problem == "offline":
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    if problem == "no token":
+        monkeypatch.delenv("HF_TOKEN")
+        monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
+    before = {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file()}
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "scripts"))
+    import push_to_hub
+
+    monkeypatch.setattr(sys, "argv", ["push_to_hub.py", "--model_dir", str(folder), "--repo_id", repo_id])
+    with pytest.raises(error, match=match):
+        push_to_hub.main()
+    assert {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file()} == before
+    assert hub_calls == []
+
+
 # ----------------------------------------------------------------------------------------------
 # Reading folders back
 # ----------------------------------------------------------------------------------------------

@@ -235,6 +235,8 @@ def test_argument_errors() -> None:
         PretrainingArguments(output_dir="x", optimizer="rmsprop")
     with pytest.raises(ValueError, match="hub_model_id"):
         PretrainingArguments(output_dir="x", push_to_hub=True)
+    with pytest.raises(ValueError, match="'org/not valid' is not a Hub repository id"):
+        PretrainingArguments(output_dir="x", push_to_hub=True, hub_model_id="org/not valid")
 
 
 REQUIRED = {
@@ -311,22 +313,56 @@ def test_script_help_and_recipe_file_with_overrides(tmp_path: Path) -> None:
     assert train_args.output_dir == str(tmp_path) and train_args.num_train_epochs == 3
 
 
-def test_push_to_hub_after_pretraining_uploads_one_loadable_folder(
-    cifar10_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from huggingface_hub import HfApi
+@pytest.fixture
+def uploads(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    """A token, offline mode off, and HfApi's network calls replaced: the uploads are recorded, not sent."""
+    import huggingface_hub
 
-    uploads = []
+    recorded: list[dict] = []
     monkeypatch.setenv("HF_TOKEN", "hf_not_a_real_token")
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kwargs: repo_id)
-    monkeypatch.setattr(HfApi, "upload_folder", lambda self, **kwargs: uploads.append(kwargs))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, repo_id, **kwargs: repo_id)
+    monkeypatch.setattr(
+        huggingface_hub.HfApi, "upload_folder", lambda self, **kwargs: recorded.append(kwargs)
+    )
+    return recorded
+
+
+def test_push_to_hub_after_pretraining_uploads_one_loadable_folder(
+    cifar10_path: Path, tmp_path: Path, uploads: list[dict]
+) -> None:
     run(tmp_path, cifar10_path, data={"max_train_samples": 32, "image_size": 16}, per_device_train_batch_size=16,
         max_steps=1, push_to_hub=True, hub_model_id="org/simclr-test")  # fmt: skip
     assert len(uploads) == 1 and uploads[0]["repo_id"] == "org/simclr-test"
     folder = Path(uploads[0]["folder_path"])
     assert (folder / "training_args.json").is_file() and not (folder / "results.json").exists()
     assert isinstance(AutoModel.from_pretrained(folder), SimCLRModel)
+
+
+@pytest.mark.parametrize(
+    "problem, match", [("offline", "unset HF_HUB_OFFLINE"), ("no token", "run `hf auth login`")]
+)
+def test_push_to_hub_problems_stop_the_run_before_it_starts(
+    cifar10_path: Path,
+    tmp_path: Path,
+    uploads: list[dict],
+    monkeypatch: pytest.MonkeyPatch,
+    problem: str,
+    match: str,
+) -> None:
+    # Before: the whole run trained and saved, and only then failed to push.
+    import huggingface_hub
+
+    if problem == "offline":
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    else:
+        monkeypatch.delenv("HF_TOKEN")
+        monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
+    with pytest.raises(RuntimeError, match=match):
+        run(tmp_path / "out", cifar10_path, data={"max_train_samples": 32, "image_size": 16},
+            per_device_train_batch_size=16, max_steps=1, push_to_hub=True, hub_model_id="org/simclr-test")  # fmt: skip
+    assert not (tmp_path / "out").exists() and uploads == []
 
 
 def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(cifar10_path: Path, tmp_path: Path):

@@ -45,6 +45,8 @@ from .hub import (
     RESULTS_FILE,
     TRAINING_ARGS_FILE,
     WEIGHTS_FILES,
+    check_repo_id,
+    hub_token,
     push_model_folder,
     save_model_folder,
 )
@@ -323,6 +325,8 @@ class PretrainingArguments:
             )
         if self.push_to_hub and not self.hub_model_id:
             raise ValueError("--push_to_hub needs --hub_model_id (e.g. org/simclr-resnet18-stl10).")
+        if self.push_to_hub:
+            check_repo_id(self.hub_model_id)
 
 
 class TrainState:
@@ -660,6 +664,8 @@ def pretrain(
 ) -> dict[str, Any]:
     """Pretrain a SimCLR model and write it to `args.output_dir`; returns a summary of the run."""
     started = time.time()
+    if args.push_to_hub:
+        hub_token()  # offline mode or no token: say so now, not after the run
     output_dir = Path(args.output_dir)
     trackers = None if args.report_to == "none" else args.report_to
     accelerator = Accelerator(
