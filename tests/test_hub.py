@@ -116,6 +116,12 @@ def test_card_renders_parses_and_repeats_the_results(folder):
     assert "| `epochs` | 1 |" in card.text  # the recipe, from training_args.json
 
 
+def test_card_usage_gives_h_from_the_pipeline(folder):
+    # Before: the card's pipeline line returned the (1, 512, 4, 4) feature map, not h.
+    card = hub.render_model_card(folder, repo_id=REPO_ID)
+    assert 'extractor("image.jpg", pool=True)' in card.text
+
+
 def test_card_names_the_jpeg_copy_of_cifar10(cifar10_path):
     described = hub.describe_dataset(str(cifar10_path))
     assert described["id"] == "cifar10" and described["name"] == "CIFAR-10 (JPEG)" and not described["hub"]

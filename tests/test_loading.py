@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -147,3 +148,24 @@ def test_image_processor_and_feature_extraction_pipeline(model_folder: Path) -> 
     with torch.no_grad():
         expected = model(pixels).pooler_output
     torch.testing.assert_close(features.reshape(expected.shape), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_readme_usage_runs_on_a_pretraining_folder(
+    model_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before: the README's snippet used an undefined image, its pipeline form gave the (1, 512, 4, 4)
+    # feature map rather than h, and a classifier from the folder had 2 labels.
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    usage = readme.split("\n## Usage\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", usage, flags=re.DOTALL)
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(model_folder, tmp_path / "runs" / "simclr-cifar10")
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 48, 3), dtype=np.uint8)).save("image.jpg")
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), namespace)
+    assert namespace["h"].shape == (1, 512)
+    torch.testing.assert_close(namespace["features"], namespace["h"], atol=1e-5, rtol=1e-5)
+    classifier = namespace["classifier"]
+    assert classifier.config.num_labels == 10 and classifier.config.id2label[9] == "truck"
+    assert classifier.classifier.out_features == 10
