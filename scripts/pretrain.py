@@ -26,7 +26,10 @@ def main() -> None:
     if argv and argv[0].endswith((".json", ".yaml", ".yml")):
         argv = recipe_arguments(argv[0]) + argv[1:]
     parser = HfArgumentParser((ModelArguments, DataArguments, PretrainingArguments))
-    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    try:
+        model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    except ValueError as error:  # a value out of range: usage and the message, no traceback (exit code 2)
+        parser.error(str(error))
     pretrain(model_args, data_args, training_args)
 
 

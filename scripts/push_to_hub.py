@@ -4,16 +4,17 @@
     python scripts/push_to_hub.py --model_dir runs/cifar10 --repo_id your-name/simclr-resnet18-cifar10
 
 The folder must hold the weights, config.json, the code files, preprocessor_config.json,
-training_args.json and results.json (run scripts/linear_probe.py first). The README.md model card
-is rendered again with the repository id (unless --no_write_card), the folder is checked to load
-as a SimCLR model, and only then is anything sent. The logic lives in hf_simclr.hub.
+training_args.json and results.json (run scripts/linear_probe.py first). The repository id, the
+token and the folder are checked (it must load as a SimCLR model) before anything is sent; the
+README.md model card, rendered again with the repository id (unless --no_write_card), replaces the
+folder's only once the upload starts. The logic lives in hf_simclr.hub.
 """
 
 from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser
 
-from hf_simclr.hub import push_model_folder, write_model_card
+from hf_simclr.hub import push_model_folder, render_model_card
 
 
 @dataclass
@@ -40,8 +41,7 @@ class PushArguments:
 
 def main() -> None:
     (args,) = HfArgumentParser(PushArguments).parse_args_into_dataclasses()
-    if args.write_card:
-        write_model_card(args.model_dir, repo_id=args.repo_id)
+    card = render_model_card(args.model_dir, repo_id=args.repo_id) if args.write_card else None
     commit = push_model_folder(
         args.model_dir,
         args.repo_id,
@@ -50,6 +50,7 @@ def main() -> None:
         create_pr=args.create_pr,
         token=args.token,
         commit_message=args.commit_message,
+        model_card=card,
     )
     print(f"Pushed {args.model_dir} to {commit.pr_url or commit.commit_url}")
 

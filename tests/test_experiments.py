@@ -68,6 +68,7 @@ def test_each_variant_folder_holds_results_but_never_weights(grid_run):
         assert results["model_config"]["projection_layers"] == layers
         assert results["features"] == ["h", "z"] and results["split_sizes"] == {"train": 64, "eval": 32}
         assert (work_dir / name / "model.safetensors").is_file()  # weights stay in the work folder
+        assert not (work_dir / name / "checkpoints").exists()  # checkpointing_steps: none
     # projection_layers 0: z = g(h) = h, so both probes see the same features.
     no_head = json.loads((results_dir / "no-head" / "results.json").read_text())
     assert no_head["z"]["linear_top1"] == no_head["linear_top1"]

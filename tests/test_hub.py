@@ -115,6 +115,12 @@ def test_card_renders_parses_and_repeats_the_results(folder):
     assert "| `epochs` | 1 |" in card.text  # the recipe, from training_args.json
 
 
+def test_card_usage_gives_h_from_the_pipeline(folder):
+    # Before: the card's pipeline line returned the (1, 512, 4, 4) feature map, not h.
+    card = hub.render_model_card(folder, repo_id=REPO_ID)
+    assert 'extractor("image.jpg", pool=True)' in card.text
+
+
 def test_card_names_the_jpeg_copy_of_cifar10(cifar10_path):
     described = hub.describe_dataset(str(cifar10_path))
     assert described["id"] == "cifar10" and described["name"] == "CIFAR-10 (JPEG)" and not described["hub"]
@@ -125,6 +131,16 @@ def test_card_names_the_jpeg_copy_of_cifar10(cifar10_path):
         "hub": True,
         "notes": [],
     }
+
+
+def test_card_template_ships_inside_the_package():
+    # A non-editable install (`pip install .`) holds only the package, so the template must be package
+    # data; .ci/run also renders a card from such an install.
+    tomllib = pytest.importorskip("tomllib")
+    assert hub.MODEL_CARD_TEMPLATE.parent == Path(hub.__file__).resolve().parent
+    assert hub.MODEL_CARD_TEMPLATE.is_file()
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert hub.MODEL_CARD_TEMPLATE.name in pyproject["tool"]["setuptools"]["package-data"]["hf_simclr"]
 
 
 def test_card_needs_results(folder):
@@ -226,6 +242,36 @@ def test_push_script_rewrites_the_card_with_the_repo_id(folder, hub_calls, monke
     assert f'AutoModel.from_pretrained("{REPO_ID}"' in (folder / "README.md").read_text()
     assert [name for name, _ in hub_calls] == ["create_repo", "upload_folder"]
     assert "Pushed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "problem, error, match",
+    [
+        ("offline", RuntimeError, "unset HF_HUB_OFFLINE"),
+        ("no token", RuntimeError, "run `hf auth login`"),
+        ("invalid repo id", ValueError, "'someone/not valid' is not a Hub repository id"),
+    ],
+)
+def test_push_script_changes_nothing_when_the_push_cannot_start(
+    folder, hub_calls, monkeypatch, problem, error, match
+):
+    # Before: the script rewrote README.md for the new repo id, then failed to upload (or, with an
+    # invalid id, went on to the network).
+    repo_id = "someone/not valid" if problem == "invalid repo id" else "someone/another-name"
+    if problem == "offline":
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    if problem == "no token":
+        monkeypatch.delenv("HF_TOKEN")
+        monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
+    before = {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file()}
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "scripts"))
+    import push_to_hub
+
+    monkeypatch.setattr(sys, "argv", ["push_to_hub.py", "--model_dir", str(folder), "--repo_id", repo_id])
+    with pytest.raises(error, match=match):
+        push_to_hub.main()
+    assert {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file()} == before
+    assert hub_calls == []
 
 
 # ----------------------------------------------------------------------------------------------

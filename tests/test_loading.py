@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
-from transformers import AutoImageProcessor, AutoModel, pipeline
+from safetensors.torch import load_file
+from transformers import AutoImageProcessor, AutoModel, AutoModelForPreTraining, pipeline
 
 from hf_simclr import SimCLRConfig, SimCLRForPreTraining, SimCLRModel
 from hf_simclr.hub import save_model_folder
@@ -60,6 +64,32 @@ def test_auto_model_with_package_installed(model_folder: Path) -> None:
     with torch.no_grad():
         h = model(reference["pixels"]).pooler_output
     assert (h - reference["h"]).abs().max().item() < 1e-6
+
+
+@pytest.fixture
+def transformers_log() -> Iterator[list[logging.LogRecord]]:
+    """Every record transformers logs (its loggers do not propagate to pytest's caplog)."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    library_logger = logging.getLogger("transformers")
+    library_logger.addHandler(handler)
+    yield records
+    library_logger.removeHandler(handler)
+
+
+def test_encoder_loads_from_a_pretraining_folder_without_a_load_report(
+    model_folder: Path, transformers_log: list[logging.LogRecord]
+) -> None:
+    # Before: every AutoModel.from_pretrained of a pretraining folder logged transformers' LOAD REPORT
+    # with the projection head's weights as UNEXPECTED (the model card's usage line included).
+    AutoModel.from_pretrained(model_folder)
+    AutoModel.from_pretrained(model_folder, trust_remote_code=True)  # the folder's own code file
+    full = AutoModelForPreTraining.from_pretrained(model_folder)
+    assert not [record.getMessage() for record in transformers_log if "LOAD REPORT" in record.getMessage()]
+    saved = load_file(model_folder / "model.safetensors")
+    head = full.projection_head.state_dict()
+    assert head and all(torch.equal(value, saved[f"projection_head.{name}"]) for name, value in head.items())
 
 
 def test_trust_remote_code_without_hf_simclr(model_folder: Path) -> None:
@@ -186,3 +216,24 @@ def test_processor_rejects_what_it_cannot_read(model_folder: Path) -> None:
         processor(images="cat.png")
     with pytest.raises(TypeError, match="takes images and return_tensors only"):
         processor(images=image_in_mode("RGB"), size={"height": 64, "width": 64})
+
+
+def test_readme_usage_runs_on_a_pretraining_folder(
+    model_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before: the README's snippet used an undefined image, its pipeline form gave the (1, 512, 4, 4)
+    # feature map rather than h, and a classifier from the folder had 2 labels.
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    usage = readme.split("\n## Usage\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", usage, flags=re.DOTALL)
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(model_folder, tmp_path / "runs" / "simclr-cifar10")
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 48, 3), dtype=np.uint8)).save("image.jpg")
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), namespace)
+    assert namespace["h"].shape == (1, 512)
+    torch.testing.assert_close(namespace["features"], namespace["h"], atol=1e-5, rtol=1e-5)
+    classifier = namespace["classifier"]
+    assert classifier.config.num_labels == 10 and classifier.config.id2label[9] == "truck"
+    assert classifier.classifier.out_features == 10

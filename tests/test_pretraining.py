@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -15,7 +17,14 @@ from PIL import Image
 from transformers import AutoModel
 
 from hf_simclr import SimCLRModel
-from hf_simclr.training import DataArguments, ModelArguments, PretrainingArguments, pretrain
+from hf_simclr.training import (
+    RESUME_SETTINGS_FILE,
+    DataArguments,
+    ModelArguments,
+    PretrainingArguments,
+    list_checkpoints,
+    pretrain,
+)
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "pretrain.py"
 # Views without randomness: every process (and every run) sees the same pixels for the same image.
@@ -45,8 +54,6 @@ def test_resume_gives_the_same_weights(cifar10_path: Path, tmp_path: Path) -> No
     interrupted = tmp_path / "interrupted"
     (interrupted / "checkpoints").mkdir(parents=True)
     # The state a run killed after step 3 leaves behind: its step-3 checkpoint and nothing else.
-    import shutil
-
     shutil.copytree(full / "checkpoints" / "step_3", interrupted / "checkpoints" / "step_3")
     summary = run(interrupted, cifar10_path, resume_from_checkpoint="latest", **settings)
     assert summary["steps"] == 6
@@ -57,6 +64,84 @@ def test_resume_gives_the_same_weights(cifar10_path: Path, tmp_path: Path) -> No
     assert [r["loss"] for r in read_log(interrupted)] == pytest.approx(
         [r["loss"] for r in read_log(full)][3:]
     )
+
+
+def test_a_new_run_never_mixes_with_an_earlier_run_in_its_folder(cifar10_path: Path, tmp_path: Path) -> None:
+    # Before: the second run's checkpoints were pruned as soon as written (the first run's steps sort
+    # higher), and a resume then continued the first run under the second run's training_args.json.
+    data = {"max_train_samples": 32, "image_size": 16}
+    run(
+        tmp_path, cifar10_path, data=data, per_device_train_batch_size=8, max_steps=4, checkpointing_steps="2"
+    )
+    first_weights = (tmp_path / "model.safetensors").read_bytes()
+    (tmp_path / "results.json").write_text("{}")  # the first model's probe results
+    second = dict(data=data, per_device_train_batch_size=16, max_steps=2, checkpointing_steps="1")
+    with pytest.raises(ValueError, match=r"holds another run \(.*checkpoints.*\)\. Continue it with "
+                       r"--resume_from_checkpoint latest, .* --overwrite_output_dir"):  # fmt: skip
+        run(tmp_path, cifar10_path, **second)
+    assert [path.name for path in list_checkpoints(tmp_path)] == ["step_2", "step_4"]  # left alone
+    with pytest.raises(ValueError, match="give one of them"):
+        PretrainingArguments(
+            output_dir=str(tmp_path), overwrite_output_dir=True, resume_from_checkpoint="latest"
+        )
+
+    run(tmp_path, cifar10_path, overwrite_output_dir=True, **second)
+    assert [path.name for path in list_checkpoints(tmp_path)] == ["step_1", "step_2"]
+    assert not (tmp_path / "results.json").exists()
+    second_weights = (tmp_path / "model.safetensors").read_bytes()
+    assert second_weights != first_weights
+    assert json.loads((tmp_path / "training_args.json").read_text())["global_batch_size"] == 16
+    assert [record["step"] for record in read_log(tmp_path)] == [1, 2]
+    # A resume continues the folder's own run: the second one.
+    run(tmp_path, cifar10_path, resume_from_checkpoint="latest", **second)
+    assert (tmp_path / "model.safetensors").read_bytes() == second_weights
+
+
+RESUMABLE = dict(data={"max_train_samples": 32, "image_size": 16}, per_device_train_batch_size=16, max_steps=4,
+                 checkpointing_steps="1", checkpoints_total_limit=3)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def interrupted_run(cifar10_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run stopped after 2 of its 4 steps: its output folder with the step-2 checkpoint."""
+    folder = tmp_path_factory.mktemp("interrupted")
+    run(folder, cifar10_path, **RESUMABLE)
+    for late in ("step_3", "step_4"):
+        shutil.rmtree(folder / "checkpoints" / late)
+    (folder / "model.safetensors").unlink()  # as if killed after step 2
+    return folder
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"per_device_train_batch_size": 8},
+         r"global_batch_size: 16 in the checkpoint, 8 now \(--per_device_train_batch_size x processes\)"),
+        ({"data": {"max_train_samples": 48, "image_size": 16}}, r"num_train_samples: 32 in the checkpoint, 48 now"),
+        ({"seed": 1}, r"dataset_fingerprint: '\w+' in the checkpoint, '\w+' now \(.*--seed\)"),
+        ({"optimizer": "adamw"}, r"optimizer: 'lars' in the checkpoint, 'adamw' now \(--optimizer\)"),
+        ({"max_steps": 6}, r"total_steps: 4 in the checkpoint, 6 now"),
+        ({"model": {"projection_dim": 64}}, r"projection_dim: 128 in the checkpoint, 64 now \(--projection_dim\)"),
+    ],
+)  # fmt: skip
+def test_resume_refuses_other_settings_naming_them(
+    cifar10_path: Path, interrupted_run: Path, change: dict, match: str
+) -> None:
+    # Before: another batch size or data size was accepted (the epoch went backwards, the schedule
+    # jumped), another optimizer crashed with KeyError: 'step', another head with a raw size mismatch.
+    with pytest.raises(ValueError, match=r"Cannot resume from .*step_2: this run's settings differ") as error:
+        run(interrupted_run, cifar10_path, resume_from_checkpoint="latest", **{**RESUMABLE, **change})
+    assert re.search(match, str(error.value)), str(error.value)
+
+
+def test_resume_from_a_checkpoint_without_settings_warns(
+    cifar10_path: Path, interrupted_run: Path, tmp_path: Path
+) -> None:
+    folder = Path(shutil.copytree(interrupted_run, tmp_path / "old"))
+    (folder / "checkpoints" / "step_2" / RESUME_SETTINGS_FILE).unlink()  # written by an earlier version
+    with pytest.warns(UserWarning, match="predates them.*this resume is unchecked"):
+        summary = run(folder, cifar10_path, resume_from_checkpoint="latest", **RESUMABLE)
+    assert summary["steps"] == 4
 
 
 def _free_port() -> int:
@@ -150,6 +235,60 @@ def test_argument_errors() -> None:
         PretrainingArguments(output_dir="x", optimizer="rmsprop")
     with pytest.raises(ValueError, match="hub_model_id"):
         PretrainingArguments(output_dir="x", push_to_hub=True)
+    with pytest.raises(ValueError, match="'org/not valid' is not a Hub repository id"):
+        PretrainingArguments(output_dir="x", push_to_hub=True, hub_model_id="org/not valid")
+
+
+REQUIRED = {
+    ModelArguments: {},
+    DataArguments: {"dataset_name": "x"},
+    PretrainingArguments: {"output_dir": "x"},
+}
+
+
+@pytest.mark.parametrize(
+    "arguments, values, match",
+    [
+        (PretrainingArguments, {"num_train_epochs": 0}, r"--num_train_epochs 0 must be > 0 \(or give --max_steps\)"),
+        (PretrainingArguments, {"num_train_epochs": -1}, "--num_train_epochs -1 must be > 0"),
+        (PretrainingArguments, {"max_steps": 0}, "--max_steps 0 must be a positive number of steps, or -1"),
+        (PretrainingArguments, {"checkpointing_steps": "0"}, "--checkpointing_steps 0 must be a positive integer, 'epoch' or 'none'"),
+        (PretrainingArguments, {"logging_steps": 0}, "--logging_steps 0 must be a positive integer"),
+        (PretrainingArguments, {"per_device_train_batch_size": 0}, "--per_device_train_batch_size 0"),
+        (PretrainingArguments, {"learning_rate": float("nan")}, "--learning_rate nan must be > 0"),
+        (PretrainingArguments, {"weight_decay": -1e-4}, "--weight_decay -0.0001 must be >= 0"),
+        (PretrainingArguments, {"momentum": 1.0}, r"--momentum 1.0 must be in \[0, 1\)"),
+        (PretrainingArguments, {"warmup_epochs": -1}, "--warmup_epochs -1 must be >= 0"),
+        (PretrainingArguments, {"seed": -1}, "--seed -1"),
+        (PretrainingArguments, {"checkpoints_total_limit": -1}, "--checkpoints_total_limit -1"),
+        (PretrainingArguments, {"knn_every_epochs": -1}, "--knn_every_epochs -1"),
+        (PretrainingArguments, {"knn_k": 0}, "--knn_k 0"),
+        (DataArguments, {"max_train_samples": 0}, "--max_train_samples 0 must be a positive number of images"),
+        (DataArguments, {"max_eval_samples": -5}, "--max_eval_samples -5"),
+        (DataArguments, {"dataloader_num_workers": -1}, "--dataloader_num_workers -1"),
+        (DataArguments, {"augment_on": "tpu"}, "--augment_on tpu must be gpu, cpu or auto"),
+        (DataArguments, {"image_size": 4}, "image_size=4 is too small"),
+        (DataArguments, {"horizontal_flip_p": 1.5}, "horizontal_flip_p=1.5 is not a probability"),
+        (DataArguments, {"crop_scale_min": 0.9, "crop_scale_max": 0.5}, "crop_scale=.0.9, 0.5."),
+        (ModelArguments, {"projection_dim": 0}, "projection_dim=0 must be a positive integer"),
+        (ModelArguments, {"loss_temperature": 0.0}, "loss_temperature=0.0 must be > 0"),
+        (ModelArguments, {"backbone_kwargs": "{drop_path_rate: 0.1}"}, "--backbone_kwargs .* must be a JSON dict"),
+    ],
+)  # fmt: skip
+def test_numbers_are_checked_when_the_arguments_are_parsed(arguments: type, values: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        arguments(**REQUIRED[arguments], **values)
+
+
+def test_script_refuses_zero_epochs_before_loading_anything(cifar10_path: Path, tmp_path: Path) -> None:
+    # Before: 0 epochs ran "0 steps" and saved a randomly initialised model as if pretrained, exit code 0.
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--dataset_name", str(cifar10_path), "--output_dir", str(tmp_path / "out"),
+         "--num_train_epochs", "0", "--report_to", "none"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2 and "error: --num_train_epochs 0.0 must be > 0" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
 
 
 def test_script_help_and_recipe_file_with_overrides(tmp_path: Path) -> None:
@@ -174,22 +313,56 @@ def test_script_help_and_recipe_file_with_overrides(tmp_path: Path) -> None:
     assert train_args.output_dir == str(tmp_path) and train_args.num_train_epochs == 3
 
 
-def test_push_to_hub_after_pretraining_uploads_one_loadable_folder(
-    cifar10_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from huggingface_hub import HfApi
+@pytest.fixture
+def uploads(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    """A token, offline mode off, and HfApi's network calls replaced: the uploads are recorded, not sent."""
+    import huggingface_hub
 
-    uploads = []
+    recorded: list[dict] = []
     monkeypatch.setenv("HF_TOKEN", "hf_not_a_real_token")
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kwargs: repo_id)
-    monkeypatch.setattr(HfApi, "upload_folder", lambda self, **kwargs: uploads.append(kwargs))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, repo_id, **kwargs: repo_id)
+    monkeypatch.setattr(
+        huggingface_hub.HfApi, "upload_folder", lambda self, **kwargs: recorded.append(kwargs)
+    )
+    return recorded
+
+
+def test_push_to_hub_after_pretraining_uploads_one_loadable_folder(
+    cifar10_path: Path, tmp_path: Path, uploads: list[dict]
+) -> None:
     run(tmp_path, cifar10_path, data={"max_train_samples": 32, "image_size": 16}, per_device_train_batch_size=16,
         max_steps=1, push_to_hub=True, hub_model_id="org/simclr-test")  # fmt: skip
     assert len(uploads) == 1 and uploads[0]["repo_id"] == "org/simclr-test"
     folder = Path(uploads[0]["folder_path"])
     assert (folder / "training_args.json").is_file() and not (folder / "results.json").exists()
     assert isinstance(AutoModel.from_pretrained(folder), SimCLRModel)
+
+
+@pytest.mark.parametrize(
+    "problem, match", [("offline", "unset HF_HUB_OFFLINE"), ("no token", "run `hf auth login`")]
+)
+def test_push_to_hub_problems_stop_the_run_before_it_starts(
+    cifar10_path: Path,
+    tmp_path: Path,
+    uploads: list[dict],
+    monkeypatch: pytest.MonkeyPatch,
+    problem: str,
+    match: str,
+) -> None:
+    # Before: the whole run trained and saved, and only then failed to push.
+    import huggingface_hub
+
+    if problem == "offline":
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    else:
+        monkeypatch.delenv("HF_TOKEN")
+        monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
+    with pytest.raises(RuntimeError, match=match):
+        run(tmp_path / "out", cifar10_path, data={"max_train_samples": 32, "image_size": 16},
+            per_device_train_batch_size=16, max_steps=1, push_to_hub=True, hub_model_id="org/simclr-test")  # fmt: skip
+    assert not (tmp_path / "out").exists() and uploads == []
 
 
 def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(cifar10_path: Path, tmp_path: Path):

@@ -100,7 +100,8 @@ REQUIRED_FILES = (
 # Never uploaded: the probe's feature cache, pretraining's resumable checkpoints (optimizer state),
 # and half-written temporary files (fnmatch patterns: `*` also matches `/`).
 UPLOAD_IGNORE_PATTERNS = ["feature_cache/*", "checkpoints/*", ".tmp-*", ".*.tmp", "*__pycache__*"]
-MODEL_CARD_TEMPLATE = Path(__file__).resolve().parents[2] / "model_cards" / "template.md"
+# Package data (pyproject.toml), so that every install, editable or not, can write model cards.
+MODEL_CARD_TEMPLATE = Path(__file__).resolve().with_name("model_card_template.md")
 
 
 def resolve_model_file(
@@ -345,7 +346,7 @@ def render_model_card(
     repo_id: str | None = None,
     template_path: str | Path | None = None,
 ) -> ModelCard:
-    """The model card of a probed SimCLR model folder, from `model_cards/template.md`.
+    """The model card of a probed SimCLR model folder, from the package's `model_card_template.md`.
 
     Numbers are those of `results.json`: accuracies in the tables are shown in percent (100 x the stored
     fraction, which has 4 digits, so nothing is rounded away) and in the `model-index` metadata as the
@@ -357,7 +358,7 @@ def render_model_card(
         training_args (`dict`, *optional*): the pretraining arguments; read from `training_args.json`.
         repo_id (`str`, *optional*): Hub id used in the usage snippet and as the model's name; defaults
             to the folder's path (the snippet then loads the local folder).
-        template_path (`str` or `Path`, *optional*): defaults to the repository's `model_cards/template.md`.
+        template_path (`str` or `Path`, *optional*): defaults to `MODEL_CARD_TEMPLATE`, shipped in the package.
 
     Returns:
         `huggingface_hub.ModelCard`; `card.save(path)` writes it.
@@ -492,6 +493,15 @@ def write_model_card(
         `Path` of the `README.md`.
     """
     card = render_model_card(model_dir, results, training_args, repo_id, template_path)
+    return save_model_card(card, model_dir)
+
+
+def save_model_card(card: ModelCard, model_dir: str | Path) -> Path:
+    """Write `card` as `README.md` in `model_dir`, through a temporary file (never half-written).
+
+    Returns:
+        `Path` of the `README.md`.
+    """
     path = Path(model_dir) / MODEL_CARD_FILE
     temporary = path.with_name(f".{path.name}.tmp")
     card.save(temporary)
@@ -513,7 +523,9 @@ _FILE_ORIGINS = {
 }
 
 
-def check_model_folder(folder: str | Path, require_results: bool = True) -> SimCLRConfig:
+def check_model_folder(
+    folder: str | Path, require_results: bool = True, require_card: bool = True
+) -> SimCLRConfig:
     """Check that a folder is complete and loads as a SimCLR model, before anything is uploaded.
 
     Args:
@@ -521,6 +533,8 @@ def check_model_folder(folder: str | Path, require_results: bool = True) -> SimC
         require_results (`bool`, defaults to True): also require the probe's `results.json` and the
             model card rendered from it (pretraining's `--push_to_hub` uploads before any probe has run;
             `scripts/push_to_hub.py` adds both later).
+        require_card (`bool`, defaults to True): with `require_results`, also require the model card
+            (False when the card is written at upload time, see [`push_model_folder`]).
 
     Returns:
         The folder's `SimCLRConfig`.
@@ -534,6 +548,7 @@ def check_model_folder(folder: str | Path, require_results: bool = True) -> SimC
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder; pass the model folder written by pretraining.")
     optional = () if require_results else (RESULTS_FILE, MODEL_CARD_FILE)
+    optional += () if require_card else (MODEL_CARD_FILE,)
     required = [name for name in REQUIRED_FILES if name not in optional]
     missing = [name for name in required if not (folder / name).is_file()]
     if not any((folder / name).is_file() for name in WEIGHTS_FILES):
@@ -557,6 +572,24 @@ OFFLINE_MESSAGE = (
     "unset HF_HUB_OFFLINE (and HF_DATASETS_OFFLINE / TRANSFORMERS_OFFLINE if set) on a machine that "
     "reaches huggingface.co, then push again."
 )
+
+
+def check_repo_id(repo_id: str) -> None:
+    """Refuse a repository id that the Hub would refuse, before any work.
+
+    Raises:
+        ValueError: naming the id, what is wrong with it and the accepted form.
+    """
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise ValueError(
+            f"{repo_id!r} is not a Hub repository id ({error}). Use 'user/name' or 'org/name': letters, "
+            f"digits, '-', '_' and '.', at most 96 characters."
+        ) from error
 
 
 def hub_token(token: str | None = None) -> str:
@@ -587,13 +620,14 @@ def push_model_folder(
     token: str | None = None,
     commit_message: str = "Upload SimCLR model (hf_simclr)",
     require_results: bool = True,
+    model_card: ModelCard | None = None,
 ) -> Any:
     """Upload a checked model folder to the Hub as one commit.
 
-    The folder is checked ([`check_model_folder`]) and the token found before any network call; the
-    repository is created if needed, and every file goes up in a single `upload_folder` commit, so the
-    repository never holds half a model. The feature cache and temporary files stay behind
-    (`UPLOAD_IGNORE_PATTERNS`).
+    The repository id, offline mode, the token and the folder ([`check_model_folder`]) are checked
+    before any network call; the repository is created if needed, and every file goes up in a single
+    `upload_folder` commit, so the repository never holds half a model. The feature cache and temporary
+    files stay behind (`UPLOAD_IGNORE_PATTERNS`). Nothing in the folder changes unless the upload starts.
 
     Args:
         folder (`str` or `Path`): the model folder (weights, config, code, processor, card, results).
@@ -605,25 +639,31 @@ def push_model_folder(
         token (`str`, *optional*): defaults to `HF_TOKEN` or the stored login.
         commit_message (`str`): the commit's title.
         require_results (`bool`, defaults to True): see [`check_model_folder`].
+        model_card (`ModelCard`, *optional*): written as the folder's `README.md` once the repository
+            is ready, just before the upload (e.g. the card rendered with `repo_id`).
 
     Returns:
         `huggingface_hub.CommitInfo` of the commit (`.commit_url`, `.pr_url`).
 
     Raises:
-        FileNotFoundError, ValueError: from [`check_model_folder`].
+        ValueError: an invalid `repo_id`, or from [`check_model_folder`].
+        FileNotFoundError: from [`check_model_folder`].
         RuntimeError: offline mode or no token.
     """
     from huggingface_hub import HfApi
     from huggingface_hub.errors import OfflineModeIsEnabled
 
     folder = Path(folder)
-    check_model_folder(folder, require_results=require_results)
+    check_repo_id(repo_id)
     token = hub_token(token)
+    check_model_folder(folder, require_results=require_results, require_card=model_card is None)
     api = HfApi(token=token)
     try:
         api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
         if revision not in (None, "main") and not create_pr:
             api.create_branch(repo_id, branch=revision, exist_ok=True, repo_type="model")
+        if model_card is not None:
+            save_model_card(model_card, folder)
         return api.upload_folder(
             repo_id=repo_id,
             folder_path=folder,

@@ -133,6 +133,11 @@ class SimCLRModel(SimCLRPreTrainedModel):
         config (`SimCLRConfig`): model configuration.
     """
 
+    # Loading the encoder from a pretraining (or classification) folder is the intended use: the heads'
+    # weights there are expected extras, not a LOAD REPORT. The models holding an encoder inherit this
+    # (transformers' post_init gathers it from submodules); a missing weight is still reported.
+    _keys_to_ignore_on_load_unexpected = [r"^projection_head\.", r"^classifier\."]
+
     def __init__(self, config: SimCLRConfig) -> None:
         super().__init__(config)
         self.backbone = create_backbone(config)

@@ -14,12 +14,14 @@ Two ways to make the views (`--augment_on`):
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import math
 import os
 import re
 import shutil
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,12 +39,35 @@ from .configuration_simclr import SimCLRConfig
 from .data import ImageViewDataset, decode_images, decode_labels, decoded_cache_file, load_image_dataset
 from .evaluation import KNNMonitor
 from .gpu_transforms import GPUTwoViewAugmentation
-from .hub import push_model_folder, save_model_folder
+from .hub import (
+    CODE_FILES,
+    CONFIG_FILE,
+    IMAGE_PROCESSOR_FILE,
+    MODEL_CARD_FILE,
+    RESULTS_FILE,
+    TRAINING_ARGS_FILE,
+    WEIGHTS_FILES,
+    check_repo_id,
+    hub_token,
+    push_model_folder,
+    save_model_folder,
+)
 from .modeling_simclr import SimCLRForPreTraining, split_views
+from .plots import CONFUSION_FILE, CURVES_FILE, NEIGHBORS_FILE, TSNE_FILE
 from .transforms import AugmentationConfig, augmentation_preset, two_view_batch_transform
 
 CHECKPOINT_DIR = "checkpoints"
 LOG_FILE = "log_history.jsonl"
+TRACKER_PROJECT = "simclr"  # trackers that log to files (tensorboard) write into <output_dir>/simclr/
+# What a run leaves in its output folder: checkpoints, logs, the model folder and, once probed, its
+# results, card and plots; also weight shards and half-written saves (patterns). A new run into that
+# folder is refused, or with --overwrite_output_dir these are deleted first: never two runs in one folder.
+RUN_FILES = (CHECKPOINT_DIR, LOG_FILE, TRACKER_PROJECT, TRAINING_ARGS_FILE, CONFIG_FILE, IMAGE_PROCESSOR_FILE,
+             *WEIGHTS_FILES, *CODE_FILES, RESULTS_FILE, MODEL_CARD_FILE, TSNE_FILE, NEIGHBORS_FILE,
+             CONFUSION_FILE, CURVES_FILE)  # fmt: skip
+RUN_FILE_PATTERNS = (r"model-\d+-of-\d+\.safetensors", r"\.tmp-.*")
+# Written into each checkpoint: what a resumed run must share with it (see `resume_settings`).
+RESUME_SETTINGS_FILE = "resume_settings.json"
 
 # Base learning rates for a global batch of 256 (scaled linearly, Goyal et al. 2017) and weight decay.
 OPTIMIZER_DEFAULTS = {
@@ -50,6 +75,21 @@ OPTIMIZER_DEFAULTS = {
     "sgd": {"learning_rate": 0.06, "weight_decay": 5e-4},  # common CIFAR recipe
     "adamw": {"learning_rate": 1e-3, "weight_decay": 1e-4},
 }
+
+
+def check_arguments(arguments: Any, checks: dict[str, tuple[bool, str]]) -> None:
+    """Raise `ValueError("--flag value must be requirement.")` for the first failed check.
+
+    The one wording of every argument check; the dataclasses run them when the arguments are parsed,
+    before any data is loaded.
+
+    Args:
+        arguments (dataclass): the arguments, read for the value shown in the message.
+        checks (`dict`): `{flag: (valid, requirement)}`.
+    """
+    for flag, (valid, requirement) in checks.items():
+        if not valid:
+            raise ValueError(f"--{flag} {getattr(arguments, flag)} must be {requirement}.")
 
 
 @dataclass
@@ -75,6 +115,32 @@ class ModelArguments:
         default=0.5,
         metadata={"help": "NT-Xent temperature; 0.5 suits CIFAR, 0.1-0.2 larger batches/ImageNet."},
     )
+
+    def __post_init__(self) -> None:
+        if self.model_name_or_path is None:
+            self.config(image_size=224)  # SimCLRConfig checks every value; the view size is checked later
+
+    def config(self, image_size: int) -> SimCLRConfig:
+        """The `SimCLRConfig` these arguments describe, for views of `image_size` pixels."""
+        try:
+            backbone_kwargs = json.loads(self.backbone_kwargs) if self.backbone_kwargs else {}
+        except json.JSONDecodeError:
+            backbone_kwargs = None
+        example = """'{"drop_path_rate": 0.1}'"""
+        check_arguments(
+            self, {"backbone_kwargs": (isinstance(backbone_kwargs, dict), f"a JSON dict, e.g. {example}")}
+        )
+        return SimCLRConfig(
+            backbone=self.backbone,
+            cifar_stem=image_size <= 64 if self.cifar_stem is None else self.cifar_stem,
+            backbone_kwargs=backbone_kwargs,
+            projection_layers=self.projection_layers,
+            projection_hidden_dim=self.projection_hidden_dim,
+            projection_dim=self.projection_dim,
+            projection_batch_norm=self.projection_batch_norm,
+            loss_temperature=self.loss_temperature,
+            image_size=image_size,
+        )
 
 
 @dataclass
@@ -129,6 +195,16 @@ class DataArguments:
         default=None, metadata={"help": "Folder for the decoded uint8 training split (.npy, memory-mapped)."}
     )
 
+    def __post_init__(self) -> None:
+        subset = "a positive number of images (unset: the whole split)"
+        check_arguments(self, {
+            "max_train_samples": (self.max_train_samples is None or self.max_train_samples >= 1, subset),
+            "max_eval_samples": (self.max_eval_samples is None or self.max_eval_samples >= 1, subset),
+            "dataloader_num_workers": (self.dataloader_num_workers >= 0, ">= 0 (0: decode in the main process)"),
+            "augment_on": (self.augment_on in ("auto", "gpu", "cpu"), "gpu, cpu or auto"),
+        })  # fmt: skip
+        self.augmentation()  # AugmentationConfig checks the preset, view size, crop scale and probabilities
+
     def load_split(
         self, split: str, max_samples: int | None, seed: int = 0, require_labels: bool = False
     ) -> datasets.Dataset:
@@ -167,6 +243,11 @@ class PretrainingArguments:
     """How long and how to optimise; saved with every checkpoint and the final model."""
 
     output_dir: str = field(metadata={"help": "Model folder, checkpoints/ and logs are written here."})
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Start afresh in an --output_dir that holds another run: its checkpoints, model, "
+                  "logs and probe results are deleted first. Without it, such a folder is refused."},
+    )  # fmt: skip
     num_train_epochs: float = field(default=100, metadata={"help": "Epochs (paper: 100-1000; longer helps)."})
     max_steps: int = field(default=-1, metadata={"help": "If > 0, train this many steps, ignoring epochs."})
     per_device_train_batch_size: int = field(
@@ -200,7 +281,9 @@ class PretrainingArguments:
             "help": "Checkpoint every N steps, 'epoch', or 'none' (no resumable checkpoints: short runs)."
         },
     )
-    checkpoints_total_limit: int = field(default=2, metadata={"help": "Keep the last K checkpoints."})
+    checkpoints_total_limit: int = field(
+        default=2, metadata={"help": "Keep the last K checkpoints (0: keep all)."}
+    )
     resume_from_checkpoint: str | None = field(
         default=None, metadata={"help": "'latest' or a checkpoint path."}
     )
@@ -231,12 +314,35 @@ class PretrainingArguments:
             self.weight_decay = defaults["weight_decay"]
         if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
             raise ValueError(f"--mixed_precision {self.mixed_precision} unknown; use no, bf16, fp16 or auto.")
-        if self.checkpointing_steps not in ("epoch", "none") and not self.checkpointing_steps.isdigit():
+        finite, every = math.isfinite, self.checkpointing_steps
+        check_arguments(self, {
+            "num_train_epochs": ((finite(self.num_train_epochs) and self.num_train_epochs > 0) or self.max_steps > 0,
+                                 "> 0 (or give --max_steps)"),
+            "max_steps": (self.max_steps == -1 or self.max_steps > 0,
+                          "a positive number of steps, or -1 to train for --num_train_epochs"),
+            "per_device_train_batch_size": (self.per_device_train_batch_size >= 1, "a positive integer"),
+            "learning_rate": (finite(self.learning_rate) and self.learning_rate > 0,
+                              "> 0 (the base rate for a global batch of 256)"),
+            "weight_decay": (finite(self.weight_decay) and self.weight_decay >= 0, ">= 0"),
+            "momentum": (0 <= self.momentum < 1, "in [0, 1), e.g. 0.9"),
+            "warmup_epochs": (finite(self.warmup_epochs) and self.warmup_epochs >= 0, ">= 0 (0: no warmup)"),
+            "seed": (0 <= self.seed < 2**32, "in [0, 2**32)"),
+            "logging_steps": (self.logging_steps >= 1, "a positive integer"),
+            "checkpointing_steps": (every in ("epoch", "none") or (every.isdigit() and int(every) > 0),
+                                    "a positive integer, 'epoch' or 'none'"),
+            "checkpoints_total_limit": (self.checkpoints_total_limit >= 0, ">= 0 (0: keep every checkpoint)"),
+            "knn_every_epochs": (self.knn_every_epochs >= 0, ">= 0 (0: no kNN monitor)"),
+            "knn_k": (self.knn_k >= 1, "a positive integer"),
+        })  # fmt: skip
+        if self.overwrite_output_dir and self.resume_from_checkpoint:
             raise ValueError(
-                f"--checkpointing_steps {self.checkpointing_steps} must be an integer, 'epoch' or 'none'."
+                "--overwrite_output_dir deletes the run that --resume_from_checkpoint continues: give one of them "
+                "(resume an interrupted run, or start afresh)."
             )
         if self.push_to_hub and not self.hub_model_id:
             raise ValueError("--push_to_hub needs --hub_model_id (e.g. org/simclr-resnet18-stl10).")
+        if self.push_to_hub:
+            check_repo_id(self.hub_model_id)
 
 
 class TrainState:
@@ -255,21 +361,7 @@ class TrainState:
 def build_model(model_args: ModelArguments, augmentation: AugmentationConfig) -> SimCLRForPreTraining:
     if model_args.model_name_or_path:
         return SimCLRForPreTraining.from_pretrained(model_args.model_name_or_path)
-    cifar_stem = model_args.cifar_stem
-    if cifar_stem is None:
-        cifar_stem = augmentation.image_size <= 64
-    config = SimCLRConfig(
-        backbone=model_args.backbone,
-        cifar_stem=cifar_stem,
-        backbone_kwargs=json.loads(model_args.backbone_kwargs) if model_args.backbone_kwargs else None,
-        projection_layers=model_args.projection_layers,
-        projection_hidden_dim=model_args.projection_hidden_dim,
-        projection_dim=model_args.projection_dim,
-        projection_batch_norm=model_args.projection_batch_norm,
-        loss_temperature=model_args.loss_temperature,
-        image_size=augmentation.image_size,
-    )
-    return SimCLRForPreTraining(config)
+    return SimCLRForPreTraining(model_args.config(augmentation.image_size))
 
 
 def build_optimizer(model: nn.Module, args: PretrainingArguments, lr: float) -> torch.optim.Optimizer:
@@ -348,8 +440,132 @@ def find_checkpoint(output_dir: Path, resume_from_checkpoint: str) -> Path:
     return candidates[-1]
 
 
-def save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, keep: int) -> None:
-    """`save_state` into a temporary folder renamed into place, then drop all but the last `keep`."""
+def earlier_run_files(output_dir: Path) -> list[Path]:
+    """The files and folders of a run (`RUN_FILES`, `RUN_FILE_PATTERNS`) found in `output_dir`."""
+    if not output_dir.is_dir():
+        return []
+    pattern = re.compile("|".join(RUN_FILE_PATTERNS))
+    return sorted(
+        path for path in output_dir.iterdir() if path.name in RUN_FILES or pattern.fullmatch(path.name)
+    )
+
+
+def prepare_output_dir(
+    accelerator: Accelerator, output_dir: Path, checkpoint: Path | None, overwrite: bool
+) -> None:
+    """Make sure that this run's files never mix with another run's, before any work starts.
+
+    A run that resumes from one of the folder's own checkpoints continues the run there. Any other run
+    (a fresh one, or one resuming from a checkpoint elsewhere) needs a folder free of another run's
+    files (`earlier_run_files`): it is refused, or with `overwrite` those files are deleted first.
+
+    Raises:
+        ValueError: if the folder holds another run and `overwrite` is False; the message names the files
+            and the ways out (--resume_from_checkpoint, --overwrite_output_dir, another --output_dir).
+    """
+    if checkpoint is not None and checkpoint.resolve().parent == (output_dir / CHECKPOINT_DIR).resolve():
+        return
+    found = earlier_run_files(output_dir)
+    names = ", ".join(path.name for path in found)
+    if found and not overwrite:
+        raise ValueError(
+            f"--output_dir {output_dir} holds another run ({names}). Continue it with --resume_from_checkpoint "
+            f"latest, delete it and start afresh with --overwrite_output_dir, or pick another --output_dir; "
+            f"two runs in one folder would prune each other's checkpoints and resume the wrong one."
+        )
+    accelerator.wait_for_everyone()  # every process has looked before the main one deletes
+    if found and accelerator.is_main_process:
+        for path in found:
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        accelerator.print(f"--overwrite_output_dir: deleted the earlier run's {names} in {output_dir}.")
+    accelerator.wait_for_everyone()
+
+
+# The architecture a resume must keep: every argument of SimCLRConfig (backbone, head, image size, ...).
+ARCHITECTURE_SETTINGS = tuple(
+    name for name in inspect.signature(SimCLRConfig.__init__).parameters if name not in ("self", "kwargs")
+)
+# Where each resume setting comes from, for the message that refuses a mismatch (default: --<name>).
+RESUME_SETTING_SOURCES = {
+    "global_batch_size": "--per_device_train_batch_size x processes",
+    "num_train_samples": "--dataset_name, --train_split, --max_train_samples",
+    "dataset_fingerprint": "--dataset_name, --train_split, --max_train_samples, --seed",
+    "total_steps": "--num_train_epochs or --max_steps, with the global batch",
+    "warmup_steps": "--warmup_epochs, with the global batch",
+    "image_size": "--image_size or --preset",
+}
+
+
+def resume_settings(
+    config: SimCLRConfig,
+    dataset: datasets.Dataset,
+    optimizer: str,
+    global_batch: int,
+    total_steps: int,
+    warmup_steps: int,
+) -> dict[str, Any]:
+    """What a resumed run must share with its checkpoint, saved in each one as `resume_settings.json`.
+
+    The step counter only means the same thing with the same data (length and `datasets` fingerprint)
+    and global batch; the optimizer's state only loads into the same optimizer and architecture
+    (`SimCLRConfig`); the learning-rate schedule is set by the total and warmup steps. The learning rate
+    itself may change (e.g. lowered after a non-finite loss).
+
+    Returns:
+        `dict` of JSON values, as read back from a checkpoint.
+    """
+    settings = {
+        "global_batch_size": global_batch,
+        "num_train_samples": len(dataset),
+        "dataset_fingerprint": dataset._fingerprint,
+        "optimizer": optimizer,
+        "total_steps": total_steps,
+        "warmup_steps": warmup_steps,
+        **{name: getattr(config, name) for name in ARCHITECTURE_SETTINGS},
+    }
+    return json.loads(json.dumps(settings))
+
+
+def check_resume_settings(checkpoint: Path, settings: dict[str, Any]) -> None:
+    """Refuse to resume from `checkpoint` unless this run's `settings` ([`resume_settings`]) are its own.
+
+    A checkpoint written before checkpoints held their settings resumes with a warning: it comes from
+    this package's earlier version, whose runs should stay resumable.
+
+    Raises:
+        ValueError: naming every setting that differs, with the checkpoint's value and this run's.
+    """
+    path = checkpoint / RESUME_SETTINGS_FILE
+    if not path.is_file():
+        warnings.warn(
+            f"{checkpoint} has no {RESUME_SETTINGS_FILE} (it predates them), so this resume is unchecked: it "
+            f"must use the batch size, data, optimizer, epochs and architecture of the run that wrote it.",
+            stacklevel=2,
+        )
+        return
+    saved = json.loads(path.read_text())
+    differences = [
+        f"{name}: {saved.get(name)!r} in the checkpoint, {value!r} now ({RESUME_SETTING_SOURCES.get(name, '--' + name)})"
+        for name, value in settings.items()
+        if saved.get(name) != value
+    ]
+    if differences:
+        raise ValueError(
+            f"Cannot resume from {checkpoint}: this run's settings differ from those of the run that wrote it.\n  "
+            + "\n  ".join(differences)
+            + "\nResume with the checkpoint's settings, or start a new run (another --output_dir, or "
+            "--overwrite_output_dir)."
+        )
+
+
+def save_checkpoint(
+    accelerator: Accelerator, output_dir: Path, step: int, keep: int, settings: dict[str, Any]
+) -> None:
+    """`save_state` and the run's `settings` into a temporary folder renamed into place, then drop all
+    but the last `keep` (0: keep all)."""
     root = output_dir / CHECKPOINT_DIR
     final = root / f"step_{step}"
     staging = root / f".tmp-step_{step}"
@@ -360,6 +576,7 @@ def save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, keep:
     accelerator.save_state(str(staging))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        (staging / RESUME_SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
         shutil.rmtree(final, ignore_errors=True)
         os.replace(staging, final)
         finished = list_checkpoints(output_dir)
@@ -437,8 +654,6 @@ def run_arguments(*argument_sets: Any) -> dict[str, Any]:
 
 def check_batch_fits(num_images: int, local_batch: int, world_size: int) -> None:
     global_batch = local_batch * world_size
-    if local_batch < 1:
-        raise ValueError(f"--per_device_train_batch_size {local_batch} must be >= 1.")
     if global_batch > num_images:
         raise ValueError(
             f"The global batch ({local_batch} per device x {world_size} processes = {global_batch}) is larger "
@@ -455,6 +670,8 @@ def pretrain(
 ) -> dict[str, Any]:
     """Pretrain a SimCLR model and write it to `args.output_dir`; returns a summary of the run."""
     started = time.time()
+    if args.push_to_hub:
+        hub_token()  # offline mode or no token: say so now, not after the run
     output_dir = Path(args.output_dir)
     trackers = None if args.report_to == "none" else args.report_to
     accelerator = Accelerator(
@@ -464,12 +681,15 @@ def pretrain(
         project_dir=str(output_dir),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
     )
+    # The output folder first: a resume needs a checkpoint, a fresh run a folder free of other runs.
+    checkpoint = (
+        find_checkpoint(output_dir, args.resume_from_checkpoint) if args.resume_from_checkpoint else None
+    )
+    prepare_output_dir(accelerator, output_dir, checkpoint, args.overwrite_output_dir)
     set_seed(args.seed)
     device, rank, world_size = accelerator.device, accelerator.process_index, accelerator.num_processes
     augmentation = data_args.augmentation()
     augment_on = data_args.augment_on if data_args.augment_on != "auto" else "gpu"
-    if augment_on not in ("gpu", "cpu"):
-        raise ValueError(f"--augment_on {data_args.augment_on} unknown; use gpu, cpu or auto.")
 
     # Data: every process reads the same split; batches are sharded by rank.
     dataset = data_args.load_split(data_args.train_split, data_args.max_train_samples, seed=args.seed)
@@ -483,6 +703,9 @@ def pretrain(
 
     # Model and optimizer.
     model = build_model(model_args, augmentation)
+    settings = resume_settings(model.config, dataset, args.optimizer, global_batch, total_steps, warmup_steps)
+    if checkpoint is not None:
+        check_resume_settings(checkpoint, settings)  # before decoding the data and loading the state
     if args.sync_batchnorm and world_size > 1 and device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # the paper's global BN
     if device.type == "cuda":
@@ -509,8 +732,7 @@ def pretrain(
         augment_views = torch.compile(augment.augment) if args.torch_compile else augment.augment
     state = TrainState()
     accelerator.register_for_checkpointing(state)
-    if args.resume_from_checkpoint:
-        checkpoint = find_checkpoint(output_dir, args.resume_from_checkpoint)
+    if checkpoint is not None:
         accelerator.load_state(str(checkpoint))
         accelerator.print(f"Resumed from {checkpoint} at step {state.step}.")
 
@@ -527,7 +749,7 @@ def pretrain(
     run_config = run_arguments(model_args, data_args, args)
     run_config.update(global_batch_size=global_batch, num_processes=world_size, peak_learning_rate=peak_lr,
                       total_steps=total_steps, augment_on=augment_on, augmentation=augmentation.to_dict())  # fmt: skip
-    accelerator.init_trackers("simclr", config={k: str(v) for k, v in run_config.items()})
+    accelerator.init_trackers(TRACKER_PROJECT, config={k: str(v) for k, v in run_config.items()})
     accelerator.print(
         f"SimCLR: {len(dataset)} images, global batch {global_batch} ({local_batch} x {world_size} processes), "
         f"{total_steps} steps, peak lr {peak_lr:.4g} ({args.optimizer}), views on {augment_on}, device {device}."
@@ -632,7 +854,7 @@ def pretrain(
                         f"Non-finite weights after step {state.step}; stopping. Last good checkpoint: "
                         f"{kept or 'none'}. Lower --learning_rate, or use --mixed_precision bf16 instead of fp16."
                     )
-                save_checkpoint(accelerator, output_dir, state.step, args.checkpoints_total_limit)
+                save_checkpoint(accelerator, output_dir, state.step, args.checkpoints_total_limit, settings)
     progress.close()
 
     wall_time = time.time() - started
