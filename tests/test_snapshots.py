@@ -15,6 +15,7 @@ from hf_simclr.training import (
     DataArguments,
     ModelArguments,
     PretrainingArguments,
+    device_description,
     parse_snapshot_epochs,
     pretrain,
 )
@@ -44,6 +45,8 @@ def test_snapshots_are_encoder_folders_kept_apart_from_pruned_checkpoints(
         keys = list(handle.keys())
     assert keys and all(key.startswith("backbone.") for key in keys)  # the encoder only, no head
     assert json.loads((snapshots / "epoch_1" / "training_args.json").read_text())["steps"] == 3
+    run_record = json.loads((output_dir / "training_args.json").read_text())
+    assert run_record["device"] == device_description() and run_record["wall_time_seconds"] > 0
 
     first, last = (AutoModel.from_pretrained(snapshots / name) for name in ("epoch_1", "epoch_3"))
     assert isinstance(first, SimCLRModel) and isinstance(last, SimCLRModel)

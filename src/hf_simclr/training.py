@@ -454,6 +454,15 @@ class KNNMonitor:
         )
 
 
+def device_description(num_processes: int = 1) -> str:
+    """The hardware of a run, for its records and the model card: the GPU's name (`"2 x NVIDIA H100 80GB
+    HBM3"` for two processes) or `"CPU"`."""
+    if not torch.cuda.is_available():
+        return "CPU"
+    name = torch.cuda.get_device_name()
+    return name if num_processes == 1 else f"{num_processes} x {name}"
+
+
 def resolve_mixed_precision(value: str) -> str:
     if value != "auto":
         return value
@@ -664,7 +673,8 @@ def pretrain(
     progress.close()
 
     wall_time = time.time() - started
-    summary = {"steps": state.step, "global_batch_size": global_batch, "wall_time_seconds": wall_time}
+    summary = {"steps": state.step, "global_batch_size": global_batch, "wall_time_seconds": wall_time,
+               "device": device_description(world_size if device.type == "cuda" else 1)}  # fmt: skip
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(model)
