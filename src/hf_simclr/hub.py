@@ -230,6 +230,10 @@ def eval_augmentation_for(
 # Model card
 # ----------------------------------------------------------------------------------------------
 
+# The license a card and a timm export record unless told otherwise: the project's (pyproject.toml), as a
+# Hub license id.
+DEFAULT_LICENSE = "apache-2.0"
+
 PLOT_TITLES = {
     "training_curves": "Pretraining curves",
     "tsne": "t-SNE of the evaluation images' representations",
