@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import torch
 from safetensors import safe_open
 from transformers import AutoModel
 
-from hf_simclr import SimCLRModel
+from hf_simclr import SimCLRModel, hub
 from hf_simclr.training import (
     DataArguments,
     ModelArguments,
@@ -45,6 +46,11 @@ def test_snapshots_are_encoder_folders_kept_apart_from_pruned_checkpoints(
         keys = list(handle.keys())
     assert keys and all(key.startswith("backbone.") for key in keys)  # the encoder only, no head
     assert json.loads((snapshots / "epoch_1" / "training_args.json").read_text())["steps"] == 3
+    files = [str(path.relative_to(output_dir)) for path in snapshots.rglob("*") if path.is_file()]
+    ignored = [
+        name for name in files if any(fnmatch(name, pattern) for pattern in hub.UPLOAD_IGNORE_PATTERNS)
+    ]
+    assert files and ignored == files  # a push leaves the snapshots behind
     run_record = json.loads((output_dir / "training_args.json").read_text())
     assert run_record["device"] == device_description() and run_record["wall_time_seconds"] > 0
 

@@ -97,9 +97,17 @@ REQUIRED_FILES = (
     RESULTS_FILE,
     TRAINING_ARGS_FILE,
 )
-# Never uploaded: the probe's feature cache, pretraining's resumable checkpoints (optimizer state),
+# Never uploaded: the probe's feature cache, pretraining's resumable checkpoints (optimizer state), its
+# encoder snapshots (`--snapshot_epochs`: a model each, for studying training, not the published model),
 # and half-written temporary files (fnmatch patterns: `*` also matches `/`).
-UPLOAD_IGNORE_PATTERNS = ["feature_cache/*", "checkpoints/*", ".tmp-*", ".*.tmp", "*__pycache__*"]
+UPLOAD_IGNORE_PATTERNS = [
+    "feature_cache/*",
+    "checkpoints/*",
+    "snapshots/*",
+    ".tmp-*",
+    ".*.tmp",
+    "*__pycache__*",
+]
 MODEL_CARD_TEMPLATE = Path(__file__).resolve().parents[2] / "model_cards" / "template.md"
 
 
