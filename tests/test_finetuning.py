@@ -106,9 +106,12 @@ def test_an_output_dir_holding_a_run_is_refused_unless_overwritten(tiny, tmp_pat
     (output_dir / "notes.txt").write_text("mine")
     with pytest.raises(ValueError, match="already holds a run .*pass --overwrite_output_dir"):
         finetune(FinetuneArguments(str(model_dir), str(data_dir)), quick_training(output_dir))
-    check_output_dir(output_dir, overwrite=False, resuming=True)  # resuming it is fine
-    check_output_dir(output_dir, overwrite=True, resuming=False)
+    check_output_dir(output_dir, overwrite=False, resuming=True, model_name_or_path=str(model_dir))  # resume
+    check_output_dir(output_dir, overwrite=True, resuming=False, model_name_or_path=str(model_dir))
     assert sorted(p.name for p in output_dir.iterdir()) == ["notes.txt"]  # only the earlier run's files went
+    with pytest.raises(ValueError, match="is the model to fine-tune"):  # even with --overwrite_output_dir
+        check_output_dir(model_dir, overwrite=True, resuming=False, model_name_or_path=str(model_dir))
+    assert (model_dir / "model.safetensors").is_file()
 
 
 @pytest.mark.parametrize(

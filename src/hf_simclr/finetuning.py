@@ -121,15 +121,22 @@ class FinetuneArguments:
             raise ValueError(f"--horizontal_flip_p {self.horizontal_flip_p} is not a probability in [0, 1].")
 
 
-def check_output_dir(output_dir: Path, overwrite: bool, resuming: bool) -> None:
+def check_output_dir(output_dir: Path, overwrite: bool, resuming: bool, model_name_or_path: str) -> None:
     """Refuse an output folder that holds another fine-tuning run, unless it is to be replaced or resumed.
 
     With `overwrite`, the files of the earlier run (results, model files, Trainer's `checkpoint-*`) are
     removed first, so that nothing of it mixes with the new run; other files are left alone.
 
     Raises:
-        ValueError: when the folder holds a run and neither `overwrite` nor `resuming` is set.
+        ValueError: when the folder holds a run and neither `overwrite` nor `resuming` is set, and always
+            when it is the folder of the model to fine-tune.
     """
+    model_dir = Path(model_name_or_path)
+    if model_dir.is_dir() and output_dir.resolve() == model_dir.resolve():
+        raise ValueError(
+            f"--output_dir {output_dir} is the model to fine-tune (--model_name_or_path); the fine-tuned model "
+            f"is a new one: pass another --output_dir."
+        )
     if not output_dir.is_dir() or resuming:
         return
     run_files = {FINETUNE_RESULTS_FILE, CONFIG_FILE, IMAGE_PROCESSOR_FILE, TRAINING_ARGS_FILE, *WEIGHTS_FILES,
@@ -225,7 +232,7 @@ def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict[
     output_dir = Path(training_args.output_dir)
     config = load_simclr_config(args.model_name_or_path, args.model_revision)
     resume = training_args.resume_from_checkpoint
-    check_output_dir(output_dir, args.overwrite_output_dir, resuming=resume is not None)
+    check_output_dir(output_dir, args.overwrite_output_dir, resume is not None, args.model_name_or_path)
     eval_view = eval_augmentation_for(args.model_name_or_path, config, args.model_revision)
     train_view = dataclasses.replace(
         eval_view, crop_scale=(args.crop_scale_min, 1.0), horizontal_flip_p=args.horizontal_flip_p

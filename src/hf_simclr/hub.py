@@ -477,13 +477,13 @@ def render_model_card(
     if not template_path.is_file():
         raise FileNotFoundError(f"model card template {template_path} not found; pass template_path=.")
     model_name = (repo_id or str(model_dir.resolve())).rstrip("/").split("/")[-1]
+    timm_note, timm_usage = _timm_note(model_dir, config, repo_id)
     repo_id = repo_id or str(model_dir)
     eval_dataset = describe_dataset(results["dataset"]["name"], dataset_root)
     pretraining_dataset = describe_dataset(training_args.get("dataset_name"), dataset_root)
     from .semi_supervised import SEMI_SUPERVISED_FILE, format_semi_supervised_table  # imports this module
 
     semi_supervised = _read_json(model_dir / SEMI_SUPERVISED_FILE)
-    timm_note, timm_usage = _timm_note(model_dir, config, repo_id if repo_id != str(model_dir) else None)
     processor = _read_json(model_dir / IMAGE_PROCESSOR_FILE) or {}
     pretraining_data = f"Pretrained without labels on {pretraining_dataset['name']}"
     if training_args.get("dataset_config_name"):
