@@ -30,6 +30,7 @@ from typing import Any
 import datasets
 import torch
 from transformers import EvalPrediction, Trainer, TrainingArguments, default_data_collator, set_seed
+from transformers.trainer_utils import PredictionOutput
 from transformers.utils import logging as transformers_logging
 
 from .data import ImageViewDataset, class_names, decode_labels, load_image_dataset
@@ -209,6 +210,42 @@ def top_k_metrics(prediction: EvalPrediction) -> dict[str, float]:
     return {f"top{k}": round(top_k_accuracy(logits, labels, k), ACCURACY_DIGITS) for k in TOP_K}
 
 
+def results_record(
+    args: FinetuneArguments,
+    training_args: TrainingArguments,
+    prediction: PredictionOutput,
+    names: list[str],
+    sizes: dict[str, int],
+) -> dict[str, Any]:
+    """What `finetune_results.json` holds (without the wall time): scores, data, hardware, arguments."""
+    logits, labels = torch.as_tensor(prediction.predictions), torch.as_tensor(prediction.label_ids)
+    per_class, confusion = classification_report_dict(logits, labels, names)
+    dataset = {"name": args.dataset_name, "config": args.dataset_config_name, "revision": args.dataset_revision,
+               "train_split": args.train_split, "eval_split": args.eval_split,
+               "max_train_samples": args.max_train_samples, "max_eval_samples": args.max_eval_samples,
+               "subset_seed": args.subset_seed}  # fmt: skip
+    return {
+        "init": args.init,
+        "model_name_or_path": str(args.model_name_or_path),
+        "model_revision": args.model_revision,
+        "label_fraction": args.label_fraction,
+        "num_train_samples": sizes["labeled"],
+        **top_k_metrics(prediction),
+        "eval_loss": prediction.metrics.get("eval_loss"),
+        "per_class": per_class,
+        "confusion_matrix": confusion,
+        "class_names": names,
+        "dataset": dataset,
+        "split_sizes": sizes,
+        "metrics": "top-k: hf_simclr top_k_accuracy; per class: scikit-learn",
+        "seed": training_args.seed,
+        "device": device_description(training_args.world_size if torch.cuda.is_available() else 1),
+        "arguments": dataclasses.asdict(args),
+        # never a credential (TrainingArguments redacts its own, but not those of a custom tracker)
+        "training_arguments": {k: v for k, v in training_args.to_dict().items() if "token" not in k},
+    }
+
+
 def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict[str, Any]:
     """Fine-tune on a label fraction and score on the evaluation split; write the model and its results.
 
@@ -251,37 +288,8 @@ def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict[
     )
     trainer.train(resume_from_checkpoint=True if resume == "latest" else resume)
     prediction = trainer.predict(eval_dataset, metric_key_prefix="eval")
-    logits, labels = torch.as_tensor(prediction.predictions), torch.as_tensor(prediction.label_ids)
-    per_class, confusion = classification_report_dict(logits, labels, names)
-    results = {
-        "init": args.init,
-        "model_name_or_path": str(args.model_name_or_path),
-        "model_revision": args.model_revision,
-        "label_fraction": args.label_fraction,
-        "num_train_samples": len(train_set),
-        **top_k_metrics(prediction),
-        "eval_loss": prediction.metrics.get("eval_loss"),
-        "per_class": per_class,
-        "confusion_matrix": confusion,
-        "class_names": names,
-        "dataset": {
-            "name": args.dataset_name,
-            "config": args.dataset_config_name,
-            "revision": args.dataset_revision,
-            "train_split": args.train_split,
-            "eval_split": args.eval_split,
-            "max_train_samples": args.max_train_samples,
-            "max_eval_samples": args.max_eval_samples,
-            "subset_seed": args.subset_seed,
-        },
-        "split_sizes": {"train": train_split_size, "labeled": len(train_set), "eval": len(eval_set)},
-        "metrics": "top-k: hf_simclr top_k_accuracy; per class: scikit-learn",
-        "seed": training_args.seed,
-        "device": device_description(training_args.world_size if torch.cuda.is_available() else 1),
-        "arguments": dataclasses.asdict(args),
-        # never a credential (TrainingArguments redacts its own, but not those of a custom tracker)
-        "training_arguments": {k: v for k, v in training_args.to_dict().items() if "token" not in k},
-    }
+    sizes = {"train": train_split_size, "labeled": len(train_set), "eval": len(eval_set)}
+    results = results_record(args, training_args, prediction, names, sizes)
     results["wall_time_seconds"] = round(time.perf_counter() - started, 1)
     if trainer.is_world_process_zero():
         model = trainer.accelerator.unwrap_model(trainer.model)
