@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser
 
-from hf_simclr.hub import push_model_folder, render_model_card
+from hf_simclr.hub import DEFAULT_LICENSE, push_model_folder, render_model_card
 
 
 @dataclass
@@ -31,6 +31,9 @@ class PushArguments:
     token: str | None = field(
         default=None, metadata={"help": "Hub token; defaults to HF_TOKEN or `hf auth login`."}
     )
+    license: str = field(
+        default=DEFAULT_LICENSE, metadata={"help": "Hub license id written into the card (the project's)."}
+    )
     write_card: bool = field(
         default=True,
         metadata={
@@ -41,7 +44,9 @@ class PushArguments:
 
 def main() -> None:
     (args,) = HfArgumentParser(PushArguments).parse_args_into_dataclasses()
-    card = render_model_card(args.model_dir, repo_id=args.repo_id) if args.write_card else None
+    card = (
+        render_model_card(args.model_dir, repo_id=args.repo_id, license=args.license) if args.write_card else None
+    )
     commit = push_model_folder(
         args.model_dir,
         args.repo_id,

@@ -10,6 +10,12 @@ from typing import Any
 
 from transformers import PretrainedConfig
 
+# Keys that `hf_simclr.timm_export` adds to a model folder's config.json so that
+# `timm.create_model("hf-hub:<repo>")` finds the timm copy of the encoder. They describe that copy, not
+# the architecture: a config loaded from such a folder drops them, so that no other folder it is saved
+# into (a fine-tuned model, a snapshot) claims a timm copy it does not hold.
+TIMM_EXPORT_KEYS = ("architecture", "num_features", "model_args", "pretrained_cfg")
+
 
 class SimCLRConfig(PretrainedConfig):
     """Configuration for [`SimCLRModel`], [`SimCLRForPreTraining`] and [`SimCLRForImageClassification`].
@@ -66,6 +72,8 @@ class SimCLRConfig(PretrainedConfig):
         self.loss_temperature = loss_temperature
         self.image_size = image_size
         self._validate()
+        for key in TIMM_EXPORT_KEYS:
+            kwargs.pop(key, None)
         super().__init__(**kwargs)
 
     def _validate(self) -> None:

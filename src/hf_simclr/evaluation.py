@@ -41,6 +41,7 @@ from .configuration_simclr import SimCLRConfig
 from .data import class_names, decode_images, decode_labels, decoded_cache_file, load_image_dataset
 from .hub import (
     RESULTS_FILE,
+    device_description,
     eval_augmentation_for,
     load_encoder,
     load_simclr_config,
@@ -1069,14 +1070,9 @@ def results_record(
         },
         "split_sizes": {"train": len(splits["train"].dataset), "eval": len(splits["eval"].dataset)},
         "seed": args.seed,
-        "device": device_name(device),
+        "device": device_description(device=device),
         "arguments": asdict(args),
     }
-
-
-def device_name(device: torch.device) -> str:
-    """What ran the evaluation: the GPU's name, or "CPU"."""
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
 
 
 def write_results(results: dict[str, Any], output_dir: str | Path) -> Path:

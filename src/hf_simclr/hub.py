@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
 from transformers import PreTrainedModel
 from transformers.utils import logging as transformers_logging
 
@@ -34,6 +35,15 @@ def image_processor_for(augmentation: AugmentationConfig) -> SimCLRImageProcesso
     return SimCLRImageProcessor(
         image_size=augmentation.image_size, image_mean=augmentation.mean, image_std=augmentation.std
     )
+
+
+def device_description(num_processes: int = 1, device: torch.device | str | None = None) -> str:
+    """The hardware of a run, for its records and the model card: the GPU's name (`"2 x NVIDIA H100 80GB
+    HBM3"` for two processes) or `"CPU"` (also when `device` is the CPU on a machine with a GPU)."""
+    if not torch.cuda.is_available() or (device is not None and torch.device(device).type != "cuda"):
+        return "CPU"
+    name = torch.cuda.get_device_name(device)
+    return name if num_processes == 1 else f"{num_processes} x {name}"
 
 
 def save_model_folder(
@@ -97,9 +107,17 @@ REQUIRED_FILES = (
     RESULTS_FILE,
     TRAINING_ARGS_FILE,
 )
-# Never uploaded: the probe's feature cache, pretraining's resumable checkpoints (optimizer state),
+# Never uploaded: the probe's feature cache, pretraining's resumable checkpoints (optimizer state), its
+# encoder snapshots (`--snapshot_epochs`: a model each, for studying training, not the published model),
 # and half-written temporary files (fnmatch patterns: `*` also matches `/`).
-UPLOAD_IGNORE_PATTERNS = ["feature_cache/*", "checkpoints/*", ".tmp-*", ".*.tmp", "*__pycache__*"]
+UPLOAD_IGNORE_PATTERNS = [
+    "feature_cache/*",
+    "checkpoints/*",
+    "snapshots/*",
+    ".tmp-*",
+    ".*.tmp",
+    "*__pycache__*",
+]
 # Package data (pyproject.toml), so that every install, editable or not, can write model cards.
 MODEL_CARD_TEMPLATE = Path(__file__).resolve().with_name("model_card_template.md")
 
@@ -234,6 +252,10 @@ def eval_augmentation_for(
 # Model card
 # ----------------------------------------------------------------------------------------------
 
+# The license a card and a timm export record unless told otherwise: the project's (pyproject.toml), as a
+# Hub license id.
+DEFAULT_LICENSE = "apache-2.0"
+
 PLOT_TITLES = {
     "training_curves": "Pretraining curves",
     "tsne": "t-SNE of the evaluation images' representations",
@@ -256,8 +278,13 @@ def _table_cell(value: Any) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def describe_dataset(dataset_name: str | None) -> dict[str, Any]:
+def describe_dataset(dataset_name: str | None, dataset_root: str | Path | None = None) -> dict[str, Any]:
     """How a dataset (Hub id or local folder) is named in a model card.
+
+    Args:
+        dataset_name (`str`, *optional*): as recorded by the run (`--dataset_name`).
+        dataset_root (`str` or `Path`, *optional*): where to look for a recorded local folder that does not
+            exist here (a run made on another machine): `<dataset_root>/<folder name>`.
 
     Returns:
         `dict` with `id` (Hub id, or the local folder's name, for `model-index`), `name` (for prose),
@@ -267,7 +294,12 @@ def describe_dataset(dataset_name: str | None) -> dict[str, Any]:
     if not dataset_name:
         return {"id": "unknown", "name": "an unrecorded dataset", "hub": False, "notes": []}
     local = Path(dataset_name).expanduser()
+    looks_local = local.is_absolute() or dataset_name.startswith((".", "~"))  # never a Hub id
+    if not local.is_dir() and looks_local and dataset_root is not None:
+        local = Path(dataset_root) / local.name
     if not local.is_dir():
+        if looks_local:
+            return {"id": local.name, "name": f"`{local.name}`", "hub": False, "notes": []}
         return {"id": dataset_name, "name": f"`{dataset_name}`", "hub": True, "notes": []}
     pretty, notes = local.name, []
     readme = local / "README.md"
@@ -299,14 +331,19 @@ def _projection_head_text(config: SimCLRConfig, hidden_size: int | None) -> str:
     )
 
 
-def _eval_results(results: dict[str, Any], dataset: dict[str, Any]) -> list[Any]:
-    """`model-index` entries: every accuracy of the results table (fractions, as in results.json)."""
+def _eval_results(
+    results: dict[str, Any], dataset: dict[str, Any], semi_supervised: dict[str, Any] | None = None
+) -> list[Any]:
+    """`model-index` entries: every accuracy of the results table (fractions, as in results.json), and
+    the top-1/top-3 of this model fine-tuned on label fractions (`semi_supervised.json`) when recorded."""
     from huggingface_hub import EvalResult
 
     split = results["dataset"]
     common = dict(
         task_type="image-classification",
-        task_name="Image classification (frozen SimCLR features)",
+        # One task for all: the Hub groups results by task type and dataset, not by name, so the metric
+        # names say the protocol (linear probe and kNN on frozen features, fine-tuned).
+        task_name="Image classification",
         dataset_type=dataset["id"],
         dataset_name=dataset["name"].replace("`", ""),
         dataset_config=split.get("config"),
@@ -315,12 +352,20 @@ def _eval_results(results: dict[str, Any], dataset: dict[str, Any]) -> list[Any]
         metric_type="accuracy",
     )
     metrics = [("Linear probe top-1", results["linear_top1"]), ("Linear probe top-5", results["linear_top5"])]
+    if results.get("linear_top3") is not None:
+        metrics.insert(1, ("Linear probe top-3", results["linear_top3"]))
     metrics += [(f"kNN top-1 (k={k})", value) for k, value in results["knn_top1"].items()]
     metrics += [
         (f"Linear probe top-1 ({100 * float(fraction):g}% labels)", values["linear_top1"])
         for fraction, values in results.get("label_fraction", {}).items()
     ]
-    return [EvalResult(metric_name=name, metric_value=value, **common) for name, value in metrics]
+    entries = [EvalResult(metric_name=name, metric_value=value, **common) for name, value in metrics]
+    finetuned = [e for e in (semi_supervised or {}).get("entries", []) if e["method"] == "finetune_simclr"]
+    for entry in finetuned:
+        for k in (1, 3):
+            name = f"Fine-tuned top-{k} ({100 * entry['label_fraction']:g}% labels)"
+            entries.append(EvalResult(metric_name=name, metric_value=entry[f"top{k}"], **common))
+    return entries
 
 
 def _results_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -329,6 +374,9 @@ def _results_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         ("Linear probe top-1", _percent(results["linear_top1"]), _percent(baseline.get("linear_top1"))),
         ("Linear probe top-5", _percent(results["linear_top5"]), _percent(baseline.get("linear_top5"))),
     ]
+    if results.get("linear_top3") is not None:
+        top3 = ("Linear probe top-3", _percent(results["linear_top3"]), _percent(baseline.get("linear_top3")))
+        rows.insert(1, top3)
     for k, value in results["knn_top1"].items():
         rows.append(
             (f"kNN top-1 (k={k})", _percent(value), _percent((baseline.get("knn_top1") or {}).get(k)))
@@ -339,18 +387,75 @@ def _results_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
     return rows
 
 
+WALL_TIMES_FILE = "wall_times.json"  # kept in results/ folders by hand: the commands' times and `gpu`
+
+
+def _wall_time(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds / 60:.1f} min ({seconds:.0f} s)"
+
+
+def _compute_rows(
+    model_dir: Path,
+    training_args: dict[str, Any],
+    results: dict[str, Any],
+    semi_supervised: dict[str, Any] | None,
+) -> list[tuple[str, str, str]]:
+    """(stage, hardware, wall time) of pretraining, evaluation and fine-tuning runs, as their records
+    hold them (`device`, `wall_time_seconds`); a results/ folder's `wall_times.json` names the GPU of
+    runs that did not record it."""
+    fallback = (_read_json(model_dir / WALL_TIMES_FILE) or {}).get("gpu") or "not recorded"
+    rows = []
+    if training_args.get("wall_time_seconds") is not None:
+        rows.append(("Pretraining", training_args.get("device") or fallback,
+                     _wall_time(training_args["wall_time_seconds"])))  # fmt: skip
+    if results.get("wall_time_seconds") is not None:
+        rows.append(("Evaluation (probes, kNN, baseline, plots)", results.get("device") or fallback,
+                     _wall_time(results["wall_time_seconds"])))  # fmt: skip
+    for entry in (semi_supervised or {}).get("entries", []):
+        if entry["method"] != "linear_probe" and entry.get("wall_time_seconds") is not None:
+            init = "SimCLR" if entry["method"] == "finetune_simclr" else "random init"
+            stage = f"Fine-tuning from {init}, {100 * entry['label_fraction']:g}% of the labels"
+            hardware = entry.get("device") or "not recorded"
+            rows.append((stage, hardware, _wall_time(entry["wall_time_seconds"])))
+    return rows
+
+
+def _timm_note(model_dir: Path, config: SimCLRConfig, repo_id: str | None) -> tuple[str | None, str | None]:
+    """(a line on timm for the card, or None; a usage snippet, or None), and whether to tag `timm`: only
+    a folder holding a current timm copy of its weights ([`hf_simclr.timm_export`]) is loadable by timm."""
+    from .timm_export import timm_export_is_current, timm_export_problem  # imports this module
+
+    problem = timm_export_problem(config)
+    if problem:
+        return f"timm cannot load this model: {problem}", None
+    if not timm_export_is_current(model_dir):
+        return None, None
+    source = f"hf-hub:{repo_id}" if repo_id else f"local-dir:{model_dir / 'timm'}"
+    usage = f'model = timm.create_model("{source}", pretrained=True).eval()  # model(pixels) is h'
+    note = (
+        "the `timm/` folder holds the encoder in timm's own format, so that `timm.create_model` with "
+        "`hf-hub:` (or `local-dir:` on that folder) gives the same h (the weights beside this card carry "
+        "transformers' names)."
+    )
+    return note, usage
+
+
 def render_model_card(
     model_dir: str | Path,
     results: dict[str, Any] | None = None,
     training_args: dict[str, Any] | None = None,
     repo_id: str | None = None,
     template_path: str | Path | None = None,
+    license: str = DEFAULT_LICENSE,
+    dataset_root: str | Path | None = None,
 ) -> ModelCard:
     """The model card of a probed SimCLR model folder, from the package's `model_card_template.md`.
 
-    Numbers are those of `results.json`: accuracies in the tables are shown in percent (100 x the stored
-    fraction, which has 4 digits, so nothing is rounded away) and in the `model-index` metadata as the
-    stored fractions, which the Hub shows on the model page.
+    Numbers are those of `results.json` (and of `semi_supervised.json`, the fine-tuning table, when the
+    folder holds one): accuracies in the tables are shown in percent (100 x the stored fraction, which has
+    4 digits, so nothing is rounded away) and in the `model-index` metadata as the stored fractions, which
+    the Hub shows on the model page. Hardware and wall times come from the runs' records. Rendering reads
+    JSON files only: no weights, no network.
 
     Args:
         model_dir (`str` or `Path`): local model folder (its `config.json` describes the model).
@@ -359,6 +464,8 @@ def render_model_card(
         repo_id (`str`, *optional*): Hub id used in the usage snippet and as the model's name; defaults
             to the folder's path (the snippet then loads the local folder).
         template_path (`str` or `Path`, *optional*): defaults to `MODEL_CARD_TEMPLATE`, shipped in the package.
+        license (`str`, defaults to `"apache-2.0"`): the Hub license id of the card (the project's license).
+        dataset_root (`str` or `Path`, *optional*): see [`describe_dataset`]; for runs made on another machine.
 
     Returns:
         `huggingface_hub.ModelCard`; `card.save(path)` writes it.
@@ -384,9 +491,13 @@ def render_model_card(
     if not template_path.is_file():
         raise FileNotFoundError(f"model card template {template_path} not found; pass template_path=.")
     model_name = (repo_id or str(model_dir.resolve())).rstrip("/").split("/")[-1]
+    timm_note, timm_usage = _timm_note(model_dir, config, repo_id)
     repo_id = repo_id or str(model_dir)
-    eval_dataset = describe_dataset(results["dataset"]["name"])
-    pretraining_dataset = describe_dataset(training_args.get("dataset_name"))
+    eval_dataset = describe_dataset(results["dataset"]["name"], dataset_root)
+    pretraining_dataset = describe_dataset(training_args.get("dataset_name"), dataset_root)
+    from .semi_supervised import SEMI_SUPERVISED_FILE, format_semi_supervised_table  # imports this module
+
+    semi_supervised = _read_json(model_dir / SEMI_SUPERVISED_FILE)
     processor = _read_json(model_dir / IMAGE_PROCESSOR_FILE) or {}
     pretraining_data = f"Pretrained without labels on {pretraining_dataset['name']}"
     if training_args.get("dataset_config_name"):
@@ -399,7 +510,10 @@ def render_model_card(
         f"The encoder was trained only on {pretraining_dataset['name']} at {config.image_size}x"
         f"{config.image_size} pixels; images far from that distribution or size are untested.",
         f"Quality is measured with frozen features on {eval_dataset['name']} only (linear probe and kNN); "
-        "no fine-tuning, robustness or bias evaluation was done.",
+        "no fine-tuning, robustness or bias evaluation was done."
+        if semi_supervised is None
+        else f"Quality is measured on {eval_dataset['name']} only (linear probe and kNN on frozen features, "
+        "fine-tuning on label fractions); no robustness or bias evaluation was done.",
         f"All numbers come from one pretraining run and one probe seed ({results['seed']}); run-to-run "
         "variation is not measured.",
     ]
@@ -418,8 +532,10 @@ def render_model_card(
         if name in PLOT_TITLES and file.endswith(".png") and (model_dir / file).is_file()
     ]
     probe = results.get("linear_probe", {})
+    hub_datasets = list(dict.fromkeys(d["id"] for d in (pretraining_dataset, eval_dataset) if d["hub"]))
     card_data = ModelCardData(
         model_name=model_name,
+        license=license,
         library_name="transformers",
         pipeline_tag="image-feature-extraction",
         tags=[
@@ -427,10 +543,10 @@ def render_model_card(
             "self-supervised-learning",
             "contrastive-learning",
             "image-feature-extraction",
-            "timm",
+            *(["timm"] if timm_usage else []),  # only where timm loads the folder
         ],
-        datasets=[d["id"] for d in (pretraining_dataset, eval_dataset) if d["hub"]] or None,
-        eval_results=_eval_results(results, eval_dataset),
+        datasets=hub_datasets or None,
+        eval_results=_eval_results(results, eval_dataset, semi_supervised),
     )
     summary = (
         f"A SimCLR encoder (timm `{config.backbone}`) pretrained with contrastive learning; its frozen features "
@@ -477,6 +593,10 @@ def render_model_card(
         ],
         plots=plots,
         limitations=limitations,
+        timm_note=timm_note,
+        timm_usage=timm_usage,
+        compute_rows=_compute_rows(model_dir, training_args, results, semi_supervised),
+        semi_supervised_table=format_semi_supervised_table(semi_supervised) if semi_supervised else None,
     )
 
 
@@ -486,13 +606,15 @@ def write_model_card(
     training_args: dict[str, Any] | None = None,
     repo_id: str | None = None,
     template_path: str | Path | None = None,
+    license: str = DEFAULT_LICENSE,
+    dataset_root: str | Path | None = None,
 ) -> Path:
     """Render the model card (see [`render_model_card`]) and write it as `README.md` in `model_dir`.
 
     Returns:
         `Path` of the `README.md`.
     """
-    card = render_model_card(model_dir, results, training_args, repo_id, template_path)
+    card = render_model_card(model_dir, results, training_args, repo_id, template_path, license, dataset_root)
     return save_model_card(card, model_dir)
 
 

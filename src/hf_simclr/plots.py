@@ -239,7 +239,7 @@ def write_probe_plots(
     model_revision: str | None = None,
     train_y: torch.Tensor | None = None,
 ) -> dict[str, str]:
-    """All four pictures of [`hf_simclr.probe.run_linear_probe`], as PNG files in `output_dir`.
+    """All four pictures of [`hf_simclr.evaluation.run_linear_probe`], as PNG files in `output_dir`.
 
     Returns:
         `dict` from picture (`tsne`, `nearest_neighbors`, `confusion_matrix`, `training_curves`) to

@@ -48,6 +48,7 @@ from .hub import (
     TRAINING_ARGS_FILE,
     WEIGHTS_FILES,
     check_repo_id,
+    device_description,
     hub_token,
     push_model_folder,
     save_model_folder,
@@ -57,13 +58,14 @@ from .plots import CONFUSION_FILE, CURVES_FILE, NEIGHBORS_FILE, TSNE_FILE
 from .transforms import AugmentationConfig, augmentation_preset, two_view_batch_transform
 
 CHECKPOINT_DIR = "checkpoints"
+SNAPSHOT_DIR = "snapshots"  # encoder-only copies at chosen epochs, never pruned
 LOG_FILE = "log_history.jsonl"
 TRACKER_PROJECT = "simclr"  # trackers that log to files (tensorboard) write into <output_dir>/simclr/
 # What a run leaves in its output folder: checkpoints, logs, the model folder and, once probed, its
 # results, card and plots; also weight shards and half-written saves (patterns). A new run into that
 # folder is refused, or with --overwrite_output_dir these are deleted first: never two runs in one folder.
-RUN_FILES = (CHECKPOINT_DIR, LOG_FILE, TRACKER_PROJECT, TRAINING_ARGS_FILE, CONFIG_FILE, IMAGE_PROCESSOR_FILE,
-             *WEIGHTS_FILES, *CODE_FILES, RESULTS_FILE, MODEL_CARD_FILE, TSNE_FILE, NEIGHBORS_FILE,
+RUN_FILES = (CHECKPOINT_DIR, SNAPSHOT_DIR, LOG_FILE, TRACKER_PROJECT, TRAINING_ARGS_FILE, CONFIG_FILE,
+             IMAGE_PROCESSOR_FILE, *WEIGHTS_FILES, *CODE_FILES, RESULTS_FILE, MODEL_CARD_FILE, TSNE_FILE, NEIGHBORS_FILE,
              CONFUSION_FILE, CURVES_FILE)  # fmt: skip
 RUN_FILE_PATTERNS = (r"model-\d+-of-\d+\.safetensors", r"\.tmp-.*")
 # Written into each checkpoint: what a resumed run must share with it (see `resume_settings`).
@@ -301,6 +303,12 @@ class PretrainingArguments:
         default=None, metadata={"help": "Hub repo, e.g. org/simclr-resnet18-stl10."}
     )
     hub_private_repo: bool = field(default=False, metadata={"help": "Create the Hub repo as private."})
+    snapshot_epochs: str | None = field(
+        default=None,
+        metadata={"help": "Comma-separated epochs, e.g. 1,25,50,100: keep the encoder (weights + config, an "
+                  "AutoModel folder, not a resumable checkpoint) in <output_dir>/snapshots/epoch_N, never "
+                  "pruned; for studying how the representation matures."},
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZER_DEFAULTS:
@@ -343,6 +351,38 @@ class PretrainingArguments:
             raise ValueError("--push_to_hub needs --hub_model_id (e.g. org/simclr-resnet18-stl10).")
         if self.push_to_hub:
             check_repo_id(self.hub_model_id)
+        self.snapshot_epochs = parse_snapshot_epochs(self.snapshot_epochs)
+        if self.max_steps <= 0:  # with --max_steps the last epoch is known once the data is loaded
+            check_snapshot_epochs(self.snapshot_epochs, math.floor(self.num_train_epochs))
+
+
+def parse_snapshot_epochs(value: str | list[int] | tuple[int, ...] | None) -> list[int]:
+    """`--snapshot_epochs` (`"1,25,50"` or a list of ints) as a sorted list of distinct positive epochs.
+
+    Raises:
+        ValueError: for anything that is not a positive integer.
+    """
+    if value is None or value == "":
+        return []
+    items = [item.strip() for item in value.split(",")] if isinstance(value, str) else list(value)
+    epochs = []
+    for item in items:
+        if isinstance(item, bool) or not str(item).isdigit() or int(item) < 1:
+            raise ValueError(
+                f"--snapshot_epochs {value}: {item!r} is not a positive whole epoch; give epochs such as 1,25,50,100."
+            )
+        epochs.append(int(item))
+    return sorted(set(epochs))
+
+
+def check_snapshot_epochs(epochs: list[int], last_epoch: int) -> None:
+    """Refuse snapshot epochs the run never finishes (`last_epoch`: its last complete epoch)."""
+    beyond = [epoch for epoch in epochs if epoch > last_epoch]
+    if beyond:
+        raise ValueError(
+            f"--snapshot_epochs: epoch {beyond[0]} is beyond the end of the run, whose last complete epoch is "
+            f"{last_epoch}; drop it or train longer (--num_train_epochs / --max_steps)."
+        )
 
 
 class TrainState:
@@ -699,6 +739,7 @@ def pretrain(
     steps_per_epoch = len(dataset) // global_batch
     total_steps = args.max_steps if args.max_steps > 0 else math.ceil(args.num_train_epochs * steps_per_epoch)
     warmup_steps = min(total_steps, round(args.warmup_epochs * steps_per_epoch))
+    check_snapshot_epochs(args.snapshot_epochs, total_steps // steps_per_epoch)
     peak_lr = args.learning_rate * global_batch / 256  # linear scaling rule
 
     # Model and optimizer.
@@ -847,6 +888,10 @@ def pretrain(
                     log_record(accelerator, log_file, {"step": state.step, "epoch": completed, "knn_top1": knn,
                                                        "knn_seconds": round(time.time() - monitor_start, 2)})  # fmt: skip
                     interval_start = time.time()
+            if at_epoch_end and state.step // steps_per_epoch in args.snapshot_epochs:
+                # Before the checkpoint: a run resumed from it has already written this snapshot.
+                save_snapshot(accelerator, model, output_dir, state.step // steps_per_epoch, augmentation,
+                              {**run_config, "steps": state.step})  # fmt: skip
             if at_checkpoint:
                 if not weights_are_finite(model):  # e.g. BatchNorm statistics, which the loss does not see
                     kept = drop_checkpoints_from(accelerator, output_dir, state.step)
@@ -859,7 +904,8 @@ def pretrain(
 
     wall_time = time.time() - started
     summary = {"steps": state.step, "steps_per_epoch": steps_per_epoch, "global_batch_size": global_batch,
-               "wall_time_seconds": wall_time}  # fmt: skip
+               "wall_time_seconds": wall_time,
+               "device": device_description(world_size if device.type == "cuda" else 1)}  # fmt: skip
     accelerator.wait_for_everyone()
     if not weights_are_finite(model):  # checked at every checkpoint too; this run may have taken none
         raise FloatingPointError(
@@ -876,6 +922,45 @@ def pretrain(
             )
     accelerator.end_training()
     return summary
+
+
+def save_snapshot(
+    accelerator: Accelerator,
+    model: nn.Module,
+    output_dir: Path,
+    epoch: int,
+    augmentation: AugmentationConfig,
+    training_args: dict[str, Any],
+) -> Path | None:
+    """Keep the encoder at the end of `epoch` in `<output_dir>/snapshots/epoch_N` (main process only).
+
+    The folder holds what `AutoModel.from_pretrained` needs (config, weights of f(.) only, image processor,
+    code files) and `training_args.json` with the step reached; no optimizer state, so it is a picture
+    of the representation, not a point to resume from. It is written under a temporary name and renamed
+    into place, and checkpoint pruning never touches it.
+
+    Returns:
+        The snapshot folder on the main process, None on the others.
+
+    Raises:
+        FloatingPointError: if the weights hold NaN or infinity (nothing is written).
+    """
+    if not weights_are_finite(model):  # on every process, so that all of them stop
+        raise FloatingPointError(
+            f"Non-finite weights at the end of epoch {epoch}; no snapshot written. Lower --learning_rate, "
+            "or use --mixed_precision bf16 instead of fp16."
+        )
+    if not accelerator.is_main_process:
+        return None
+    root = output_dir / SNAPSHOT_DIR
+    final, staging = root / f"epoch_{epoch}", root / f".tmp-epoch_{epoch}"
+    shutil.rmtree(staging, ignore_errors=True)
+    encoder = accelerator.unwrap_model(model).simclr
+    save_model_folder(encoder, staging, augmentation, {**training_args, "snapshot_epoch": epoch})
+    if final.exists():  # a resumed run writes it again: the same weights, as resume is exact
+        shutil.rmtree(final)
+    os.replace(staging, final)
+    return final
 
 
 def log_record(accelerator: Accelerator, log_file: Path, record: dict[str, Any]) -> None:

@@ -259,6 +259,34 @@ class TwoViewTransform:
         return torch.stack([self.augment(image), self.augment(image)])
 
 
+class FinetuneTransform:
+    """The training view of fine-tuning: random resized crop and horizontal flip, no colour distortion.
+
+    Chen et al. 2020 (Appendix B.5) fine-tune on a fraction of the labels with random crops (resized) and
+    left-right flips only: the colour distortions that contrastive learning needs are left out.
+
+    Args:
+        config (`AugmentationConfig`): `image_size`, `crop_scale`, `crop_ratio`, `horizontal_flip_p`,
+            `mean` and `std` are read; the colour and blur fields are not.
+    """
+
+    def __init__(self, config: AugmentationConfig) -> None:
+        self.config = config
+        self.transform = v2.Compose(
+            [
+                v2.RandomResizedCrop(
+                    config.image_size, scale=config.crop_scale, ratio=config.crop_ratio, antialias=True
+                ),
+                v2.RandomHorizontalFlip(config.horizontal_flip_p),
+                *_normalize(config),
+            ]
+        )
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        """Return one view, a float tensor of shape (3, S, S) with S = `config.image_size`."""
+        return self.transform(to_rgb(image))
+
+
 class EvalTransform:
     """The deterministic evaluation view of one image, normalised: [`eval_view`] + [`to_model_input`].
 

@@ -1,0 +1,34 @@
+"""Fine-tune a pretrained SimCLR encoder (or the same network from random init) on a fraction of the labels.
+
+    python scripts/finetune.py --model_name_or_path runs/simclr-cifar10 --dataset_name uoft-cs/cifar10 \
+        --label_fraction 0.1 --output_dir runs/finetune-simclr-10pct --num_train_epochs 30 \
+        --per_device_train_batch_size 256 --learning_rate 0.05 --optim sgd \
+        --optim_args momentum=0.9,nesterov=True --weight_decay 0 --bf16
+    python scripts/finetune.py ... --init random --output_dir runs/finetune-random-10pct   # the baseline
+
+Every TrainingArguments option works (--bf16, --eval_strategy epoch, --report_to tensorboard, several GPUs
+with `accelerate launch` or `torchrun`, ...). Writes the fine-tuned model (loads with
+AutoModelForImageClassification) and finetune_results.json (top-1/3/5 on --eval_split) into --output_dir.
+The logic lives in hf_simclr.finetuning; scripts/semi_supervised_table.py gathers the results.
+"""
+
+from transformers import HfArgumentParser, TrainingArguments
+
+from hf_simclr.finetuning import FinetuneArguments, finetune
+
+
+def main() -> None:
+    args, training_args = HfArgumentParser(
+        (FinetuneArguments, TrainingArguments)
+    ).parse_args_into_dataclasses()
+    results = finetune(args, training_args)
+    print(
+        f"Fine-tuned ({results['init']} init, {100 * results['label_fraction']:g}% of the labels, "
+        f"{results['num_train_samples']} images): top-1 {100 * results['top1']:.2f}%, "
+        f"top-3 {100 * results['top3']:.2f}%, top-5 {100 * results['top5']:.2f}% on "
+        f"{results['split_sizes']['eval']} {results['dataset']['eval_split']} images."
+    )
+
+
+if __name__ == "__main__":
+    main()

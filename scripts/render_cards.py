@@ -1,0 +1,62 @@
+"""Render the model card of every published recipe in results/, as the Hub would show it.
+
+    python scripts/render_cards.py
+
+For each results/<name>/ folder listed in PUBLISHED_REPOS, the card is rendered from the folder's
+results.json, training_args.json, config.json (and semi_supervised.json, wall_times.json when present)
+with the Hub repository's id, and written to model_cards/<name>.md and results/<name>/README.md. It needs
+neither the weights nor the network. Runs made on another machine recorded their local dataset path
+(e.g. .data/cifar10); --dataset_root says where that dataset's folder is here, for its name and notes.
+"""
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transformers import HfArgumentParser
+
+from hf_simclr.hub import RESULTS_FILE, write_model_card
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# results/<folder> -> the Hub repository it is (to be) published as.
+PUBLISHED_REPOS = {"cifar10-resnet18": "hf-simclr/simclr-resnet18-cifar10"}
+
+
+@dataclass
+class RenderArguments:
+    results_dir: str = field(default=str(REPO_ROOT / "results"), metadata={"help": "Published runs."})
+    cards_dir: str = field(default=str(REPO_ROOT / "model_cards"), metadata={"help": "Where <name>.md goes."})
+    dataset_root: str = field(
+        default=str(REPO_ROOT.parent / "shared" / "datasets"),
+        metadata={"help": "Folder holding the local datasets the runs recorded (by folder name)."},
+    )
+
+
+def render_cards(args: RenderArguments) -> list[Path]:
+    results_dir, cards_dir = Path(args.results_dir), Path(args.cards_dir)
+    unlisted = sorted(
+        p.parent.name for p in results_dir.glob(f"*/{RESULTS_FILE}") if p.parent.name not in PUBLISHED_REPOS
+    )
+    if unlisted:
+        raise SystemExit(
+            f"results/{unlisted[0]} has no Hub repository: add it to PUBLISHED_REPOS in {__file__}."
+        )
+    written = []
+    for name, repo_id in PUBLISHED_REPOS.items():
+        readme = write_model_card(results_dir / name, repo_id=repo_id, dataset_root=args.dataset_root)
+        card = cards_dir / f"{name}.md"
+        temporary = card.with_name(f".{card.name}.tmp")
+        temporary.write_text(readme.read_text())
+        os.replace(temporary, card)
+        written += [card, readme]
+    return written
+
+
+def main() -> None:
+    (args,) = HfArgumentParser(RenderArguments).parse_args_into_dataclasses()
+    for path in render_cards(args):
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,308 @@
+"""Fine-tuning a SimCLR encoder on a fraction of the labels, with transformers' `Trainer`.
+
+The semi-supervised protocol of Chen et al. 2020 (Section 6, Appendix B.5): the whole network, the
+pretrained encoder f(.) and a new linear classifier on h ([`SimCLRForImageClassification`]), is trained
+end to end on a class-balanced, seeded fraction of the labels (1%, 10%, 100%), the same subsets the
+linear probe's label fractions use, with the training view of the fine-tuning literature (random resized
+crop and flip, no colour distortion); it is scored on the evaluation split through the deterministic
+evaluation view. `--init random` trains the same architecture from random weights: the baseline that
+shows what pretraining brings.
+
+`Trainer` is the loop (`TrainingArguments`: mixed precision, several GPUs, checkpoints, trackers); this
+module supplies the data, the model and the metrics, and writes the model folder (loadable with
+`AutoModelForImageClassification`) and `finetune_results.json`.
+
+Metrics: top-k accuracy by the package's own `top_k_accuracy` (the probe's), per-class precision, recall
+and F1 by scikit-learn. `evaluate.load("accuracy")` is not used: it fetches its script from the Hub at
+run time, which fails offline (CI, the GPU machine).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+import torch
+from transformers import EvalPrediction, Trainer, TrainingArguments, default_data_collator, set_seed
+from transformers.trainer_utils import PredictionOutput
+from transformers.utils import logging as transformers_logging
+
+from .data import ImageViewDataset, class_names, decode_labels, load_image_dataset
+from .evaluation import classification_report_dict, label_fraction_indices, top_k_accuracy
+from .hub import (
+    CODE_FILES,
+    CONFIG_FILE,
+    IMAGE_PROCESSOR_FILE,
+    TRAINING_ARGS_FILE,
+    WEIGHTS_FILES,
+    device_description,
+    eval_augmentation_for,
+    load_simclr_config,
+    save_model_folder,
+)
+from .modeling_simclr import SimCLRForImageClassification
+from .transforms import FinetuneTransform, ImageBatchTransform, eval_batch_transform
+
+FINETUNE_RESULTS_FILE = "finetune_results.json"
+INITS = ("simclr", "random")
+TOP_K = (1, 3, 5)
+ACCURACY_DIGITS = 4  # as results.json: fractions rounded to 0.01%
+
+
+@dataclass
+class FinetuneArguments:
+    """What to fine-tune on which labels (`scripts/finetune.py`); how to train is `TrainingArguments`."""
+
+    model_name_or_path: str = field(
+        metadata={"help": "SimCLR model folder or Hub id. With --init random only its architecture is used."}
+    )
+    dataset_name: str = field(
+        metadata={
+            "help": "Labeled dataset: a Hub id (uoft-cs/cifar10) or a local folder (parquet, imagefolder)."
+        }
+    )
+    init: str = field(
+        default="simclr",
+        metadata={"help": "simclr: start from the pretrained encoder; random: the same architecture, seeded "
+                  "by --seed (the baseline)."},
+    )  # fmt: skip
+    label_fraction: float = field(
+        default=1.0,
+        metadata={"help": "Class-balanced fraction of the training labels (paper: 0.01, 0.1); the same subset "
+                  "as the probe's --label_fractions for the same --subset_seed."},
+    )  # fmt: skip
+    subset_seed: int = field(
+        default=0,
+        metadata={"help": "Seed of the --max_train_samples / --max_eval_samples subsets and the label "
+                  "fraction; the probe's --seed (default 0) gives the same subsets."},
+    )  # fmt: skip
+    dataset_config_name: str | None = field(default=None, metadata={"help": "The dataset's configuration."})
+    dataset_revision: str | None = field(default=None, metadata={"help": "Hub revision of the dataset."})
+    model_revision: str | None = field(default=None, metadata={"help": "Hub revision of the model."})
+    train_split: str = field(default="train", metadata={"help": "Split the labeled fraction is drawn from."})
+    eval_split: str = field(default="test", metadata={"help": "Split the fine-tuned model is scored on."})
+    image_column: str | None = field(default=None, metadata={"help": "Image column (found automatically)."})
+    label_column: str | None = field(default=None, metadata={"help": "Label column (found automatically)."})
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Seeded subset of the train split before the fraction (quick runs)."}
+    )
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Seeded subset of the eval split (quick runs)."}
+    )
+    crop_scale_min: float = field(
+        default=0.08,
+        metadata={"help": "Smallest area of the random resized crop (paper: Inception crop, 0.08); 0.2-0.5 "
+                  "keeps more of a 32px image."},
+    )  # fmt: skip
+    horizontal_flip_p: float = field(default=0.5, metadata={"help": "Flip probability of the training view."})
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Replace the fine-tuning run already in --output_dir (its results, model and "
+                  "checkpoint-* folders are removed first)."},
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        if self.init not in INITS:
+            raise ValueError(
+                f"--init {self.init} unknown; use simclr (pretrained encoder) or random (baseline)."
+            )
+        if not 0.0 < self.label_fraction <= 1.0:
+            raise ValueError(
+                f"--label_fraction {self.label_fraction} must lie in (0, 1], e.g. 0.01 or 0.1 (paper)."
+            )
+        if not 0.0 < self.crop_scale_min <= 1.0:
+            raise ValueError(f"--crop_scale_min {self.crop_scale_min} must lie in (0, 1], e.g. 0.08.")
+        if not 0.0 <= self.horizontal_flip_p <= 1.0:
+            raise ValueError(f"--horizontal_flip_p {self.horizontal_flip_p} is not a probability in [0, 1].")
+
+
+def check_output_dir(output_dir: Path, overwrite: bool, resuming: bool, model_name_or_path: str) -> None:
+    """Refuse an output folder that holds another fine-tuning run, unless it is to be replaced or resumed.
+
+    With `overwrite`, the files of the earlier run (results, model files, Trainer's `checkpoint-*`) are
+    removed first, so that nothing of it mixes with the new run; other files are left alone.
+
+    Raises:
+        ValueError: when the folder holds a run and neither `overwrite` nor `resuming` is set, and always
+            when it is the folder of the model to fine-tune.
+    """
+    model_dir = Path(model_name_or_path)
+    if model_dir.is_dir() and output_dir.resolve() == model_dir.resolve():
+        raise ValueError(
+            f"--output_dir {output_dir} is the model to fine-tune (--model_name_or_path); the fine-tuned model "
+            f"is a new one: pass another --output_dir."
+        )
+    if not output_dir.is_dir() or resuming:
+        return
+    run_files = {FINETUNE_RESULTS_FILE, CONFIG_FILE, IMAGE_PROCESSOR_FILE, TRAINING_ARGS_FILE, *WEIGHTS_FILES,
+                 *CODE_FILES}  # fmt: skip
+    previous = sorted(
+        path for path in output_dir.iterdir() if path.name in run_files or path.name.startswith("checkpoint-")
+    )
+    if not previous:
+        return
+    if not overwrite:
+        raise ValueError(
+            f"--output_dir {output_dir} already holds a run ({', '.join(p.name for p in previous[:4])}); pass "
+            f"--overwrite_output_dir to replace it, --resume_from_checkpoint to continue it, or another "
+            f"--output_dir."
+        )
+    for path in previous:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def load_labeled_splits(args: FinetuneArguments) -> tuple[datasets.Dataset, datasets.Dataset, list[str], int]:
+    """The labeled fraction of the training split, the evaluation split, the class names, and the size
+    of the training split the fraction was drawn from."""
+    train_set, eval_set = (
+        load_image_dataset(args.dataset_name, args.dataset_config_name, split, args.image_column,
+                           args.label_column, max_samples, args.dataset_revision, seed=args.subset_seed,
+                           require_labels=True)
+        for split, max_samples in ((args.train_split, args.max_train_samples),
+                                   (args.eval_split, args.max_eval_samples))
+    )  # fmt: skip
+    labels = decode_labels(train_set)
+    names = class_names(train_set) or [str(label) for label in range(int(labels.max()) + 1)]
+    subset = label_fraction_indices(labels, args.label_fraction, args.subset_seed, names)
+    return train_set.select(subset.tolist()), eval_set, names, len(train_set)
+
+
+def build_classifier(args: FinetuneArguments, names: list[str], seed: int) -> SimCLRForImageClassification:
+    """The encoder of `args.model_name_or_path` (or, with `--init random`, its architecture with seeded
+    random weights) and a new linear classifier with `id2label` from the dataset's class names.
+
+    Raises:
+        ValueError: if the folder's weights lack encoder tensors (they would silently stay random).
+    """
+    labels = {"id2label": dict(enumerate(names)), "label2id": {name: i for i, name in enumerate(names)}}
+    set_seed(seed)  # the classifier's (and a random encoder's) initial weights follow --seed
+    if args.init == "random":
+        config = load_simclr_config(args.model_name_or_path, args.model_revision)
+        config.id2label, config.label2id = labels["id2label"], labels["label2id"]
+        return SimCLRForImageClassification(config)
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()  # a new classifier and a dropped projection head are expected
+    try:
+        model, info = SimCLRForImageClassification.from_pretrained(
+            args.model_name_or_path, revision=args.model_revision, output_loading_info=True, **labels
+        )
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+    missing = [key for key in info["missing_keys"] if not key.startswith("classifier.")]
+    if missing:
+        raise ValueError(
+            f"{args.model_name_or_path}: the weights lack {len(missing)} encoder tensors (e.g. {missing[:3]}), "
+            f"which would stay random. Pass a folder written by pretraining, or --init random on purpose."
+        )
+    return model
+
+
+def top_k_metrics(prediction: EvalPrediction) -> dict[str, float]:
+    """Top-1/3/5 accuracy of Trainer's predictions (fractions, 4 digits), for `compute_metrics`."""
+    logits = torch.as_tensor(prediction.predictions)
+    labels = torch.as_tensor(prediction.label_ids)
+    return {f"top{k}": round(top_k_accuracy(logits, labels, k), ACCURACY_DIGITS) for k in TOP_K}
+
+
+def results_record(
+    args: FinetuneArguments,
+    training_args: TrainingArguments,
+    prediction: PredictionOutput,
+    names: list[str],
+    sizes: dict[str, int],
+) -> dict[str, Any]:
+    """What `finetune_results.json` holds (without the wall time): scores, data, hardware, arguments."""
+    logits, labels = torch.as_tensor(prediction.predictions), torch.as_tensor(prediction.label_ids)
+    per_class, confusion = classification_report_dict(logits, labels, names)
+    dataset = {"name": args.dataset_name, "config": args.dataset_config_name, "revision": args.dataset_revision,
+               "train_split": args.train_split, "eval_split": args.eval_split,
+               "max_train_samples": args.max_train_samples, "max_eval_samples": args.max_eval_samples,
+               "subset_seed": args.subset_seed}  # fmt: skip
+    return {
+        "init": args.init,
+        "model_name_or_path": str(args.model_name_or_path),
+        "model_revision": args.model_revision,
+        "label_fraction": args.label_fraction,
+        "num_train_samples": sizes["labeled"],
+        **top_k_metrics(prediction),
+        "eval_loss": prediction.metrics.get("eval_loss"),
+        "per_class": per_class,
+        "confusion_matrix": confusion,
+        "class_names": names,
+        "dataset": dataset,
+        "split_sizes": sizes,
+        "metrics": "top-k: hf_simclr top_k_accuracy; per class: scikit-learn",
+        "seed": training_args.seed,
+        "device": device_description(training_args.world_size if torch.cuda.is_available() else 1),
+        "arguments": dataclasses.asdict(args),
+        # never a credential (TrainingArguments redacts its own, but not those of a custom tracker)
+        "training_arguments": {k: v for k, v in training_args.to_dict().items() if "token" not in k},
+    }
+
+
+def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict[str, Any]:
+    """Fine-tune on a label fraction and score on the evaluation split; write the model and its results.
+
+    Writes into `training_args.output_dir`: the fine-tuned model (`AutoModelForImageClassification`
+    folder with its image processor, the evaluation view) and `finetune_results.json`.
+
+    Args:
+        args ([`FinetuneArguments`]): model, data, label fraction, initialisation.
+        training_args (`TrainingArguments`): how Trainer trains (epochs, batch, optimizer, precision...).
+
+    Returns:
+        The results as written to `finetune_results.json`: `top1`, `top3`, `top5` (fractions), `init`,
+        `label_fraction`, `num_train_samples`, `per_class`, `dataset`, `split_sizes`, `device`,
+        `wall_time_seconds`, the arguments.
+
+    Raises:
+        ValueError: before any training, for a model that is not SimCLR, an output folder that holds
+            another run, a dataset without labels, or a fraction that leaves a class empty.
+    """
+    started = time.perf_counter()
+    output_dir = Path(training_args.output_dir)
+    config = load_simclr_config(args.model_name_or_path, args.model_revision)
+    resume = training_args.resume_from_checkpoint
+    check_output_dir(output_dir, args.overwrite_output_dir, resume is not None, args.model_name_or_path)
+    eval_view = eval_augmentation_for(args.model_name_or_path, config, args.model_revision)
+    train_view = dataclasses.replace(
+        eval_view, crop_scale=(args.crop_scale_min, 1.0), horizontal_flip_p=args.horizontal_flip_p
+    )
+    train_set, eval_set, names, train_split_size = load_labeled_splits(args)
+    eval_dataset = ImageViewDataset(eval_set, eval_batch_transform(eval_view))
+    trainer = Trainer(
+        model=build_classifier(args, names, training_args.seed),
+        args=training_args,
+        train_dataset=ImageViewDataset(
+            train_set, ImageBatchTransform(FinetuneTransform(train_view), "image", "label")
+        ),
+        eval_dataset=eval_dataset,
+        data_collator=default_data_collator,  # stacks pixel_values, turns `label` into `labels`
+        compute_metrics=top_k_metrics,
+    )
+    trainer.train(resume_from_checkpoint=True if resume == "latest" else resume)
+    prediction = trainer.predict(eval_dataset, metric_key_prefix="eval")
+    sizes = {"train": train_split_size, "labeled": len(train_set), "eval": len(eval_set)}
+    results = results_record(args, training_args, prediction, names, sizes)
+    results["wall_time_seconds"] = round(time.perf_counter() - started, 1)
+    if trainer.is_world_process_zero():
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        run_record = {**results["arguments"], **results["training_arguments"]}
+        save_model_folder(model, output_dir, eval_view, run_record)
+        write_finetune_results(results, output_dir)
+    return results
+
+
+def write_finetune_results(results: dict[str, Any], output_dir: str | Path) -> Path:
+    """Write `finetune_results.json` into `output_dir` (a temporary file renamed into place)."""
+    path = Path(output_dir) / FINETUNE_RESULTS_FILE
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    temporary.replace(path)
+    return path

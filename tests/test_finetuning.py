@@ -1,0 +1,136 @@
+"""Fine-tuning with Trainer on tiny generated data: the script, the saved folder, initialisation, bad input."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from test_evaluation import CLASSES, save_tiny_dataset
+from transformers import AutoImageProcessor, AutoModelForImageClassification, TrainingArguments
+
+from hf_simclr import SimCLRConfig, SimCLRForImageClassification, SimCLRForPreTraining, SimCLRModel, hub
+from hf_simclr.finetuning import (
+    FINETUNE_RESULTS_FILE,
+    FinetuneArguments,
+    build_classifier,
+    check_output_dir,
+    finetune,
+)
+from hf_simclr.transforms import augmentation_preset
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> tuple[Path, Path]:
+    """A pretraining folder (ResNet-18, ImageNet stem: fast at 32 px) and a 3-class colour dataset."""
+    root = tmp_path_factory.mktemp("finetune")
+    torch.manual_seed(3)
+    model = SimCLRForPreTraining(SimCLRConfig(backbone="resnet18", cifar_stem=False, image_size=32))
+    hub.save_model_folder(model, root / "model", augmentation_preset("cifar10"), {"epochs": 1})
+    return root / "model", save_tiny_dataset(root / "data", per_class=(8, 4))
+
+
+def quick_training(output_dir: Path, **overrides) -> TrainingArguments:
+    settings = dict(output_dir=str(output_dir), num_train_epochs=1, per_device_train_batch_size=4,
+                    per_device_eval_batch_size=12, learning_rate=1e-3, use_cpu=True, report_to="none",
+                    save_strategy="no", logging_steps=1, disable_tqdm=True, seed=7)  # fmt: skip
+    return TrainingArguments(**{**settings, **overrides})
+
+
+def test_finetune_script_writes_a_loadable_classifier_and_its_results(tiny, tmp_path, monkeypatch, capsys):
+    model_dir, data_dir = tiny
+    output_dir = tmp_path / "finetuned"
+    monkeypatch.syspath_prepend(str(SCRIPTS))
+    import finetune as finetune_script
+
+    argv = ["finetune.py", "--model_name_or_path", str(model_dir), "--dataset_name", str(data_dir),
+            "--label_fraction", "0.5", "--output_dir", str(output_dir), "--num_train_epochs", "2",
+            "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "12", "--use_cpu",
+            "--report_to", "none", "--save_strategy", "no", "--disable_tqdm", "true"]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    finetune_script.main()
+    assert "top-3 100.00%" in capsys.readouterr().out  # 3 classes: the top 3 always hold the label
+
+    results = json.loads((output_dir / FINETUNE_RESULTS_FILE).read_text())
+    assert results["init"] == "simclr" and results["label_fraction"] == 0.5
+    assert results["num_train_samples"] == 12 and results["split_sizes"] == {
+        "train": 24,
+        "labeled": 12,
+        "eval": 12,
+    }
+    assert 0 <= results["top1"] <= results["top3"] == results["top5"] == 1.0
+    assert [row["name"] for row in results["per_class"]] == CLASSES
+    assert results["device"] == "CPU" or torch.cuda.is_available()
+    assert results["wall_time_seconds"] > 0 and results["training_arguments"]["num_train_epochs"] == 2
+
+    model = AutoModelForImageClassification.from_pretrained(output_dir)
+    assert isinstance(model, SimCLRForImageClassification)
+    assert model.config.id2label == dict(enumerate(CLASSES)) and model.config.label2id["blue"] == 2
+    assert AutoImageProcessor.from_pretrained(output_dir).image_size == 32
+    initial = SimCLRModel.from_pretrained(model_dir).state_dict()["backbone.conv1.weight"]
+    assert not torch.equal(model.simclr.state_dict()["backbone.conv1.weight"], initial)  # it trained
+
+
+def test_init_simclr_starts_from_the_encoder_and_random_is_seeded(tiny):
+    model_dir, data_dir = tiny
+    encoder = SimCLRModel.from_pretrained(model_dir).state_dict()
+
+    def build(init: str, seed: int) -> SimCLRForImageClassification:
+        return build_classifier(FinetuneArguments(str(model_dir), str(data_dir), init=init), CLASSES, seed)
+
+    pretrained = build("simclr", 0).simclr.state_dict()
+    assert all(torch.equal(pretrained[key], value) for key, value in encoder.items())
+    first, again, other = (build("random", seed).simclr.state_dict() for seed in (0, 0, 1))
+    key = "backbone.conv1.weight"
+    assert torch.equal(first[key], again[key]) and not torch.equal(first[key], other[key])
+    assert not torch.equal(first[key], encoder[key])
+
+
+def test_random_init_runs_through_trainer(tiny, tmp_path):
+    model_dir, data_dir = tiny
+    args = FinetuneArguments(str(model_dir), str(data_dir), init="random", label_fraction=0.25)
+    results = finetune(args, quick_training(tmp_path / "random"))
+    assert results["init"] == "random" and results["num_train_samples"] == 6
+    assert (tmp_path / "random" / FINETUNE_RESULTS_FILE).is_file()
+
+
+def test_an_output_dir_holding_a_run_is_refused_unless_overwritten(tiny, tmp_path):
+    model_dir, data_dir = tiny
+    output_dir = tmp_path / "run"
+    (output_dir / "checkpoint-4").mkdir(parents=True)
+    (output_dir / FINETUNE_RESULTS_FILE).write_text("{}")
+    (output_dir / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="already holds a run .*pass --overwrite_output_dir"):
+        finetune(FinetuneArguments(str(model_dir), str(data_dir)), quick_training(output_dir))
+    check_output_dir(output_dir, overwrite=False, resuming=True, model_name_or_path=str(model_dir))  # resume
+    check_output_dir(output_dir, overwrite=True, resuming=False, model_name_or_path=str(model_dir))
+    assert sorted(p.name for p in output_dir.iterdir()) == ["notes.txt"]  # only the earlier run's files went
+    with pytest.raises(ValueError, match="is the model to fine-tune"):  # even with --overwrite_output_dir
+        check_output_dir(model_dir, overwrite=True, resuming=False, model_name_or_path=str(model_dir))
+    assert (model_dir / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"init": "imagenet"}, "--init imagenet unknown"),
+        ({"label_fraction": 0.0}, r"--label_fraction 0.0 must lie in \(0, 1\]"),
+        ({"crop_scale_min": 1.5}, r"--crop_scale_min 1.5 must lie in \(0, 1\]"),
+    ],
+)
+def test_bad_arguments_are_refused(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        FinetuneArguments("model", "data", **overrides)
+
+
+def test_a_folder_that_is_not_simclr_is_refused_before_training(tiny, tmp_path):
+    _, data_dir = tiny
+    with pytest.raises(ValueError, match="no config.json found"):
+        finetune(
+            FinetuneArguments(str(tmp_path / "nothing"), str(data_dir)), quick_training(tmp_path / "out")
+        )
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,130 @@
+"""Model cards a Hub user can trust, checked with huggingface_hub's own parsers: license, datasets listed
+once, a `timm` tag only where timm loads the folder, compute, fine-tuning results, the published cards."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from huggingface_hub import ModelCard
+from huggingface_hub.repocard_data import model_index_to_eval_results
+from test_evaluation import save_tiny_dataset
+
+from hf_simclr import SimCLRConfig, SimCLRForPreTraining, hub
+from hf_simclr.evaluation import LinearProbeArguments, run_linear_probe
+from hf_simclr.semi_supervised import SEMI_SUPERVISED_FILE, collect_semi_supervised
+from hf_simclr.timm_export import export_timm
+from hf_simclr.transforms import augmentation_preset
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ID = "someone/simclr-resnet18-stock"
+
+
+def parse(card_text: str) -> ModelCard:
+    """Parse a rendered card as the Hub does, and check its model-index with the Hub's own converter."""
+    card = ModelCard(card_text)
+    model_name, eval_results = model_index_to_eval_results(card.data.to_dict()["model-index"])
+    assert eval_results == card.data.eval_results and model_name == card.data.model_name
+    return card
+
+
+@pytest.fixture(scope="module")
+def stock_folder(tmp_path_factory) -> Path:
+    """A probed folder of a stock ResNet-18 (no CIFAR stem), pretrained and evaluated on the same Hub dataset
+    name (a local copy stands in for it: the probe reads the copy, the records name the Hub id)."""
+    root = tmp_path_factory.mktemp("cards")
+    torch.manual_seed(0)
+    model = SimCLRForPreTraining(SimCLRConfig(backbone="resnet18", cifar_stem=False, image_size=32))
+    training_args = {"dataset_name": "uoft-cs/cifar10", "wall_time_seconds": 90.0, "device": "CPU"}
+    folder = hub.save_model_folder(model, root / "model", augmentation_preset("cifar10"), training_args)
+    data = save_tiny_dataset(root / "data", per_class=(8, 4))
+    results = run_linear_probe(LinearProbeArguments(
+        model_name_or_path=str(folder), dataset_name=str(data), knn_k=[3],
+        label_fractions=[0.5], weight_decays=[1e-4], max_iter=30, skip_baseline=True, device="cpu"))  # fmt: skip
+    results["dataset"]["name"] = "uoft-cs/cifar10"
+    (folder / hub.RESULTS_FILE).write_text(json.dumps(results))
+    return folder
+
+
+@pytest.fixture
+def folder(stock_folder, tmp_path) -> Path:
+    return Path(
+        shutil.copytree(stock_folder, tmp_path / "model", ignore=shutil.ignore_patterns("feature_cache"))
+    )
+
+
+def test_license_datasets_once_and_no_timm_tag_without_a_timm_copy(folder):
+    card = parse(hub.render_model_card(folder, repo_id=REPO_ID).content)
+    assert card.data.license == "apache-2.0"
+    assert card.data.datasets == ["uoft-cs/cifar10"]  # pretraining and evaluation: one dataset, listed once
+    assert "timm" not in card.data.tags and "timm.create_model" not in card.text
+    assert parse(hub.render_model_card(folder, repo_id=REPO_ID, license="mit").content).data.license == "mit"
+
+
+def test_timm_tag_and_usage_only_while_the_timm_copy_matches_the_weights(folder):
+    export_timm(folder)
+    card = parse(hub.render_model_card(folder, repo_id=REPO_ID).content)
+    assert "timm" in card.data.tags
+    assert f'timm.create_model("hf-hub:{REPO_ID}", pretrained=True)' in card.text
+    torch.manual_seed(1)  # the folder re-saved with other weights: its timm copy is stale
+    model = SimCLRForPreTraining(SimCLRConfig(backbone="resnet18", cifar_stem=False, image_size=32))
+    hub.save_model_folder(model, folder, augmentation_preset("cifar10"))
+    assert "timm" not in parse(hub.render_model_card(folder, repo_id=REPO_ID).content).data.tags
+
+
+def test_compute_and_fine_tuning_results_reach_the_card_and_its_model_index(folder):
+    results = json.loads((folder / hub.RESULTS_FILE).read_text())
+    dataset = {**results["dataset"], "subset_seed": results["seed"]}
+    runs = [
+        (f"ft-{init}", {"init": init, "label_fraction": 0.5, "num_train_samples": 12, "top1": top1, "top3": 1.0,
+                        "model_name_or_path": results["model_name_or_path"], "dataset": dataset, "split_sizes": {"eval": 12},
+                        "device": "CPU", "wall_time_seconds": 30.0})
+        for init, top1 in (("simclr", 0.75), ("random", 0.5))
+    ]  # fmt: skip
+    table = collect_semi_supervised(runs, (str(folder / hub.RESULTS_FILE), results))
+    (folder / SEMI_SUPERVISED_FILE).write_text(json.dumps(table))
+    card = parse(hub.render_model_card(folder, repo_id=REPO_ID).content)
+    values = {r.metric_name: r.metric_value for r in card.data.eval_results}
+    assert {r.task_name for r in card.data.eval_results} == {"Image classification"}
+    assert values["Fine-tuned top-1 (50% labels)"] == 0.75 and values["Fine-tuned top-3 (50% labels)"] == 1.0
+    assert not any("random" in name.lower() for name in values)  # the baseline is not this model
+    assert values["Linear probe top-1"] == results["linear_top1"]
+    assert "| Fine-tune from random init | 50.00 | 100.00 |" in card.text
+    assert "| Pretraining | CPU | 1.5 min (90 s) |" in card.text
+    assert "| Fine-tuning from SimCLR, 50% of the labels | CPU | 0.5 min (30 s) |" in card.text
+    assert "fine-tuning on label fractions" in card.text  # the limitations say so
+
+
+def test_published_cards_are_rendered_from_the_results_folders_without_weights(
+    cifar10_path, tmp_path, monkeypatch
+):
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "scripts"))
+    import render_cards
+
+    results_dir = Path(shutil.copytree(REPO_ROOT / "results", tmp_path / "results"))
+    args = render_cards.RenderArguments(results_dir=str(results_dir), cards_dir=str(tmp_path),
+                                        dataset_root=str(cifar10_path.parent))  # fmt: skip
+    render_cards.render_cards(args)
+    for name in render_cards.PUBLISHED_REPOS:
+        assert not list((results_dir / name).glob("*.safetensors"))
+        rendered = (tmp_path / f"{name}.md").read_text()
+        # The committed cards are the ones this command writes (rerun `python scripts/render_cards.py`).
+        assert rendered == (REPO_ROOT / "model_cards" / f"{name}.md").read_text()
+        assert rendered == (REPO_ROOT / "results" / name / "README.md").read_text()
+        card = parse(rendered)
+        results = json.loads((results_dir / name / hub.RESULTS_FILE).read_text())
+        values = {r.metric_name: r.metric_value for r in card.data.eval_results}
+        assert values["Linear probe top-1"] == results["linear_top1"]
+        assert values["kNN top-1 (k=10)"] == results["knn_top1"]["10"]
+        assert card.data.license == "apache-2.0" and "timm" not in card.data.tags
+        assert "not a stock timm architecture" in card.text  # CIFAR stem: the card says why
+        assert "| Pretraining | NVIDIA H100 80GB HBM3 |" in card.text
+    (results_dir / "unlisted").mkdir()
+    (results_dir / "unlisted" / hub.RESULTS_FILE).write_text("{}")
+    monkeypatch.setattr(sys, "argv", ["render_cards.py", "--results_dir", str(results_dir)])
+    with pytest.raises(SystemExit, match="results/unlisted has no Hub repository"):
+        render_cards.main()
