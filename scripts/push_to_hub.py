@@ -45,7 +45,9 @@ class PushArguments:
 def main() -> None:
     (args,) = HfArgumentParser(PushArguments).parse_args_into_dataclasses()
     card = (
-        render_model_card(args.model_dir, repo_id=args.repo_id, license=args.license) if args.write_card else None
+        render_model_card(args.model_dir, repo_id=args.repo_id, license=args.license)
+        if args.write_card
+        else None
     )
     commit = push_model_folder(
         args.model_dir,

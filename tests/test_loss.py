@@ -51,7 +51,9 @@ def test_closed_form_value() -> None:
     # similarity 1 and two negatives at similarity 0, so loss = log(1 + 2 exp(-1 / tau)).
     z = torch.eye(2, 4)
     for tau in (0.5, 0.2):
-        assert nt_xent_loss(z, z.clone(), tau).loss.item() == pytest.approx(math.log(1 + 2 * math.exp(-1 / tau)))
+        assert nt_xent_loss(z, z.clone(), tau).loss.item() == pytest.approx(
+            math.log(1 + 2 * math.exp(-1 / tau))
+        )
 
 
 def test_scale_invariance_and_float32_under_autocast() -> None:

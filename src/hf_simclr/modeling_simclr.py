@@ -264,6 +264,8 @@ class SimCLRForImageClassification(SimCLRPreTrainedModel):
         loss = None
         if labels is not None:
             if labels.min() < 0 or labels.max() >= self.num_labels:
-                raise ValueError(f"labels must lie in [0, {self.num_labels}); got {labels.min()}..{labels.max()}.")
+                raise ValueError(
+                    f"labels must lie in [0, {self.num_labels}); got {labels.min()}..{labels.max()}."
+                )
             loss = F.cross_entropy(logits, labels)
         return ImageClassifierOutput(loss=loss, logits=logits)
