@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from fnmatch import fnmatch
 from pathlib import Path
 
@@ -12,11 +13,11 @@ from safetensors import safe_open
 from transformers import AutoModel
 
 from hf_simclr import SimCLRModel, hub
+from hf_simclr.hub import device_description
 from hf_simclr.training import (
     DataArguments,
     ModelArguments,
     PretrainingArguments,
-    device_description,
     parse_snapshot_epochs,
     pretrain,
 )
@@ -89,3 +90,40 @@ def test_snapshot_epochs_parse() -> None:
     assert parse_snapshot_epochs(None) == [] and parse_snapshot_epochs("") == []
     assert parse_snapshot_epochs("100,1, 25,25") == [1, 25, 100]
     assert parse_snapshot_epochs([50, 1]) == [1, 50]
+
+
+def test_snapshot_curve_evaluates_every_snapshot_on_one_scale(
+    cifar10_path: Path, tmp_path: Path, monkeypatch
+) -> None:
+    output_dir = tmp_path / "run"
+    args = PretrainingArguments(output_dir=str(output_dir), num_train_epochs=2, snapshot_epochs="1,2", **TINY)
+    pretrain(FAST_MODEL, tiny_data(cifar10_path), args)
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "scripts"))
+    import snapshot_curve
+
+    argv = ["snapshot_curve.py", "--model_name_or_path", str(output_dir), "--dataset_name", str(cifar10_path),
+            "--max_train_samples", "60", "--max_eval_samples", "30", "--knn_k", "5", "--max_iter", "20",
+            "--device", "cpu", "--tsne_points", "20"]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    snapshot_curve.main()
+    curve = json.loads((output_dir / "snapshot_curve.json").read_text())
+    assert [row["epoch"] for row in curve["rows"]] == [1, 2] and curve["per_class_epoch"] == 2
+    assert all(0 <= row["linear_top1"] <= 1 and set(row["knn_top1"]) == {"5"} for row in curve["rows"])
+    assert len(curve["per_class"]) == 10 and sum(row["support"] for row in curve["per_class"]) == 30
+    for name in ("snapshot_curve.png", "snapshot_tsne.png"):
+        assert (output_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = (output_dir / "snapshot_curve.md").read_text()
+    for row in curve["rows"]:
+        assert f"| {row['epoch']} | {100 * row['linear_top1']:.2f} |" in table
+    # The curve's last point is the final model's evaluation: the epoch-2 snapshot is the finished encoder.
+    from hf_simclr.evaluation import LinearProbeArguments, run_linear_probe
+
+    final = run_linear_probe(
+        LinearProbeArguments(str(output_dir), str(cifar10_path), max_train_samples=60, max_eval_samples=30,
+                             knn_k=[5], max_iter=20, features="h", label_fractions=[], skip_baseline=True,
+                             device="cpu", output_dir=str(tmp_path / "final"))
+    )  # fmt: skip
+    assert (
+        final["linear_top1"] == curve["rows"][-1]["linear_top1"]
+        and final["knn"] == curve["rows"][-1]["knn_top1"]
+    )

@@ -1075,15 +1075,163 @@ def results_record(
     }
 
 
-def write_results(results: dict[str, Any], output_dir: str | Path) -> Path:
-    """Write `results.json` into `output_dir` (via a temporary file, so never half-written)."""
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    path = output_dir / RESULTS_FILE
+# ----------------------------------------------------------------------------------------------
+# Representations across training: the encoder snapshots of one run
+# ----------------------------------------------------------------------------------------------
+
+SNAPSHOT_CURVE_FILE = "snapshot_curve.json"
+SNAPSHOT_TABLE_FILE = "snapshot_curve.md"
+SNAPSHOT_PLOT_FILE = "snapshot_curve.png"
+SNAPSHOT_TSNE_FILE = "snapshot_tsne.png"
+
+
+def find_snapshots(folders: Sequence[str | Path]) -> list[tuple[int, Path]]:
+    """(epoch, folder) of each snapshot, by epoch: a pretraining run folder stands for all of its
+    `snapshots/epoch_N`, a snapshot folder for itself (its epoch read from `training_args.json`).
+
+    Raises:
+        ValueError: for a folder that is neither, or two snapshots of the same epoch.
+    """
+    found: list[tuple[int, Path]] = []
+    for folder in map(Path, folders):
+        snapshots = sorted((folder / "snapshots").glob("epoch_*")) if (folder / "snapshots").is_dir() else []
+        if snapshots:
+            found += [(int(path.name.split("_")[1]), path) for path in snapshots if path.name[6:].isdigit()]
+            continue
+        record = folder / "training_args.json"
+        epoch = json.loads(record.read_text()).get("snapshot_epoch") if record.is_file() else None
+        if epoch is None:
+            raise ValueError(
+                f"{folder} is neither a pretraining folder with snapshots/epoch_N (pretrain with "
+                f"--snapshot_epochs 1,25,50,100) nor a snapshot folder."
+            )
+        found.append((int(epoch), folder))
+    epochs = [epoch for epoch, _ in found]
+    if len(set(epochs)) != len(epochs):
+        raise ValueError(f"two snapshots of the same epoch among {[str(path) for _, path in found]}.")
+    return sorted(found)
+
+
+def run_snapshot_curve(
+    args: LinearProbeArguments, snapshots: Sequence[str | Path], tsne_points: int = 2000
+) -> dict[str, Any]:
+    """Quality against pretraining epoch: kNN and the linear probe on h of each snapshot, t-SNE panels.
+
+    Every snapshot is evaluated on the same decoded splits as [`run_linear_probe`] evaluates a model
+    (label fractions, baseline and z are left out: snapshots hold the encoder only). Writes into the
+    output folder (`--output_dir`, default the run folder `args.model_name_or_path`):
+    `snapshot_curve.json`, `snapshot_curve.png` (kNN@k and linear top-1 per epoch), `snapshot_tsne.png`
+    (one panel per snapshot, the same images, the same axes) and `snapshot_curve.md` (the curve and the
+    last snapshot's per-class precision, recall and F1).
+
+    Args:
+        args ([`LinearProbeArguments`]): the data and probe settings (as for one model).
+        snapshots (`Sequence[str | Path]`): run folders and/or snapshot folders (see [`find_snapshots`]).
+        tsne_points (`int`, defaults to 2000): evaluation images per t-SNE panel.
+
+    Returns:
+        The dict written to `snapshot_curve.json`: `rows` (`epoch`, `linear_top1`, `linear_top3`,
+        `linear_top5`, `knn_top1`, `snapshot`), `per_class` of the last, `class_names`, `dataset`, ...
+    """
+    from .plots import plot_quality_curve, plot_tsne_panels
+
+    started = time.perf_counter()
+    found = find_snapshots(snapshots)
+    output_dir = resolve_output_dir(args)
+    device = torch.device(args.device) if args.device else default_device()
+    splits, rows, panels, last = None, [], [], None
+    for epoch, folder in found:
+        model = load_frozen_model(folder)
+        splits = splits or load_labeled_splits(args, model.view)
+        features = split_features(
+            args, model, splits, output_dir / FEATURE_CACHE_DIR, f"epoch_{epoch}", device
+        )
+        train, evaluation = features["train"], features["eval"]
+        names = class_names(splits["train"].dataset) or [
+            str(label) for label in range(int(train["y"].max()) + 1)
+        ]
+        metrics, probe = evaluate_representations(
+            train["h"],
+            train["y"],
+            evaluation["h"],
+            evaluation["y"],
+            len(names),
+            **probe_options(args, device),
+        )
+        keys = ("linear_top1", "linear_top3", "linear_top5", "knn_top1", "weight_decay")
+        rows.append({"epoch": epoch, **{key: metrics[key] for key in keys}, "snapshot": str(folder)})
+        panels.append((f"epoch {epoch}", evaluation["h"]))
+        last = (probe, evaluation)
+    per_class, confusion = classification_report_dict(
+        last[0].logits(last[1]["h"].to(device)), last[1]["y"], names
+    )
+    curve = {
+        "rows": rows,
+        "per_class": per_class,
+        "per_class_epoch": rows[-1]["epoch"],
+        "confusion_matrix": confusion,
+        "class_names": names,
+        "dataset": {
+            "name": args.dataset_name,
+            "train_split": args.train_split,
+            "eval_split": args.eval_split,
+        },
+        "split_sizes": {name: len(split.dataset) for name, split in splits.items()},
+        "seed": args.seed,
+        "device": device_description(device=device),
+        "plots": {"curve": SNAPSHOT_PLOT_FILE, "tsne": SNAPSHOT_TSNE_FILE},
+    }
+    plot_quality_curve(rows, output_dir / SNAPSHOT_PLOT_FILE)
+    plot_tsne_panels(panels, last[1]["y"], names, output_dir / SNAPSHOT_TSNE_FILE, tsne_points, args.seed)
+    curve["wall_time_seconds"] = round(time.perf_counter() - started, 1)
+    write_results(curve, output_dir, SNAPSHOT_CURVE_FILE)
+    write_text_atomically(output_dir / SNAPSHOT_TABLE_FILE, format_snapshot_table(curve))
+    return curve
+
+
+def format_snapshot_table(curve: dict[str, Any]) -> str:
+    """Markdown: accuracy per snapshot epoch, then the last snapshot's per-class precision/recall/F1 (%)."""
+    ks = list(curve["rows"][0]["knn_top1"])
+    lines = [
+        "<!-- Written by hf_simclr.evaluation.run_snapshot_curve from snapshot_curve.json; do not edit. -->",
+        "## Quality across pretraining (frozen h)",
+        "",
+        "| epoch | linear top-1 | linear top-3 | " + " | ".join(f"kNN top-1 (k={k})" for k in ks) + " |",
+        "|---:|---:|---:|" + "---:|" * len(ks),
+    ]
+    for row in curve["rows"]:
+        cells = [row["epoch"], *(f"{100 * row[key]:.2f}" for key in ("linear_top1", "linear_top3"))]
+        cells += [f"{100 * row['knn_top1'][k]:.2f}" for k in ks]
+        lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
+    lines += [
+        "",
+        f"## Linear probe per class, epoch {curve['per_class_epoch']}",
+        "",
+        "| class | precision | recall | F1 | support |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for row in curve["per_class"]:
+        lines.append(
+            f"| {row['name']} | {100 * row['precision']:.2f} | {100 * row['recall']:.2f} | {100 * row['f1']:.2f} "
+            f"| {row['support']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_text_atomically(path: Path, text: str) -> Path:
+    """Write `text` to `path` through a temporary file in the same folder (never half-written)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    temporary.write_text(text)
     temporary.replace(path)
     return path
+
+
+def write_results(results: dict[str, Any], output_dir: str | Path, filename: str = RESULTS_FILE) -> Path:
+    """Write `results.json` (or `filename`) into `output_dir` (via a temporary file, so never half-written)."""
+    return write_text_atomically(
+        Path(output_dir) / filename, json.dumps(results, indent=2, default=str) + "\n"
+    )
 
 
 def format_results_table(results: dict[str, Any]) -> str:

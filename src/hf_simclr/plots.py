@@ -34,6 +34,44 @@ def _save(figure: Figure, path: str | Path) -> Path:
     return path
 
 
+def tsne_embedding(h: torch.Tensor, rows: torch.Tensor, seed: int = 0) -> np.ndarray:
+    """2-D t-SNE (scikit-learn) of the L2-normalised representations `h[rows]`, `(len(rows), 2)`.
+
+    The features are first reduced to 50 dimensions by PCA, the usual speed-up.
+    """
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    points = F.normalize(h[rows].float(), dim=1).numpy()
+    if points.shape[1] > 50 and points.shape[0] > 50:
+        points = PCA(n_components=50, random_state=seed).fit_transform(points)
+    perplexity = min(30.0, (points.shape[0] - 1) / 3)
+    return TSNE(2, perplexity=perplexity, init="pca", learning_rate="auto", random_state=seed).fit_transform(
+        points
+    )
+
+
+def _subset(count: int, max_points: int, seed: int) -> torch.Tensor:
+    """A seeded random subset of at most `max_points` of `count` rows (t-SNE is quadratic in the points)."""
+    return torch.randperm(count, generator=torch.Generator().manual_seed(seed))[:max_points]
+
+
+def _scatter_classes(axes: Any, embedded: np.ndarray, labels: np.ndarray, names: Sequence[str]) -> Any:
+    colormap = "tab10" if len(names) <= 10 else "tab20"
+    return axes.scatter(
+        embedded[:, 0], embedded[:, 1], c=labels, cmap=colormap, s=6, vmin=0, vmax=len(names) - 1
+    )
+
+
+def _class_legend(axes: Any, scatter: Any, names: Sequence[str]) -> None:
+    if len(names) <= 20:
+        handles = [
+            axes.scatter([], [], color=scatter.cmap(scatter.norm(label)), label=name, s=20)
+            for label, name in enumerate(names)
+        ]
+        axes.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+
+
 def plot_tsne(
     h: torch.Tensor,
     y: torch.Tensor,
@@ -42,10 +80,7 @@ def plot_tsne(
     max_points: int = 2000,
     seed: int = 0,
 ) -> Path:
-    """2-D t-SNE (scikit-learn) of representations, coloured by class.
-
-    A seeded random subset of `max_points` rows is embedded (t-SNE is quadratic in the points); the
-    features are first reduced to 50 dimensions by PCA, the usual speed-up.
+    """2-D t-SNE of representations, coloured by class ([`tsne_embedding`] of a seeded subset).
 
     Args:
         h (`torch.Tensor` of shape `(N, D)`): representations.
@@ -58,34 +93,82 @@ def plot_tsne(
     Returns:
         `Path` of the PNG.
     """
-    from sklearn.decomposition import PCA
-    from sklearn.manifold import TSNE
-
-    generator = torch.Generator().manual_seed(seed)
-    rows = torch.randperm(h.shape[0], generator=generator)[:max_points]
-    points = F.normalize(h[rows].float(), dim=1).numpy()
-    labels = y[rows].numpy()
-    if points.shape[1] > 50 and points.shape[0] > 50:
-        points = PCA(n_components=50, random_state=seed).fit_transform(points)
-    perplexity = min(30.0, (points.shape[0] - 1) / 3)
-    embedded = TSNE(
-        2, perplexity=perplexity, init="pca", learning_rate="auto", random_state=seed
-    ).fit_transform(points)
+    rows = _subset(h.shape[0], max_points, seed)
+    embedded = tsne_embedding(h, rows, seed)
     figure = Figure(figsize=(7, 6))
     axes = figure.add_subplot()
-    colormap = "tab10" if len(names) <= 10 else "tab20"
-    scatter = axes.scatter(
-        embedded[:, 0], embedded[:, 1], c=labels, cmap=colormap, s=6, vmin=0, vmax=len(names) - 1
-    )
-    if len(names) <= 20:
-        handles = [
-            axes.scatter([], [], color=scatter.cmap(scatter.norm(label)), label=name, s=20)
-            for label, name in enumerate(names)
-        ]
-        axes.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    _class_legend(axes, _scatter_classes(axes, embedded, y[rows].numpy(), names), names)
     axes.set_title(f"t-SNE of h ({len(rows)} evaluation images)")
     axes.set_xticks([])
     axes.set_yticks([])
+    return _save(figure, path)
+
+
+def plot_tsne_panels(
+    panels: Sequence[tuple[str, torch.Tensor]],
+    y: torch.Tensor,
+    names: Sequence[str],
+    path: str | Path,
+    max_points: int = 2000,
+    seed: int = 0,
+) -> Path:
+    """One t-SNE panel per set of representations (e.g. per pretraining epoch), on the same 2-D scale.
+
+    Every panel embeds the same seeded subset of images, and all panels share their axis limits, so that
+    how tightly the classes cluster can be compared from panel to panel.
+
+    Args:
+        panels (`Sequence[tuple[str, torch.Tensor]]`): (title, `(N, D)` representations) per panel.
+        y (`torch.Tensor` of shape `(N,)`): labels in [0, len(names)).
+        names (`Sequence[str]`): class names, for the legend.
+        path (`str` or `Path`): the PNG file to write.
+        max_points (`int`, defaults to 2000): points per panel at most.
+        seed (`int`, defaults to 0): seed of the subset and of t-SNE.
+
+    Returns:
+        `Path` of the PNG.
+    """
+    rows = _subset(y.shape[0], max_points, seed)
+    embeddings = [tsne_embedding(h, rows, seed) for _, h in panels]
+    everything = np.concatenate(embeddings)
+    low, high = everything.min(axis=0), everything.max(axis=0)
+    margin = 0.05 * (high - low)
+    figure = Figure(figsize=(3.6 * len(panels) + 1.6, 3.8))
+    labels = y[rows].numpy()
+    for index, ((title, _), embedded) in enumerate(zip(panels, embeddings, strict=True), start=1):
+        axes = figure.add_subplot(1, len(panels), index)
+        scatter = _scatter_classes(axes, embedded, labels, names)
+        axes.set_xlim(low[0] - margin[0], high[0] + margin[0])
+        axes.set_ylim(low[1] - margin[1], high[1] + margin[1])
+        axes.set_title(title, fontsize=9)
+        axes.set_xticks([])
+        axes.set_yticks([])
+    _class_legend(axes, scatter, names)
+    figure.suptitle(f"t-SNE of h ({len(rows)} evaluation images, the same ones in every panel)", fontsize=10)
+    return _save(figure, path)
+
+
+def plot_quality_curve(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """Quality against pretraining epoch: kNN top-1 for each k and the linear probe's top-1, in percent.
+
+    Args:
+        rows (`Sequence[dict]`): one per snapshot, with `epoch`, `linear_top1` and `knn_top1` (`{"10": ...}`).
+        path (`str` or `Path`): the PNG file to write.
+
+    Returns:
+        `Path` of the PNG.
+    """
+    epochs = [row["epoch"] for row in rows]
+    figure = Figure(figsize=(6, 4))
+    axes = figure.add_subplot()
+    axes.plot(epochs, [100 * row["linear_top1"] for row in rows], marker="o", label="linear probe top-1")
+    for k in rows[0]["knn_top1"]:
+        axes.plot(epochs, [100 * row["knn_top1"][k] for row in rows], marker="s", label=f"kNN top-1 (k={k})")
+    axes.set_xlabel("pretraining epoch")
+    axes.set_ylabel("accuracy on the evaluation split (%)")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    axes.set_title("Representations across training (frozen h)")
     return _save(figure, path)
 
 
