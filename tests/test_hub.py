@@ -109,6 +109,13 @@ def test_card_renders_parses_and_repeats_the_results(folder):
     )
     assert f"| kNN top-1 (k=200) | {100 * results['knn_top1']['200']:.2f} |" in card.text
     assert f"{100 * results['label_fraction']['0.5']['linear_top1']:.2f}" in card.text
+    z = results["z"]  # the projection head's output, beside h; the model-index keeps h only
+    assert (
+        f"| Linear probe top-1 on z = g(h), the projection head's output | {100 * z['linear_top1']:.2f} |"
+        in card.text
+    )
+    assert f"| kNN top-1 (k=3) on z | {100 * z['knn_top1']['3']:.2f} |" in card.text
+    assert not any("on z" in name for name in by_name)
     assert f'AutoModel.from_pretrained("{REPO_ID}", trust_remote_code=True)' in card.text
     assert f'pipeline("image-feature-extraction", model="{REPO_ID}", trust_remote_code=True)' in card.text
     assert "resnet18" in card.text and "CIFAR stem" in card.text and "2002.05709" in card.text

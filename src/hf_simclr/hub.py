@@ -384,6 +384,12 @@ def _results_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
     for fraction, values in results.get("label_fraction", {}).items():
         name = f"Linear probe top-1, {100 * float(fraction):g}% of the labels ({values['num_train_samples']} images)"
         rows.append((name, _percent(values["linear_top1"]), "-"))
+    z = results.get("z") or {}  # the projection head's output, probed beside h (paper, Section 4.2)
+    if z:
+        rows.append(
+            ("Linear probe top-1 on z = g(h), the projection head's output", _percent(z["linear_top1"]), "-")
+        )
+        rows += [(f"kNN top-1 (k={k}) on z", _percent(value), "-") for k, value in z["knn_top1"].items()]
     return rows
 
 
