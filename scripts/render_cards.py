@@ -9,13 +9,12 @@ neither the weights nor the network. Runs made on another machine recorded their
 (e.g. .data/cifar10); --dataset_root says where that dataset's folder is here, for its name and notes.
 """
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from transformers import HfArgumentParser
 
-from hf_simclr.hub import RESULTS_FILE, write_model_card
+from hf_simclr.hub import RESULTS_FILE, write_model_card, write_text_atomically
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # results/<folder> -> the Hub repository it is (to be) published as.
@@ -45,9 +44,7 @@ def render_cards(args: RenderArguments) -> list[Path]:
     for name, repo_id in PUBLISHED_REPOS.items():
         readme = write_model_card(results_dir / name, repo_id=repo_id, dataset_root=args.dataset_root)
         card = cards_dir / f"{name}.md"
-        temporary = card.with_name(f".{card.name}.tmp")
-        temporary.write_text(readme.read_text())
-        os.replace(temporary, card)
+        write_text_atomically(card, readme.read_text())
         written += [card, readme]
     return written
 

@@ -177,6 +177,11 @@ def class_names(dataset: Dataset) -> list[str] | None:
     return list(feature.names) if isinstance(feature, ClassLabel) else None
 
 
+def label_names(dataset: Dataset, *labels: torch.Tensor) -> list[str]:
+    """[`class_names`], or, without a `ClassLabel`, the numbers 0 .. the largest of `labels` as text."""
+    return class_names(dataset) or [str(label) for label in range(int(max(y.max() for y in labels)) + 1)]
+
+
 class ImageViewDataset(torch.utils.data.Dataset):
     """A `datasets.Dataset` read row by row through a batch transform, for `torch.utils.data.DataLoader`.
 
@@ -252,13 +257,15 @@ def decode_images(dataset: Dataset, image_size: int, cache_file: str | Path | No
     return torch.from_numpy(np.load(cache_file, mmap_mode="c"))
 
 
-def decoded_cache_file(cache_dir: str | Path, dataset: Dataset, image_size: int) -> Path:
-    """The `.npy` file of [`decode_images`] for `dataset` at `image_size`, inside `cache_dir`.
+def decoded_cache_file(cache_dir: str | Path | None, dataset: Dataset, image_size: int) -> Path | None:
+    """The `.npy` file of [`decode_images`] for `dataset` at `image_size`, inside `cache_dir` (None: no cache).
 
     Named after the dataset's `datasets` fingerprint (which changes with the source files, the split,
     the seeded subset and the column selection) and the view size, so that pretraining, the kNN monitor
     and the evaluation share one decoded copy of a split, and two different splits never share a file.
     """
+    if cache_dir is None:
+        return None
     return Path(cache_dir) / f"decoded-{dataset._fingerprint}-{len(dataset)}x{image_size}px.npy"
 
 

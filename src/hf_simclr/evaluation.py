@@ -38,14 +38,16 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .configuration_simclr import SimCLRConfig
-from .data import class_names, decode_images, decode_labels, decoded_cache_file, load_image_dataset
+from .data import decode_images, decode_labels, decoded_cache_file, label_names, load_image_dataset
 from .hub import (
     RESULTS_FILE,
     device_description,
     eval_augmentation_for,
     load_encoder,
     load_simclr_config,
+    write_json_atomically,
     write_model_card,
+    write_text_atomically,
 )
 from .modeling_simclr import SimCLRForPreTraining, SimCLRModel
 from .transforms import AugmentationConfig, to_model_input
@@ -184,9 +186,6 @@ class FrozenModel:
     view: AugmentationConfig
     config: SimCLRConfig
 
-    def features_available(self) -> tuple[str, ...]:
-        return ("h", "z") if self.projection_head is not None else ("h",)
-
 
 def load_frozen_model(model_name_or_path: str | Path, revision: str | None = None) -> FrozenModel:
     """Read a SimCLR folder (or Hub id) for evaluation: encoder, projection head when saved, view.
@@ -303,7 +302,7 @@ def decode_labeled_split(
     dataset: datasets.Dataset, image_size: int, cache_dir: str | Path | None = None
 ) -> LabeledSplit:
     """Decode a labeled split's images (cached in `cache_dir` when given) and labels."""
-    cache = decoded_cache_file(cache_dir, dataset, image_size) if cache_dir is not None else None
+    cache = decoded_cache_file(cache_dir, dataset, image_size)
     return LabeledSplit(dataset, decode_images(dataset, image_size, cache), decode_labels(dataset))
 
 
@@ -871,8 +870,12 @@ def split_features(
     tag: str,
     device: torch.device,
     encoder: SimCLRModel | None = None,
+    projection_head: bool = True,
 ) -> dict[str, dict[str, torch.Tensor]]:
-    """Features (`h`, `z`, `y`) of the train and eval splits, cached as `features_<tag>_<split>.safetensors`."""
+    """Features (`h`, `z`, `y`) of the train and eval splits, cached as `features_<tag>_<split>.safetensors`.
+
+    `encoder` replaces the model's encoder (the random-init baseline, h only); `projection_head=False`
+    leaves z out."""
     return {
         name: cached_features(
             cache_dir / f"features_{tag}_{name}.safetensors",
@@ -880,7 +883,7 @@ def split_features(
             split,
             device,
             args.batch_size,
-            projection_head=encoder is None,
+            projection_head=projection_head and encoder is None,
             encoder=encoder,
             progress=f"features ({tag}, {name})",
         )  # fmt: skip
@@ -973,11 +976,11 @@ def run_linear_probe(args: LinearProbeArguments) -> dict[str, Any]:
     with timer("decode"):
         splits = load_labeled_splits(args, model.view)
     with timer("features"):
-        features = split_features(args, model, splits, cache_dir, "model", device)
+        features = split_features(
+            args, model, splits, cache_dir, "model", device, projection_head="z" in wanted
+        )
     train, evaluation = features["train"], features["eval"]
-    names = class_names(splits["train"].dataset) or [
-        str(label) for label in range(int(max(train["y"].max(), evaluation["y"].max())) + 1)
-    ]
+    names = label_names(splits["train"].dataset, train["y"], evaluation["y"])
     num_classes = len(names)
     with timer("probe"):
         metrics, probes = {}, {}
@@ -1142,14 +1145,13 @@ def run_snapshot_curve(
     splits, rows, panels, last = None, [], [], None
     for epoch, folder in found:
         model = load_frozen_model(folder)
-        splits = splits or load_labeled_splits(args, model.view)
+        if splits is None:
+            splits = load_labeled_splits(args, model.view)
+            names = label_names(splits["train"].dataset, *(split.labels for split in splits.values()))
         features = split_features(
             args, model, splits, output_dir / FEATURE_CACHE_DIR, f"epoch_{epoch}", device
         )
         train, evaluation = features["train"], features["eval"]
-        names = class_names(splits["train"].dataset) or [
-            str(label) for label in range(int(train["y"].max()) + 1)
-        ]
         metrics, probe = evaluate_representations(
             train["h"],
             train["y"],
@@ -1218,20 +1220,9 @@ def format_snapshot_table(curve: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_text_atomically(path: Path, text: str) -> Path:
-    """Write `text` to `path` through a temporary file in the same folder (never half-written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text)
-    temporary.replace(path)
-    return path
-
-
 def write_results(results: dict[str, Any], output_dir: str | Path, filename: str = RESULTS_FILE) -> Path:
     """Write `results.json` (or `filename`) into `output_dir` (via a temporary file, so never half-written)."""
-    return write_text_atomically(
-        Path(output_dir) / filename, json.dumps(results, indent=2, default=str) + "\n"
-    )
+    return write_json_atomically(Path(output_dir) / filename, results)
 
 
 def format_results_table(results: dict[str, Any]) -> str:

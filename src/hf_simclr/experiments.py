@@ -42,8 +42,15 @@ import yaml
 from transformers import HfArgumentParser
 
 from .evaluation import LinearProbeArguments, run_linear_probe
-from .hub import LOG_HISTORY_FILE, RESULTS_FILE, TRAINING_ARGS_FILE
-from .training import DataArguments, ModelArguments, PretrainingArguments, pretrain, recipe_arguments
+from .hub import LOG_HISTORY_FILE, RESULTS_FILE, TRAINING_ARGS_FILE, write_text_atomically
+from .training import (
+    DataArguments,
+    ModelArguments,
+    PretrainingArguments,
+    pretrain,
+    recipe_arguments,
+    run_arguments,
+)
 
 EXPERIMENT_FILE = "experiment.json"  # what the variant was run with: the skip-or-refuse check reads it
 WALL_TIMES_FILE = "wall_times.json"
@@ -149,18 +156,12 @@ class VariantArguments:
 
     def settings(self) -> dict[str, Any]:
         """What the variant's results depend on (paths left out): stored with the results, compared on rerun."""
-        merged: dict[str, Any] = {}
-        for arguments in (self.model, self.data, self.training):
-            merged.update(dataclasses.asdict(arguments))
+        merged = run_arguments(self.model, self.data, self.training)
         evaluation = {
             f"evaluation.{key}": value for key, value in dataclasses.asdict(self.evaluation).items()
         }
         settings = {**merged, **evaluation}
-        location = {
-            *LOCATION_ARGUMENTS,
-            *(f"evaluation.{key}" for key in LOCATION_ARGUMENTS),
-            "evaluation.output_dir",
-        }
+        location = {*LOCATION_ARGUMENTS, *(f"evaluation.{key}" for key in LOCATION_ARGUMENTS)}
         return json.loads(json.dumps({k: v for k, v in settings.items() if k not in location}, default=str))
 
 
@@ -199,7 +200,7 @@ def variant_arguments(
         raise ValueError(
             f"{grid.path}: evaluation sets {unknown}, which scripts/linear_probe.py does not take."
         )
-    shared = {key: getattr(data_args, key) for key in SHARED_DATA_ARGUMENTS if key in probe_fields}
+    shared = {key: getattr(data_args, key) for key in SHARED_DATA_ARGUMENTS}
     evaluation = {"features": "both", "skip_baseline": False, **shared, **grid.evaluation}
     evaluation_args = LinearProbeArguments(
         **{
@@ -492,9 +493,7 @@ def write_summary(
     outputs = [(results_dir / SUMMARY_JSON, json.dumps(summary, indent=2) + "\n")]
     outputs += [(results_dir / SUMMARY_MARKDOWN, markdown)] + ([(Path(table), markdown)] if table else [])
     for path, text in outputs:
-        temporary = path.with_name(f".{path.name}.tmp")
-        temporary.write_text(text)
-        os.replace(temporary, path)
+        write_text_atomically(path, text)
     return list(rows.values())
 
 

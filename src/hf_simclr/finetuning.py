@@ -20,7 +20,6 @@ run time, which fails offline (CI, the GPU machine).
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from transformers import EvalPrediction, Trainer, TrainingArguments, default_dat
 from transformers.trainer_utils import PredictionOutput
 from transformers.utils import logging as transformers_logging
 
-from .data import ImageViewDataset, class_names, decode_labels, load_image_dataset
+from .data import ImageViewDataset, decode_labels, label_names, load_image_dataset
 from .evaluation import classification_report_dict, label_fraction_indices, top_k_accuracy
 from .hub import (
     CODE_FILES,
@@ -45,6 +44,7 @@ from .hub import (
     eval_augmentation_for,
     load_simclr_config,
     save_model_folder,
+    write_json_atomically,
 )
 from .modeling_simclr import SimCLRForImageClassification
 from .transforms import FinetuneTransform, ImageBatchTransform, eval_batch_transform
@@ -168,7 +168,7 @@ def load_labeled_splits(args: FinetuneArguments) -> tuple[datasets.Dataset, data
                                    (args.eval_split, args.max_eval_samples))
     )  # fmt: skip
     labels = decode_labels(train_set)
-    names = class_names(train_set) or [str(label) for label in range(int(labels.max()) + 1)]
+    names = label_names(train_set, labels)
     subset = label_fraction_indices(labels, args.label_fraction, args.subset_seed, names)
     return train_set.select(subset.tolist()), eval_set, names, len(train_set)
 
@@ -301,8 +301,4 @@ def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict[
 
 def write_finetune_results(results: dict[str, Any], output_dir: str | Path) -> Path:
     """Write `finetune_results.json` into `output_dir` (a temporary file renamed into place)."""
-    path = Path(output_dir) / FINETUNE_RESULTS_FILE
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    temporary.replace(path)
-    return path
+    return write_json_atomically(Path(output_dir) / FINETUNE_RESULTS_FILE, results)

@@ -46,6 +46,21 @@ def device_description(num_processes: int = 1, device: torch.device | str | None
     return name if num_processes == 1 else f"{num_processes} x {name}"
 
 
+def write_text_atomically(path: str | Path, text: str) -> Path:
+    """Write `text` (UTF-8) to `path` through a temporary file beside it, renamed into place: never half-written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+    return path
+
+
+def write_json_atomically(path: str | Path, content: Any) -> Path:
+    """[`write_text_atomically`] of `content` as indented JSON (non-JSON values written as strings)."""
+    return write_text_atomically(path, json.dumps(content, indent=2, default=str) + "\n")
+
+
 def save_model_folder(
     model: PreTrainedModel,
     output_dir: str | Path,
@@ -630,11 +645,7 @@ def save_model_card(card: ModelCard, model_dir: str | Path) -> Path:
     Returns:
         `Path` of the `README.md`.
     """
-    path = Path(model_dir) / MODEL_CARD_FILE
-    temporary = path.with_name(f".{path.name}.tmp")
-    card.save(temporary)
-    temporary.replace(path)
-    return path
+    return write_text_atomically(Path(model_dir) / MODEL_CARD_FILE, str(card))
 
 
 # ----------------------------------------------------------------------------------------------

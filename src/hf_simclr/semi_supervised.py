@@ -11,13 +11,12 @@ evaluation images, or whose label subsets differ, are refused rather than put si
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from .finetuning import FINETUNE_RESULTS_FILE
-from .hub import RESULTS_FILE
+from .hub import RESULTS_FILE, write_json_atomically, write_text_atomically
 
 SEMI_SUPERVISED_FILE = "semi_supervised.json"
 SEMI_SUPERVISED_TABLE = "semi_supervised.md"
@@ -191,11 +190,6 @@ def write_semi_supervised_table(
         [_read_results(run, FINETUNE_RESULTS_FILE) for run in finetune_runs],
         _read_results(probe_run, RESULTS_FILE) if probe_run is not None else None,
     )
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    for name, text in ((SEMI_SUPERVISED_FILE, json.dumps(table, indent=2) + "\n"),
-                       (SEMI_SUPERVISED_TABLE, format_semi_supervised_table(table))):  # fmt: skip
-        temporary = output_dir / f".{name}.tmp"
-        temporary.write_text(text)
-        os.replace(temporary, output_dir / name)
+    write_json_atomically(Path(output_dir) / SEMI_SUPERVISED_FILE, table)
+    write_text_atomically(Path(output_dir) / SEMI_SUPERVISED_TABLE, format_semi_supervised_table(table))
     return table

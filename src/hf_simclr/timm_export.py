@@ -29,10 +29,16 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from .configuration_simclr import SimCLRConfig
-from .hub import CONFIG_FILE, DEFAULT_LICENSE, eval_augmentation_for, load_encoder, load_simclr_config
+from .hub import (
+    CONFIG_FILE,
+    DEFAULT_LICENSE,
+    eval_augmentation_for,
+    load_encoder,
+    load_simclr_config,
+    write_json_atomically,
+)
 
 TIMM_SUBFOLDER = "timm"
 WEIGHTS_FILE = "model.safetensors"
@@ -64,13 +70,6 @@ def weights_sha256(model_dir: Path) -> str | None:
             while block := handle.read(1 << 20):
                 digest.update(block)
     return digest.hexdigest()
-
-
-def _write_json(path: Path, content: dict[str, Any]) -> None:
-    """Write JSON under a temporary name, then rename it into place."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(content, indent=2) + "\n")
-    os.replace(temporary, path)
 
 
 def export_timm(model_dir: str | Path, license: str = DEFAULT_LICENSE) -> Path:
@@ -126,7 +125,7 @@ def export_timm(model_dir: str | Path, license: str = DEFAULT_LICENSE) -> Path:
         timm_config.update(num_classes=0, pretrained_cfg=pretrained_cfg)
         # Ties this copy to the weights it was made from (see timm_export_is_current).
         timm_config["exported_from"] = {"weights_sha256": weights_sha256(model_dir)}
-        _write_json(staging / CONFIG_FILE, timm_config)
+        write_json_atomically(staging / CONFIG_FILE, timm_config)
         final = model_dir / TIMM_SUBFOLDER
         if final.exists():
             shutil.rmtree(final)
@@ -138,7 +137,7 @@ def export_timm(model_dir: str | Path, license: str = DEFAULT_LICENSE) -> Path:
     root_config.update({key: timm_config[key] for key in ("architecture", "num_features", "model_args")
                         if key in timm_config})  # fmt: skip
     root_config["pretrained_cfg"] = {**pretrained_cfg, "hf_hub_filename": f"{TIMM_SUBFOLDER}/{WEIGHTS_FILE}"}
-    _write_json(model_dir / CONFIG_FILE, root_config)
+    write_json_atomically(model_dir / CONFIG_FILE, root_config)
     return final
 
 

@@ -216,12 +216,6 @@ class DataArguments:
             max_samples, self.dataset_revision, seed=seed, require_labels=require_labels,
         )  # fmt: skip
 
-    def decoded_cache_file(self, dataset: datasets.Dataset, image_size: int) -> Path | None:
-        """Where `dataset` decoded at `image_size` is cached (`--decoded_cache_dir`), or None."""
-        if self.decoded_cache_dir is None:
-            return None
-        return decoded_cache_file(self.decoded_cache_dir, dataset, image_size)
-
     def augmentation(self) -> AugmentationConfig:
         overrides = {
             "image_size": self.image_size,
@@ -662,11 +656,11 @@ def build_knn_monitor(
     if labels is None or not (labels >= 0).any():
         return None
     if train_images is None:
-        cache = data_args.decoded_cache_file(train_set, augmentation.image_size)
+        cache = decoded_cache_file(data_args.decoded_cache_dir, train_set, augmentation.image_size)
         train_images = decode_images(train_set, augmentation.image_size, cache)
     max_queries = data_args.max_eval_samples or len(train_set)
     queries = data_args.load_split(data_args.eval_split, max_queries, seed=seed, require_labels=True)
-    cache = data_args.decoded_cache_file(queries, augmentation.image_size)
+    cache = decoded_cache_file(data_args.decoded_cache_dir, queries, augmentation.image_size)
     query_images = decode_images(queries, augmentation.image_size, cache)
     return KNNMonitor(train_images, labels, query_images, decode_labels(queries), augmentation, k)
 
@@ -753,7 +747,7 @@ def pretrain(
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, args, peak_lr)
     if augment_on == "gpu":
-        cache = data_args.decoded_cache_file(dataset, augmentation.image_size)
+        cache = decoded_cache_file(data_args.decoded_cache_dir, dataset, augmentation.image_size)
         images = decode_images(dataset, augmentation.image_size, cache).to(device)
         batches = DeviceBatches(images, local_batch, rank, world_size, args.seed)
         augment = GPUTwoViewAugmentation(augmentation).to(device)
