@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import sys
@@ -44,6 +45,8 @@ from hf_simclr.training import (
 from hf_simclr.transforms import augmentation_preset
 
 CLASSES = ["red", "green", "blue"]
+# Six classes (dominant channel x brightness), for tests where top-3 must not hold every label by construction.
+SIX_CLASSES = ["red", "green", "blue", "dark red", "dark green", "dark blue"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -74,26 +77,29 @@ def save_tiny_model(folder: Path, log_history: bool = True) -> Path:
 
 
 def colour_images(labels: list[int], seed: int) -> list[Image.Image]:
-    """32x32 images whose dominant channel is the class: easy for any encoder, even a random one."""
+    """32x32 images whose dominant channel is the class (label mod 3; labels 3-5 darker): easy for any
+    encoder, even a random one."""
     rng = np.random.default_rng(seed)
     images = []
     for label in labels:
         pixels = rng.integers(0, 90, (32, 32, 3))
-        pixels[..., label] += 140
+        pixels[..., label % 3] += 140 if label < 3 else 60
         images.append(Image.fromarray(pixels.astype(np.uint8)))
     return images
 
 
-def save_tiny_dataset(folder: Path, per_class: tuple[int, int] = (12, 4), labeled: bool = True) -> Path:
+def save_tiny_dataset(
+    folder: Path, per_class: tuple[int, int] = (12, 4), labeled: bool = True, classes: list[str] = CLASSES
+) -> Path:
     """A `save_to_disk` DatasetDict with train/test splits of colour images (labels optional)."""
     splits = {}
     for split, count, seed in (("train", per_class[0], 0), ("test", per_class[1], 1)):
-        labels = [label for label in range(len(CLASSES)) for _ in range(count)]
+        labels = [label for label in range(len(classes)) for _ in range(count)]
         columns = {"image": colour_images(labels, seed)}
         features = {"image": datasets.Image()}
         if labeled:
             columns["label"] = labels
-            features["label"] = datasets.ClassLabel(names=CLASSES)
+            features["label"] = datasets.ClassLabel(names=classes)
         splits[split] = datasets.Dataset.from_dict(columns, features=datasets.Features(features))
     datasets.DatasetDict(splits).save_to_disk(str(folder))
     return folder
@@ -316,6 +322,18 @@ def test_features_are_cached_and_recomputed_when_the_inputs_change(probed, tmp_p
     )
     assert other["h"].shape == (6, 512)
     assert torch.allclose(other["h"], features["h"][:6], atol=1e-5)
+
+    # Other weights, same data and file: the key holds the weights' fingerprint, so the cache is not reused.
+    changed = evaluation.FrozenModel(
+        copy.deepcopy(model.encoder), copy.deepcopy(model.projection_head), model.view, model.config
+    )
+    with torch.no_grad():
+        next(changed.encoder.parameters()).mul_(1.5)
+    cached_features(cache, model, split, "cpu", batch_size=8)  # the cache holds the original model's again
+    recomputed = cached_features(cache, changed, split, "cpu", batch_size=8)
+    assert not torch.allclose(recomputed["h"], features["h"], atol=1e-3)
+    direct = evaluation.extract_features(changed.encoder, split.images, model.view, "cpu", 8, changed.projection_head)
+    assert torch.equal(recomputed["h"], direct["h"].cpu())
 
 
 def test_script_runs_from_the_command_line(probed, tmp_path, monkeypatch, capsys):

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_evaluation import CLASSES, save_tiny_dataset
-from transformers import AutoImageProcessor, AutoModelForImageClassification, TrainingArguments
+from test_evaluation import SIX_CLASSES, save_tiny_dataset
+from transformers import AutoImageProcessor, AutoModelForImageClassification, EvalPrediction, TrainingArguments
 
 from hf_simclr import SimCLRConfig, SimCLRForImageClassification, SimCLRForPreTraining, SimCLRModel, hub
 from hf_simclr.finetuning import (
@@ -18,6 +18,7 @@ from hf_simclr.finetuning import (
     build_classifier,
     check_output_dir,
     finetune,
+    top_k_metrics,
 )
 from hf_simclr.transforms import augmentation_preset
 
@@ -26,12 +27,13 @@ SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> tuple[Path, Path]:
-    """A pretraining folder (ResNet-18, ImageNet stem: fast at 32 px) and a 3-class colour dataset."""
+    """A pretraining folder (ResNet-18, ImageNet stem: fast at 32 px) and a 6-class colour dataset (with 3
+    classes, top-3 would hold every label by construction and say nothing)."""
     root = tmp_path_factory.mktemp("finetune")
     torch.manual_seed(3)
     model = SimCLRForPreTraining(SimCLRConfig(backbone="resnet18", cifar_stem=False, image_size=32))
     hub.save_model_folder(model, root / "model", augmentation_preset("cifar10"), {"epochs": 1})
-    return root / "model", save_tiny_dataset(root / "data", per_class=(8, 4))
+    return root / "model", save_tiny_dataset(root / "data", per_class=(8, 4), classes=SIX_CLASSES)
 
 
 def quick_training(output_dir: Path, **overrides) -> TrainingArguments:
@@ -53,23 +55,27 @@ def test_finetune_script_writes_a_loadable_classifier_and_its_results(tiny, tmp_
             "--report_to", "none", "--save_strategy", "no", "--disable_tqdm", "true"]  # fmt: skip
     monkeypatch.setattr(sys, "argv", argv)
     finetune_script.main()
-    assert "top-3 100.00%" in capsys.readouterr().out  # 3 classes: the top 3 always hold the label
+    printed = capsys.readouterr().out
 
     results = json.loads((output_dir / FINETUNE_RESULTS_FILE).read_text())
+    assert f"top-3 {100 * results['top3']:.2f}%" in printed
     assert results["init"] == "simclr" and results["label_fraction"] == 0.5
-    assert results["num_train_samples"] == 12 and results["split_sizes"] == {
-        "train": 24,
-        "labeled": 12,
-        "eval": 12,
+    assert results["num_train_samples"] == 24 and results["split_sizes"] == {
+        "train": 48,
+        "labeled": 24,
+        "eval": 24,
     }
-    assert 0 <= results["top1"] <= results["top3"] == results["top5"] == 1.0
-    assert [row["name"] for row in results["per_class"]] == CLASSES
+    assert 0 <= results["top1"] <= results["top3"] <= results["top5"] <= 1.0
+    # The recorded top-1 is the confusion matrix's diagonal: the metrics read the predictions they claim to.
+    confusion = torch.tensor(results["confusion_matrix"])
+    assert results["top1"] == round(confusion.diag().sum().item() / 24, 4)
+    assert [row["name"] for row in results["per_class"]] == SIX_CLASSES
     assert results["device"] == "CPU" or torch.cuda.is_available()
     assert results["wall_time_seconds"] > 0 and results["training_arguments"]["num_train_epochs"] == 2
 
     model = AutoModelForImageClassification.from_pretrained(output_dir)
     assert isinstance(model, SimCLRForImageClassification)
-    assert model.config.id2label == dict(enumerate(CLASSES)) and model.config.label2id["blue"] == 2
+    assert model.config.id2label == dict(enumerate(SIX_CLASSES)) and model.config.label2id["dark red"] == 3
     assert AutoImageProcessor.from_pretrained(output_dir).image_size == 32
     initial = SimCLRModel.from_pretrained(model_dir).state_dict()["backbone.conv1.weight"]
     assert not torch.equal(model.simclr.state_dict()["backbone.conv1.weight"], initial)  # it trained
@@ -80,7 +86,7 @@ def test_init_simclr_starts_from_the_encoder_and_random_is_seeded(tiny):
     encoder = SimCLRModel.from_pretrained(model_dir).state_dict()
 
     def build(init: str, seed: int) -> SimCLRForImageClassification:
-        return build_classifier(FinetuneArguments(str(model_dir), str(data_dir), init=init), CLASSES, seed)
+        return build_classifier(FinetuneArguments(str(model_dir), str(data_dir), init=init), SIX_CLASSES, seed)
 
     pretrained = build("simclr", 0).simclr.state_dict()
     assert all(torch.equal(pretrained[key], value) for key, value in encoder.items())
@@ -94,7 +100,7 @@ def test_random_init_runs_through_trainer(tiny, tmp_path):
     model_dir, data_dir = tiny
     args = FinetuneArguments(str(model_dir), str(data_dir), init="random", label_fraction=0.25)
     results = finetune(args, quick_training(tmp_path / "random"))
-    assert results["init"] == "random" and results["num_train_samples"] == 6
+    assert results["init"] == "random" and results["num_train_samples"] == 12
     assert (tmp_path / "random" / FINETUNE_RESULTS_FILE).is_file()
 
 
@@ -134,3 +140,10 @@ def test_a_folder_that_is_not_simclr_is_refused_before_training(tiny, tmp_path):
             FinetuneArguments(str(tmp_path / "nothing"), str(data_dir)), quick_training(tmp_path / "out")
         )
     assert not (tmp_path / "out").exists()
+
+
+def test_top_k_metrics_count_the_label_among_the_k_highest_scores():
+    logits = torch.tensor([[5.0, 4, 3, 2, 1, 0], [0, 1, 2, 3, 4, 5], [1, 0, 5, 4, 3, 2], [1, 0, 2, 3, 4, 9]])
+    labels = torch.tensor([0, 3, 3, 1])  # ranks of the label: 1st, 3rd, 2nd, 5th or later
+    metrics = top_k_metrics(EvalPrediction(predictions=logits.numpy(), label_ids=labels.numpy()))
+    assert metrics == {"top1": 0.25, "top3": 0.75, "top5": 0.75}

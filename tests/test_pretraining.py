@@ -46,9 +46,13 @@ def run(
     return pretrain(model_args, data_args, train_args)
 
 
-def test_resume_gives_the_same_weights(cifar10_path: Path, tmp_path: Path) -> None:
-    settings = dict(data={"max_train_samples": 96, "image_size": 16}, per_device_train_batch_size=16,
-                    max_steps=6, checkpointing_steps="3", checkpoints_total_limit=3)  # fmt: skip
+@pytest.mark.parametrize("augment_on", ["gpu", "cpu"])
+def test_resume_gives_the_same_weights(cifar10_path: Path, tmp_path: Path, augment_on: str) -> None:
+    # Both ways of making views: the seeded per-step draw on the device, and the DataLoader (its sampler's
+    # epoch, skipped batches and the RNG states that save_state keeps).
+    data = {"max_train_samples": 96, "image_size": 16, "augment_on": augment_on, "dataloader_num_workers": 0}
+    settings = dict(data=data, per_device_train_batch_size=16, max_steps=8, checkpointing_steps="3",
+                    checkpoints_total_limit=3)  # fmt: skip
     full = tmp_path / "full"
     run(full, cifar10_path, **settings)
     interrupted = tmp_path / "interrupted"
@@ -56,7 +60,7 @@ def test_resume_gives_the_same_weights(cifar10_path: Path, tmp_path: Path) -> No
     # The state a run killed after step 3 leaves behind: its step-3 checkpoint and nothing else.
     shutil.copytree(full / "checkpoints" / "step_3", interrupted / "checkpoints" / "step_3")
     summary = run(interrupted, cifar10_path, resume_from_checkpoint="latest", **settings)
-    assert summary["steps"] == 6
+    assert summary["steps"] == 8
     expected = AutoModel.from_pretrained(full).state_dict()
     resumed = AutoModel.from_pretrained(interrupted).state_dict()
     for key, value in expected.items():
@@ -201,9 +205,13 @@ def make_stl10_parquet(folder: Path) -> Path:
 @pytest.mark.parametrize("augment_on", ["gpu", "cpu"])
 def test_stl10_path_96px_unlabeled_with_blur(tmp_path: Path, augment_on: str) -> None:
     dataset = make_stl10_parquet(tmp_path / "stl10")
+    # 32 images in batches of 8: the 4 steps make one epoch, whose end runs the kNN monitor (memory: the
+    # 8 labeled rows; STL-10's unlabeled rows, label -1, are dropped; queries: the 8 test images).
     run(tmp_path / "out", dataset, data={"preset": "stl10", "train_split": "train+unlabeled",
         "augment_on": augment_on, "dataloader_num_workers": 0}, per_device_train_batch_size=8,
-        max_steps=2, knn_every_epochs=1)  # fmt: skip
+        max_steps=4, knn_every_epochs=1)  # fmt: skip
+    knn = [record for record in read_log(tmp_path / "out") if "knn_top1" in record]
+    assert len(knn) == 1 and knn[0]["step"] == 4 and knn[0]["epoch"] == 1 and 0 <= knn[0]["knn_top1"] <= 1
     args = json.loads((tmp_path / "out" / "training_args.json").read_text())
     assert args["augmentation"]["image_size"] == 96 and args["augmentation"]["blur_p"] == 0.5
     model = AutoModel.from_pretrained(tmp_path / "out")
