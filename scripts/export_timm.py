@@ -7,18 +7,9 @@ Afterwards `timm.create_model("local-dir:runs/simclr-stl10/timm", pretrained=Tru
 carries the `timm` tag. Why the copy lives in a `timm/` subfolder: see hf_simclr.timm_export.
 """
 
-from dataclasses import dataclass, field
-
 from transformers import HfArgumentParser
 
-from hf_simclr.hub import DEFAULT_LICENSE
-from hf_simclr.timm_export import export_timm
-
-
-@dataclass
-class ExportArguments:
-    model_dir: str = field(metadata={"help": "The SimCLR model folder (pretraining output)."})
-    license: str = field(default=DEFAULT_LICENSE, metadata={"help": "License recorded in timm's config."})
+from hf_simclr.timm_export import ExportArguments, export_timm
 
 
 def main() -> None:

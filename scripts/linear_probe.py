@@ -6,18 +6,19 @@
 Writes results.json (and with --plots the PNG pictures) into --output_dir, which defaults to the
 model folder; there it also writes the README.md model card. Features are cached in
 <output_dir>/feature_cache/, so a second run with other probe settings skips the encoder.
-The logic lives in hf_simclr.evaluation.run_linear_probe.
+The logic lives in hf_simclr.evaluation.probe.run_linear_probe.
 """
 
 from transformers import HfArgumentParser
 
-from hf_simclr.evaluation import LinearProbeArguments, format_results_table, run_linear_probe
+from hf_simclr.evaluation.arguments import LinearProbeArguments
+from hf_simclr.evaluation.probe import run_linear_probe
+from hf_simclr.reports.tables import format_results_table
 
 
 def main() -> None:
     (args,) = HfArgumentParser(LinearProbeArguments).parse_args_into_dataclasses()
-    results = run_linear_probe(args)
-    print(format_results_table(results))
+    print(format_results_table(run_linear_probe(args)))
 
 
 if __name__ == "__main__":

@@ -5,32 +5,17 @@
     accelerate launch scripts/pretrain.py configs/cifar10-resnet18.yaml --output_dir runs/x  # + overrides
     torchrun --nproc_per_node 2 scripts/pretrain.py ...        # also fine; plain `python` too (one process)
 
-All logic lives in `hf_simclr.training`; `--help` lists every argument with tuning advice.
+The logic lives in `hf_simclr.pretraining`; `--help` lists every argument with tuning advice.
 """
 
 import sys
 
-from transformers import HfArgumentParser
-
-from hf_simclr.training import (
-    DataArguments,
-    ModelArguments,
-    PretrainingArguments,
-    pretrain,
-    recipe_arguments,
-)
+from hf_simclr.pretraining.arguments import parse_pretraining_arguments
+from hf_simclr.pretraining.loop import pretrain
 
 
 def main() -> None:
-    argv = sys.argv[1:]
-    if argv and argv[0].endswith((".json", ".yaml", ".yml")):
-        argv = recipe_arguments(argv[0]) + argv[1:]
-    parser = HfArgumentParser((ModelArguments, DataArguments, PretrainingArguments))
-    try:
-        model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
-    except ValueError as error:  # a value out of range: usage and the message, no traceback (exit code 2)
-        parser.error(str(error))
-    pretrain(model_args, data_args, training_args)
+    pretrain(*parse_pretraining_arguments(sys.argv[1:]))
 
 
 if __name__ == "__main__":

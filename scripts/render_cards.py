@@ -14,7 +14,7 @@ from pathlib import Path
 
 from transformers import HfArgumentParser
 
-from hf_simclr.hub import RESULTS_FILE, write_model_card, write_text_atomically
+from hf_simclr.reports.card import render_published_cards
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # results/<folder> -> the Hub repository it is (to be) published as.
@@ -31,27 +31,13 @@ class RenderArguments:
     )
 
 
-def render_cards(args: RenderArguments) -> list[Path]:
-    results_dir, cards_dir = Path(args.results_dir), Path(args.cards_dir)
-    unlisted = sorted(
-        p.parent.name for p in results_dir.glob(f"*/{RESULTS_FILE}") if p.parent.name not in PUBLISHED_REPOS
-    )
-    if unlisted:
-        raise SystemExit(
-            f"results/{unlisted[0]} has no Hub repository: add it to PUBLISHED_REPOS in {__file__}."
-        )
-    written = []
-    for name, repo_id in PUBLISHED_REPOS.items():
-        readme = write_model_card(results_dir / name, repo_id=repo_id, dataset_root=args.dataset_root)
-        card = cards_dir / f"{name}.md"
-        write_text_atomically(card, readme.read_text())
-        written += [card, readme]
-    return written
-
-
 def main() -> None:
     (args,) = HfArgumentParser(RenderArguments).parse_args_into_dataclasses()
-    for path in render_cards(args):
+    try:
+        written = render_published_cards(args.results_dir, args.cards_dir, PUBLISHED_REPOS, args.dataset_root)
+    except ValueError as error:
+        raise SystemExit(f"{error} ({__file__})") from None
+    for path in written:
         print(f"wrote {path}")
 
 

@@ -6,41 +6,25 @@ label fraction), written from the runs' results files.
 
 Writes semi_supervised.json and semi_supervised.md into --output_dir (default: the probe's folder, the
 model folder, whose model card then carries the table and the fine-tuning results) and prints the table.
-The logic lives in hf_simclr.semi_supervised.
+The logic lives in hf_simclr.reports.semi_supervised.
 """
-
-from dataclasses import dataclass, field
-from pathlib import Path
 
 from transformers import HfArgumentParser
 
-from hf_simclr.semi_supervised import format_semi_supervised_table, write_semi_supervised_table
-
-
-@dataclass
-class TableArguments:
-    finetune_runs: list[str] = field(
-        default_factory=list,
-        metadata={"help": "Output folders of scripts/finetune.py (or their finetune_results.json)."},
-    )
-    probe_run: str | None = field(
-        default=None,
-        metadata={"help": "The probe's output folder (or its results.json): the linear-probe row."},
-    )
-    output_dir: str | None = field(
-        default=None, metadata={"help": "Where the table goes; default --probe_run."}
-    )
+from hf_simclr.reports.semi_supervised import (
+    TableArguments,
+    format_semi_supervised_table,
+    semi_supervised_table,
+)
 
 
 def main() -> None:
-    (args,) = HfArgumentParser(TableArguments).parse_args_into_dataclasses()
-    output_dir = args.output_dir
-    if output_dir is None:
-        if args.probe_run is None:
-            raise SystemExit("pass --output_dir (or --probe_run, whose folder is then the default).")
-        probe = Path(args.probe_run)
-        output_dir = probe if probe.is_dir() else probe.parent
-    table = write_semi_supervised_table(args.finetune_runs, args.probe_run, output_dir)
+    parser = HfArgumentParser(TableArguments)
+    (args,) = parser.parse_args_into_dataclasses()
+    try:
+        table = semi_supervised_table(args)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
     print(format_semi_supervised_table(table), end="")
 
 

@@ -8,25 +8,13 @@ Writes snapshot_curve.json, snapshot_curve.png (accuracy per epoch), snapshot_ts
 per snapshot, the same images on the same axes) and snapshot_curve.md (the curve and the last snapshot's
 per-class precision/recall/F1) into --output_dir (default: the run folder). The probe arguments are those
 of scripts/linear_probe.py; label fractions, the baseline and z do not apply (snapshots hold the encoder
-only). The logic lives in hf_simclr.evaluation.run_snapshot_curve.
+only). The logic lives in hf_simclr.evaluation.snapshots.run_snapshot_curve.
 """
-
-from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser
 
-from hf_simclr.evaluation import LinearProbeArguments, run_snapshot_curve
-
-
-@dataclass
-class SnapshotArguments:
-    snapshots: list[str] | None = field(
-        default=None,
-        metadata={
-            "help": "Snapshot folders (snapshots/epoch_N); default: every one of --model_name_or_path."
-        },
-    )
-    tsne_points: int = field(default=2000, metadata={"help": "Evaluation images per t-SNE panel."})
+from hf_simclr.evaluation.arguments import LinearProbeArguments, SnapshotArguments
+from hf_simclr.evaluation.snapshots import run_snapshot_curve
 
 
 def main() -> None:

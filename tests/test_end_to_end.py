@@ -11,9 +11,11 @@ from huggingface_hub import HfApi, ModelCard
 from transformers import AutoModel
 
 from hf_simclr import SimCLRModel
-from hf_simclr.evaluation import LinearProbeArguments, run_linear_probe
+from hf_simclr.evaluation.arguments import LinearProbeArguments
+from hf_simclr.evaluation.probe import run_linear_probe
 from hf_simclr.hub import push_model_folder
-from hf_simclr.training import DataArguments, ModelArguments, PretrainingArguments, pretrain
+from hf_simclr.pretraining.arguments import DataArguments, ModelArguments, PretrainingArguments
+from hf_simclr.pretraining.loop import pretrain
 
 pytestmark = pytest.mark.slow
 

@@ -16,32 +16,34 @@ import torch.nn.functional as F
 from PIL import Image
 from transformers import AutoImageProcessor, AutoModel
 
-from hf_simclr import SimCLRConfig, SimCLRForPreTraining, evaluation, hub
-from hf_simclr.evaluation import (
-    LinearProbeArguments,
+from hf_simclr import SimCLRConfig, SimCLRForPreTraining, model_folder
+from hf_simclr.data import decode_images, load_image_dataset
+from hf_simclr.evaluation import features as feature_path
+from hf_simclr.evaluation.arguments import LinearProbeArguments
+from hf_simclr.evaluation.features import (
+    FrozenModel,
     cached_features,
-    fit_linear_probe,
-    format_results_table,
-    knn_accuracies,
-    knn_top1,
-    label_fraction_indices,
-    run_linear_probe,
-    top_k_accuracy,
+    decode_labeled_split,
+    extract_features,
+    load_frozen_model,
 )
-from hf_simclr.plots import (
+from hf_simclr.evaluation.knn import knn_accuracies, knn_top1
+from hf_simclr.evaluation.label_fractions import label_fraction_indices
+from hf_simclr.evaluation.linear import fit_linear_probe
+from hf_simclr.evaluation.metrics import top_k_accuracy
+from hf_simclr.evaluation.probe import run_linear_probe
+from hf_simclr.model_folder import load_encoder, save_model_folder
+from hf_simclr.pretraining.arguments import DataArguments, ModelArguments, PretrainingArguments
+from hf_simclr.pretraining.loop import pretrain
+from hf_simclr.pretraining.monitor import build_knn_monitor
+from hf_simclr.reports.plots import (
     plot_confusion_matrix,
     plot_training_curves,
     plot_tsne,
     read_log_history,
     write_probe_plots,
 )
-from hf_simclr.training import (
-    DataArguments,
-    ModelArguments,
-    PretrainingArguments,
-    build_knn_monitor,
-    pretrain,
-)
+from hf_simclr.reports.tables import format_results_table
 from hf_simclr.transforms import augmentation_preset
 
 CLASSES = ["red", "green", "blue"]
@@ -60,7 +62,7 @@ def save_tiny_model(folder: Path, log_history: bool = True) -> Path:
     torch.manual_seed(1)  # not the probe's seed 0, so the random-init baseline differs from it
     model = SimCLRForPreTraining(SimCLRConfig(backbone="resnet18", cifar_stem=True, image_size=32))
     training_args = {"dataset_name": "generated", "epochs": 1, "batch_size": 8, "wall_time_seconds": 1.5}
-    hub.save_model_folder(model, folder, augmentation_preset("cifar10"), training_args)
+    save_model_folder(model, folder, augmentation_preset("cifar10"), training_args)
     if log_history:
         records = [
             {
@@ -72,7 +74,9 @@ def save_tiny_model(folder: Path, log_history: bool = True) -> Path:
             }
             for step in range(1, 5)
         ] + [{"step": 4, "epoch": 1.0, "knn_top1": 0.4}]
-        (folder / hub.LOG_HISTORY_FILE).write_text("".join(json.dumps(record) + "\n" for record in records))
+        (folder / model_folder.LOG_HISTORY_FILE).write_text(
+            "".join(json.dumps(record) + "\n" for record in records)
+        )
     return folder
 
 
@@ -302,9 +306,9 @@ def test_probe_writes_pictures_and_a_card_into_the_model_folder(probed):
 
 def test_features_are_cached_and_recomputed_when_the_inputs_change(probed, tmp_path, monkeypatch):
     args, _, model_dir = probed
-    model = evaluation.load_frozen_model(model_dir)
-    dataset = evaluation.load_image_dataset(args.dataset_name, split="test")
-    split = evaluation.decode_labeled_split(dataset, 32)
+    model = load_frozen_model(model_dir)
+    dataset = load_image_dataset(args.dataset_name, split="test")
+    split = decode_labeled_split(dataset, 32)
     cache = tmp_path / "features.safetensors"
     features = cached_features(cache, model, split, "cpu", batch_size=8)
     assert features["h"].shape == (12, 512) and features["z"].shape == (12, 128)
@@ -314,17 +318,15 @@ def test_features_are_cached_and_recomputed_when_the_inputs_change(probed, tmp_p
         raise AssertionError("features should have come from the cache")
 
     with monkeypatch.context() as patch:
-        patch.setattr(evaluation, "extract_features", fail)
+        patch.setattr(feature_path, "extract_features", fail)  # where cached_features calls it
         cached = cached_features(cache, model, split, "cpu", batch_size=8)
     assert torch.equal(cached["h"], features["h"]) and torch.equal(cached["z"], features["z"])
-    other = cached_features(
-        cache, model, evaluation.decode_labeled_split(dataset.select(range(6)), 32), "cpu"
-    )
+    other = cached_features(cache, model, decode_labeled_split(dataset.select(range(6)), 32), "cpu")
     assert other["h"].shape == (6, 512)
     assert torch.allclose(other["h"], features["h"][:6], atol=1e-5)
 
     # Other weights, same data and file: the key holds the weights' fingerprint, so the cache is not reused.
-    changed = evaluation.FrozenModel(
+    changed = FrozenModel(
         copy.deepcopy(model.encoder), copy.deepcopy(model.projection_head), model.view, model.config
     )
     with torch.no_grad():
@@ -332,7 +334,7 @@ def test_features_are_cached_and_recomputed_when_the_inputs_change(probed, tmp_p
     cached_features(cache, model, split, "cpu", batch_size=8)  # the cache holds the original model's again
     recomputed = cached_features(cache, changed, split, "cpu", batch_size=8)
     assert not torch.allclose(recomputed["h"], features["h"], atol=1e-3)
-    direct = evaluation.extract_features(changed.encoder, split.images, model.view, "cpu", 8, changed.projection_head)
+    direct = extract_features(changed.encoder, split.images, model.view, "cpu", 8, changed.projection_head)
     assert torch.equal(recomputed["h"], direct["h"].cpu())
 
 
@@ -373,11 +375,9 @@ def test_the_one_extractor_gives_h_and_z_of_the_models_on_the_processors_output(
         for h, w in ((40, 64), (64, 40), (33, 50))
     ]
     images.append(images[0].convert("L"))
-    model = evaluation.load_frozen_model(model_dir)
-    decoded = evaluation.decode_images(image_rows(images), 32)
-    features = evaluation.extract_features(
-        model.encoder, decoded, model.view, "cpu", 2, model.projection_head
-    )
+    model = load_frozen_model(model_dir)
+    decoded = decode_images(image_rows(images), 32)
+    features = extract_features(model.encoder, decoded, model.view, "cpu", 2, model.projection_head)
 
     processor = AutoImageProcessor.from_pretrained(model_dir)
     pretraining = SimCLRForPreTraining.from_pretrained(model_dir).eval()
@@ -402,7 +402,7 @@ def test_probe_records_z_beside_the_headline_on_h(probed):
 def test_z_needs_a_projection_head(probed, tmp_path, monkeypatch):
     args, _, model_dir = probed
     encoder_only = tmp_path / "encoder"
-    hub.save_model_folder(hub.load_encoder(model_dir), encoder_only, augmentation_preset("cifar10"))
+    save_model_folder(load_encoder(model_dir), encoder_only, augmentation_preset("cifar10"))
 
     def fail(*args, **kwargs):
         raise AssertionError("the error must come before any image is encoded")
@@ -410,7 +410,7 @@ def test_z_needs_a_projection_head(probed, tmp_path, monkeypatch):
     common = dict(dataset_name=args.dataset_name, output_dir=str(tmp_path / "out"), max_iter=20,
                   skip_baseline=True, label_fractions=[0.5], device="cpu")  # fmt: skip
     with monkeypatch.context() as patch:
-        patch.setattr(evaluation, "extract_features", fail)
+        patch.setattr(feature_path, "extract_features", fail)  # where cached_features calls it
         with pytest.raises(ValueError, match="--features z: the model folder holds the encoder only"):
             run_linear_probe(LinearProbeArguments(str(encoder_only), features="z", **common))
     results = run_linear_probe(LinearProbeArguments(str(encoder_only), **common))

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hf_simclr import experiments
-from hf_simclr.experiments import estimated_seconds, load_grid, parse_overrides, run_grid
+from hf_simclr.experiments import runner
+from hf_simclr.experiments.grid import load_grid, parse_overrides
+from hf_simclr.experiments.runner import estimated_seconds, run_grid
+from hf_simclr.experiments.summary import write_summary
 
 pytestmark = pytest.mark.slow
 
@@ -87,13 +89,13 @@ def test_table_is_written_from_the_results_files(grid_run):
         assert "--variants " + row["variant"] in line and "| CPU |" in line
     # Rewriting the table from the files alone gives the same table.
     (results_dir / "summary.md").unlink()
-    experiments.write_summary(grid, results_dir)
+    write_summary(grid, results_dir)
     assert (results_dir / "summary.md").read_text() == table
 
 
 def test_results_of_other_settings_are_refused_not_replaced(grid_run, monkeypatch):
     grid, results_dir, work_dir, _, _ = grid_run
-    monkeypatch.setattr(experiments, "pretrain", lambda *args: pytest.fail("nothing may run"))
+    monkeypatch.setattr(runner, "pretrain", lambda *args: pytest.fail("nothing may run"))
     with pytest.raises(ValueError, match=r"holds results of other settings \(loss_temperature: 0.5 -> 0.2\)"):
         run_grid(grid, results_dir, work_dir, command_line={"loss_temperature": 0.2})
     assert run_grid(grid, results_dir, work_dir).skipped == ["mlp-head", "no-head"]

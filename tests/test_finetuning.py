@@ -9,17 +9,22 @@ from pathlib import Path
 import pytest
 import torch
 from test_evaluation import SIX_CLASSES, save_tiny_dataset
-from transformers import AutoImageProcessor, AutoModelForImageClassification, EvalPrediction, TrainingArguments
+from transformers import (
+    AutoImageProcessor,
+    AutoModelForImageClassification,
+    EvalPrediction,
+    TrainingArguments,
+)
 
-from hf_simclr import SimCLRConfig, SimCLRForImageClassification, SimCLRForPreTraining, SimCLRModel, hub
+from hf_simclr import SimCLRConfig, SimCLRForImageClassification, SimCLRForPreTraining, SimCLRModel
 from hf_simclr.finetuning import (
-    FINETUNE_RESULTS_FILE,
     FinetuneArguments,
     build_classifier,
     check_output_dir,
     finetune,
     top_k_metrics,
 )
+from hf_simclr.model_folder import FINETUNE_RESULTS_FILE, save_model_folder
 from hf_simclr.transforms import augmentation_preset
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
@@ -32,7 +37,7 @@ def tiny(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("finetune")
     torch.manual_seed(3)
     model = SimCLRForPreTraining(SimCLRConfig(backbone="resnet18", cifar_stem=False, image_size=32))
-    hub.save_model_folder(model, root / "model", augmentation_preset("cifar10"), {"epochs": 1})
+    save_model_folder(model, root / "model", augmentation_preset("cifar10"), {"epochs": 1})
     return root / "model", save_tiny_dataset(root / "data", per_class=(8, 4), classes=SIX_CLASSES)
 
 
@@ -86,7 +91,9 @@ def test_init_simclr_starts_from_the_encoder_and_random_is_seeded(tiny):
     encoder = SimCLRModel.from_pretrained(model_dir).state_dict()
 
     def build(init: str, seed: int) -> SimCLRForImageClassification:
-        return build_classifier(FinetuneArguments(str(model_dir), str(data_dir), init=init), SIX_CLASSES, seed)
+        return build_classifier(
+            FinetuneArguments(str(model_dir), str(data_dir), init=init), SIX_CLASSES, seed
+        )
 
     pretrained = build("simclr", 0).simclr.state_dict()
     assert all(torch.equal(pretrained[key], value) for key, value in encoder.items())

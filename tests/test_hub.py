@@ -15,8 +15,11 @@ from huggingface_hub.errors import OfflineModeIsEnabled
 from test_evaluation import save_tiny_dataset, save_tiny_model
 from transformers import AutoModel
 
-from hf_simclr import SimCLRModel, hub
-from hf_simclr.evaluation import LinearProbeArguments, run_linear_probe
+import hf_simclr
+from hf_simclr import SimCLRModel, hub, model_folder
+from hf_simclr.evaluation.arguments import LinearProbeArguments
+from hf_simclr.evaluation.probe import run_linear_probe
+from hf_simclr.reports import card as cards
 
 REPO_ID = "someone/simclr-resnet18-tiny"
 
@@ -83,7 +86,7 @@ def hub_calls(monkeypatch) -> list[tuple[str, dict]]:
 
 def test_card_renders_parses_and_repeats_the_results(folder):
     results = json.loads((folder / "results.json").read_text())
-    path = hub.write_model_card(folder, repo_id=REPO_ID)
+    path = cards.write_model_card(folder, repo_id=REPO_ID)
     card = ModelCard.load(path)
     by_name = {result.metric_name: result for result in card.data.eval_results}
     assert by_name["Linear probe top-1"].metric_value == results["linear_top1"]
@@ -124,15 +127,15 @@ def test_card_renders_parses_and_repeats_the_results(folder):
 
 def test_card_usage_gives_h_from_the_pipeline(folder):
     # Before: the card's pipeline line returned the (1, 512, 4, 4) feature map, not h.
-    card = hub.render_model_card(folder, repo_id=REPO_ID)
+    card = cards.render_model_card(folder, repo_id=REPO_ID)
     assert 'extractor("image.jpg", pool=True)' in card.text
 
 
 def test_card_names_the_jpeg_copy_of_cifar10(cifar10_path):
-    described = hub.describe_dataset(str(cifar10_path))
+    described = cards.describe_dataset(str(cifar10_path))
     assert described["id"] == "cifar10" and described["name"] == "CIFAR-10 (JPEG)" and not described["hub"]
     assert any("re-encoded as JPEG" in note for note in described["notes"])
-    assert hub.describe_dataset("uoft-cs/cifar10") == {
+    assert cards.describe_dataset("uoft-cs/cifar10") == {
         "id": "uoft-cs/cifar10",
         "name": "`uoft-cs/cifar10`",
         "hub": True,
@@ -144,16 +147,17 @@ def test_card_template_ships_inside_the_package():
     # A non-editable install (`pip install .`) holds only the package, so the template must be package
     # data; .ci/run also renders a card from such an install.
     tomllib = pytest.importorskip("tomllib")
-    assert hub.MODEL_CARD_TEMPLATE.parent == Path(hub.__file__).resolve().parent
-    assert hub.MODEL_CARD_TEMPLATE.is_file()
+    assert cards.MODEL_CARD_TEMPLATE.parent == Path(cards.__file__).resolve().parent
+    assert cards.MODEL_CARD_TEMPLATE.is_file()
     pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
-    assert hub.MODEL_CARD_TEMPLATE.name in pyproject["tool"]["setuptools"]["package-data"]["hf_simclr"]
+    packaged = cards.MODEL_CARD_TEMPLATE.relative_to(Path(hf_simclr.__file__).resolve().parent).as_posix()
+    assert packaged in pyproject["tool"]["setuptools"]["package-data"]["hf_simclr"]
 
 
 def test_card_needs_results(folder):
     (folder / "results.json").unlink()
     with pytest.raises(FileNotFoundError, match="run `python scripts/linear_probe.py"):
-        hub.render_model_card(folder)
+        cards.render_model_card(folder)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -287,16 +291,16 @@ def test_push_script_changes_nothing_when_the_push_cannot_start(
 
 
 def test_eval_view_comes_from_the_saved_image_processor(probed_folder, tmp_path):
-    view = hub.eval_augmentation_for(probed_folder)
+    view = model_folder.eval_augmentation_for(probed_folder)
     assert view.image_size == 32 and view.mean == (0.4914, 0.4822, 0.4465)
     bare = Path(
         shutil.copytree(probed_folder, tmp_path / "bare", ignore=shutil.ignore_patterns("feature_cache"))
     )
     (bare / "preprocessor_config.json").unlink()
     with pytest.warns(UserWarning, match="no usable preprocessor_config.json"):
-        assert hub.eval_augmentation_for(bare).image_size == 32  # the config's image_size
+        assert model_folder.eval_augmentation_for(bare).image_size == 32  # the config's image_size
 
 
 def test_missing_folder_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="no config.json found"):
-        hub.load_encoder(tmp_path / "does-not-exist")
+        model_folder.load_encoder(tmp_path / "does-not-exist")

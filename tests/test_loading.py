@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 from transformers import AutoImageProcessor, AutoModel, AutoModelForPreTraining, pipeline
 
 from hf_simclr import SimCLRConfig, SimCLRForPreTraining, SimCLRModel
-from hf_simclr.hub import save_model_folder
+from hf_simclr.model_folder import save_model_folder
 from hf_simclr.transforms import augmentation_preset
 
 REPO_ID = "org/simclr-resnet18-stl10"

@@ -14,9 +14,12 @@ from huggingface_hub import ModelCard
 from huggingface_hub.repocard_data import model_index_to_eval_results
 from test_evaluation import save_tiny_dataset
 
-from hf_simclr import SimCLRConfig, SimCLRForPreTraining, hub
-from hf_simclr.evaluation import LinearProbeArguments, run_linear_probe
-from hf_simclr.semi_supervised import SEMI_SUPERVISED_FILE, collect_semi_supervised
+from hf_simclr import SimCLRConfig, SimCLRForPreTraining
+from hf_simclr.evaluation.arguments import LinearProbeArguments
+from hf_simclr.evaluation.probe import run_linear_probe
+from hf_simclr.model_folder import RESULTS_FILE, SEMI_SUPERVISED_FILE, save_model_folder
+from hf_simclr.reports.card import render_model_card, render_published_cards
+from hf_simclr.reports.semi_supervised import collect_semi_supervised
 from hf_simclr.timm_export import export_timm
 from hf_simclr.transforms import augmentation_preset
 
@@ -40,13 +43,13 @@ def stock_folder(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     model = SimCLRForPreTraining(SimCLRConfig(backbone="resnet18", cifar_stem=False, image_size=32))
     training_args = {"dataset_name": "uoft-cs/cifar10", "wall_time_seconds": 90.0, "device": "CPU"}
-    folder = hub.save_model_folder(model, root / "model", augmentation_preset("cifar10"), training_args)
+    folder = save_model_folder(model, root / "model", augmentation_preset("cifar10"), training_args)
     data = save_tiny_dataset(root / "data", per_class=(8, 4))
     results = run_linear_probe(LinearProbeArguments(
         model_name_or_path=str(folder), dataset_name=str(data), knn_k=[3],
         label_fractions=[0.5], weight_decays=[1e-4], max_iter=30, skip_baseline=True, device="cpu"))  # fmt: skip
     results["dataset"]["name"] = "uoft-cs/cifar10"
-    (folder / hub.RESULTS_FILE).write_text(json.dumps(results))
+    (folder / RESULTS_FILE).write_text(json.dumps(results))
     return folder
 
 
@@ -58,26 +61,26 @@ def folder(stock_folder, tmp_path) -> Path:
 
 
 def test_license_datasets_once_and_no_timm_tag_without_a_timm_copy(folder):
-    card = parse(hub.render_model_card(folder, repo_id=REPO_ID).content)
+    card = parse(render_model_card(folder, repo_id=REPO_ID).content)
     assert card.data.license == "apache-2.0"
     assert card.data.datasets == ["uoft-cs/cifar10"]  # pretraining and evaluation: one dataset, listed once
     assert "timm" not in card.data.tags and "timm.create_model" not in card.text
-    assert parse(hub.render_model_card(folder, repo_id=REPO_ID, license="mit").content).data.license == "mit"
+    assert parse(render_model_card(folder, repo_id=REPO_ID, license="mit").content).data.license == "mit"
 
 
 def test_timm_tag_and_usage_only_while_the_timm_copy_matches_the_weights(folder):
     export_timm(folder)
-    card = parse(hub.render_model_card(folder, repo_id=REPO_ID).content)
+    card = parse(render_model_card(folder, repo_id=REPO_ID).content)
     assert "timm" in card.data.tags
     assert f'timm.create_model("hf-hub:{REPO_ID}", pretrained=True)' in card.text
     torch.manual_seed(1)  # the folder re-saved with other weights: its timm copy is stale
     model = SimCLRForPreTraining(SimCLRConfig(backbone="resnet18", cifar_stem=False, image_size=32))
-    hub.save_model_folder(model, folder, augmentation_preset("cifar10"))
-    assert "timm" not in parse(hub.render_model_card(folder, repo_id=REPO_ID).content).data.tags
+    save_model_folder(model, folder, augmentation_preset("cifar10"))
+    assert "timm" not in parse(render_model_card(folder, repo_id=REPO_ID).content).data.tags
 
 
 def test_compute_and_fine_tuning_results_reach_the_card_and_its_model_index(folder):
-    results = json.loads((folder / hub.RESULTS_FILE).read_text())
+    results = json.loads((folder / RESULTS_FILE).read_text())
     dataset = {**results["dataset"], "subset_seed": results["seed"]}
     runs = [
         (f"ft-{init}", {"init": init, "label_fraction": 0.5, "num_train_samples": 12, "top1": top1, "top3": 1.0,
@@ -85,9 +88,9 @@ def test_compute_and_fine_tuning_results_reach_the_card_and_its_model_index(fold
                         "device": "CPU", "wall_time_seconds": 30.0})
         for init, top1 in (("simclr", 0.75), ("random", 0.5))
     ]  # fmt: skip
-    table = collect_semi_supervised(runs, (str(folder / hub.RESULTS_FILE), results))
+    table = collect_semi_supervised(runs, (str(folder / RESULTS_FILE), results))
     (folder / SEMI_SUPERVISED_FILE).write_text(json.dumps(table))
-    card = parse(hub.render_model_card(folder, repo_id=REPO_ID).content)
+    card = parse(render_model_card(folder, repo_id=REPO_ID).content)
     values = {r.metric_name: r.metric_value for r in card.data.eval_results}
     assert {r.task_name for r in card.data.eval_results} == {"Image classification"}
     assert values["Fine-tuned top-1 (50% labels)"] == 0.75 and values["Fine-tuned top-3 (50% labels)"] == 1.0
@@ -108,7 +111,7 @@ def test_published_cards_are_rendered_from_the_results_folders_without_weights(
     results_dir = Path(shutil.copytree(REPO_ROOT / "results", tmp_path / "results"))
     args = render_cards.RenderArguments(results_dir=str(results_dir), cards_dir=str(tmp_path),
                                         dataset_root=str(cifar10_path.parent))  # fmt: skip
-    render_cards.render_cards(args)
+    render_published_cards(args.results_dir, args.cards_dir, render_cards.PUBLISHED_REPOS, args.dataset_root)
     for name in render_cards.PUBLISHED_REPOS:
         assert not list((results_dir / name).glob("*.safetensors"))
         rendered = (tmp_path / f"{name}.md").read_text()
@@ -116,7 +119,7 @@ def test_published_cards_are_rendered_from_the_results_folders_without_weights(
         assert rendered == (REPO_ROOT / "model_cards" / f"{name}.md").read_text()
         assert rendered == (REPO_ROOT / "results" / name / "README.md").read_text()
         card = parse(rendered)
-        results = json.loads((results_dir / name / hub.RESULTS_FILE).read_text())
+        results = json.loads((results_dir / name / RESULTS_FILE).read_text())
         values = {r.metric_name: r.metric_value for r in card.data.eval_results}
         assert values["Linear probe top-1"] == results["linear_top1"]
         assert values["kNN top-1 (k=10)"] == results["knn_top1"]["10"]
@@ -124,7 +127,7 @@ def test_published_cards_are_rendered_from_the_results_folders_without_weights(
         assert "not a stock timm architecture" in card.text  # CIFAR stem: the card says why
         assert "| Pretraining | NVIDIA H100 80GB HBM3 |" in card.text
     (results_dir / "unlisted").mkdir()
-    (results_dir / "unlisted" / hub.RESULTS_FILE).write_text("{}")
+    (results_dir / "unlisted" / RESULTS_FILE).write_text("{}")
     monkeypatch.setattr(sys, "argv", ["render_cards.py", "--results_dir", str(results_dir)])
     with pytest.raises(SystemExit, match="results/unlisted has no Hub repository"):
         render_cards.main()

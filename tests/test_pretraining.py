@@ -17,14 +17,10 @@ from PIL import Image
 from transformers import AutoModel
 
 from hf_simclr import SimCLRModel
-from hf_simclr.training import (
-    RESUME_SETTINGS_FILE,
-    DataArguments,
-    ModelArguments,
-    PretrainingArguments,
-    list_checkpoints,
-    pretrain,
-)
+from hf_simclr.arguments import recipe_arguments
+from hf_simclr.pretraining.arguments import DataArguments, ModelArguments, PretrainingArguments
+from hf_simclr.pretraining.checkpoints import RESUME_SETTINGS_FILE, list_checkpoints
+from hf_simclr.pretraining.loop import pretrain
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "pretrain.py"
 # Views without randomness: every process (and every run) sees the same pixels for the same image.
@@ -308,9 +304,6 @@ def test_script_help_and_recipe_file_with_overrides(tmp_path: Path) -> None:
         and "linear scaling" not in result.stderr
         and "--learning_rate" in result.stdout
     )
-    sys.path.insert(0, str(SCRIPT.parent))
-    from pretrain import recipe_arguments
-
     recipe = Path(__file__).resolve().parents[1] / "configs" / "cifar10-resnet18-reference.yaml"
     argv = recipe_arguments(str(recipe)) + ["--output_dir", str(tmp_path), "--num_train_epochs", "3"]
     from transformers import HfArgumentParser

@@ -10,11 +10,15 @@ import pytest
 from huggingface_hub import ModelCard
 from transformers import AutoModelForImageClassification, TrainingArguments
 
-from hf_simclr import SimCLRForImageClassification, hub
-from hf_simclr.evaluation import LinearProbeArguments, run_linear_probe
+from hf_simclr import SimCLRForImageClassification
+from hf_simclr.evaluation.arguments import LinearProbeArguments
+from hf_simclr.evaluation.probe import run_linear_probe
 from hf_simclr.finetuning import FinetuneArguments, finetune
-from hf_simclr.semi_supervised import SEMI_SUPERVISED_TABLE, write_semi_supervised_table
-from hf_simclr.training import DataArguments, ModelArguments, PretrainingArguments, pretrain
+from hf_simclr.model_folder import RESULTS_FILE, SEMI_SUPERVISED_TABLE
+from hf_simclr.pretraining.arguments import DataArguments, ModelArguments, PretrainingArguments
+from hf_simclr.pretraining.loop import pretrain
+from hf_simclr.reports.card import write_model_card
+from hf_simclr.reports.semi_supervised import write_semi_supervised_table
 
 pytestmark = pytest.mark.slow
 SLICE = dict(
@@ -67,7 +71,7 @@ def test_fine_tuned_simclr_beats_random_init(runs: dict[str, Path]) -> None:
 
 def test_the_table_and_the_card_repeat_the_results_files(runs: dict[str, Path]) -> None:
     finetuned = json.loads((runs["finetune_simclr"] / "finetune_results.json").read_text())
-    probe = json.loads((runs["simclr"] / hub.RESULTS_FILE).read_text())
+    probe = json.loads((runs["simclr"] / RESULTS_FILE).read_text())
     markdown = (runs["simclr"] / SEMI_SUPERVISED_TABLE).read_text()
     row = f"| Fine-tune from SimCLR | {100 * finetuned['top1']:.2f} | {100 * finetuned['top3']:.2f} |"
     assert row in markdown
@@ -75,7 +79,7 @@ def test_the_table_and_the_card_repeat_the_results_files(runs: dict[str, Path]) 
         f"| Linear probe (frozen SimCLR features) | {100 * probe['label_fraction']['0.1']['linear_top1']:.2f} |"
         in markdown
     )
-    card = ModelCard.load(hub.write_model_card(runs["simclr"]))
+    card = ModelCard.load(write_model_card(runs["simclr"]))
     values = {result.metric_name: result.metric_value for result in card.data.eval_results}
     assert values["Fine-tuned top-1 (10% labels)"] == finetuned["top1"]
     assert values["Fine-tuned top-3 (10% labels)"] == finetuned["top3"]

@@ -12,15 +12,16 @@ import torch
 from safetensors import safe_open
 from transformers import AutoModel
 
-from hf_simclr import SimCLRModel, hub
-from hf_simclr.hub import device_description
-from hf_simclr.training import (
+from hf_simclr import SimCLRModel
+from hf_simclr.devices import device_description
+from hf_simclr.hub import UPLOAD_IGNORE_PATTERNS
+from hf_simclr.pretraining.arguments import (
     DataArguments,
     ModelArguments,
     PretrainingArguments,
     parse_snapshot_epochs,
-    pretrain,
 )
+from hf_simclr.pretraining.loop import pretrain
 
 TINY = dict(report_to="none", knn_every_epochs=0, logging_steps=1, warmup_epochs=0, seed=0,
             per_device_train_batch_size=8)  # fmt: skip
@@ -48,9 +49,7 @@ def test_snapshots_are_encoder_folders_kept_apart_from_pruned_checkpoints(
     assert keys and all(key.startswith("backbone.") for key in keys)  # the encoder only, no head
     assert json.loads((snapshots / "epoch_1" / "training_args.json").read_text())["steps"] == 3
     files = [str(path.relative_to(output_dir)) for path in snapshots.rglob("*") if path.is_file()]
-    ignored = [
-        name for name in files if any(fnmatch(name, pattern) for pattern in hub.UPLOAD_IGNORE_PATTERNS)
-    ]
+    ignored = [name for name in files if any(fnmatch(name, pattern) for pattern in UPLOAD_IGNORE_PATTERNS)]
     assert files and ignored == files  # a push leaves the snapshots behind
     run_record = json.loads((output_dir / "training_args.json").read_text())
     assert run_record["device"] == device_description() and run_record["wall_time_seconds"] > 0
@@ -116,7 +115,8 @@ def test_snapshot_curve_evaluates_every_snapshot_on_one_scale(
     for row in curve["rows"]:
         assert f"| {row['epoch']} | {100 * row['linear_top1']:.2f} |" in table
     # The curve's last point is the final model's evaluation: the epoch-2 snapshot is the finished encoder.
-    from hf_simclr.evaluation import LinearProbeArguments, run_linear_probe
+    from hf_simclr.evaluation.arguments import LinearProbeArguments
+    from hf_simclr.evaluation.probe import run_linear_probe
 
     final = run_linear_probe(
         LinearProbeArguments(str(output_dir), str(cifar10_path), max_train_samples=60, max_eval_samples=30,

@@ -12,7 +12,8 @@ import timm
 import torch
 from transformers import AutoConfig, AutoModel
 
-from hf_simclr import SimCLRConfig, SimCLRForPreTraining, SimCLRModel, hub
+from hf_simclr import SimCLRConfig, SimCLRForPreTraining, SimCLRModel
+from hf_simclr.model_folder import save_model_folder
 from hf_simclr.timm_export import export_timm, timm_export_is_current
 from hf_simclr.transforms import augmentation_preset
 
@@ -26,7 +27,7 @@ def pretraining_folder(folder: Path, cifar_stem: bool, seed: int = 0) -> Path:
             if isinstance(module, torch.nn.BatchNorm2d):
                 module.running_mean.uniform_(-0.5, 0.5)
                 module.running_var.uniform_(0.5, 2.0)
-    hub.save_model_folder(model, folder, augmentation_preset("cifar10"), {"epochs": 1})
+    save_model_folder(model, folder, augmentation_preset("cifar10"), {"epochs": 1})
     return folder
 
 

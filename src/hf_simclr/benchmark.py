@@ -11,8 +11,11 @@ import io
 import json
 import os
 import platform
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from pathlib import Path
 
 import datasets
 import psutil
@@ -20,8 +23,9 @@ import torch
 import torchvision
 from PIL import Image
 
-from hf_simclr.data import ImageViewDataset, load_image_dataset
-from hf_simclr.transforms import augmentation_preset, decode_image, two_view_batch_transform
+from .data import ImageViewDataset, load_image_dataset
+from .model_folder import LOG_HISTORY_FILE
+from .transforms import augmentation_preset, decode_image, two_view_batch_transform
 
 
 @dataclass
@@ -257,7 +261,8 @@ def model_only_views_per_s(
 
     The bound no data pipeline can beat: bf16 autocast, channels_last, fused SGD, as pretraining does.
     """
-    from .training import ModelArguments, build_model
+    from .pretraining.arguments import ModelArguments
+    from .pretraining.setup import build_model
 
     device = torch.device("cuda")
     augmentation = augmentation_preset(case.preset)
@@ -297,11 +302,12 @@ def pipeline_views_per_s(
     num_workers: int = 16,
     compile_model: bool = True,
 ) -> float:
-    """Views/s of real pretraining (`training.pretrain`) with views made on the GPU or in CPU workers.
+    """Views/s of real pretraining (`pretrain`) with views made on the GPU or in CPU workers.
 
     The first logging interval (compilation, worker start-up) is left out; the rest is steady state.
     """
-    from .training import DataArguments, ModelArguments, PretrainingArguments, pretrain
+    from .pretraining.arguments import DataArguments, ModelArguments, PretrainingArguments
+    from .pretraining.loop import pretrain
 
     pretrain(
         ModelArguments(backbone=case.backbone),
@@ -311,7 +317,7 @@ def pipeline_views_per_s(
                              optimizer="sgd", logging_steps=log_every, report_to="none", knn_every_epochs=0,
                              checkpointing_steps=str(10**9), warmup_epochs=0, torch_compile=compile_model),
     )  # fmt: skip
-    with open(os.path.join(output_dir, "log_history.jsonl")) as handle:
+    with open(os.path.join(output_dir, LOG_HISTORY_FILE)) as handle:
         records = [json.loads(line) for line in handle if '"images_per_second"' in line]
     steady = records[1:]
     seconds = sum(
@@ -372,3 +378,93 @@ def benchmark_training(
         print(json.dumps(row), flush=True)
         results.append(row)
     return results
+
+
+# --- The benchmark run of `scripts/benchmark.py`: one mode, one JSON report. ---
+
+
+@dataclass
+class BenchmarkArguments:
+    """Arguments of `scripts/benchmark.py` (and of [`run_benchmark`])."""
+
+    mode: str = field(metadata={"help": "What to time: data (CPU pipeline) or training (GPU only).",
+                                "choices": ["data", "training"]})  # fmt: skip
+    output_json: str | None = field(
+        default=None, metadata={"help": "Write the report here (printed only when unset)."}
+    )
+    dataset_name: str = field(
+        default="uoft-cs/cifar10",
+        metadata={
+            "help": "CIFAR-10: a Hub name or a local copy (directory of parquet files, save_to_disk folder)."
+        },
+    )
+    split: str = field(default="train", metadata={"help": "--mode data: the split read."})
+    num_workers: list[int] = field(
+        default_factory=lambda: [0, 1, 2], metadata={"help": "--mode data: DataLoader worker counts to time."}
+    )
+    batch_size: int = field(default=256, metadata={"help": "--mode data: images per batch."})
+    cifar_batches: int = field(
+        default=32, metadata={"help": "--mode data: batches timed per 32px setting (after 2 warm-up)."}
+    )
+    stl10_batches: int = field(
+        default=12, metadata={"help": "--mode data: batches timed per 96px setting (after 2 warm-up)."}
+    )
+    stl10_samples: int = field(
+        default=4096, metadata={"help": "--mode data: CIFAR-10 images upsampled to 96px for that case."}
+    )
+    work_dir: str = field(
+        default="outputs/benchmark-training", metadata={"help": "--mode training: scratch."}
+    )
+    cases: list[str] | None = field(
+        default=None,
+        metadata={"help": f"--mode training: a subset of {[case.name for case in TRAINING_CASES]}."},
+    )
+    cpu_workers: int | None = field(
+        default=None, metadata={"help": "--mode training: CPU pipeline workers (default: all cores)."}
+    )
+
+
+def run_benchmark(args: BenchmarkArguments) -> dict:
+    """Time what `args.mode` names; print each row; write the report (machine, command, date) as JSON.
+
+    Returns:
+        The report.
+    """
+    report = {
+        "mode": args.mode,
+        "date": date.today().isoformat(),
+        "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+        "arguments": asdict(args),
+        "machine": machine_description(),
+        # Other processes slow every number down: a load near 0 before the run means a quiet machine.
+        "load_average_1min_before": os.getloadavg()[0],
+    }
+    report.update(_time_data(args) if args.mode == "data" else _time_training(args))
+    report["load_average_1min_after"] = os.getloadavg()[0]
+    if args.output_json is not None:
+        output = Path(args.output_json)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {output}")
+    return report
+
+
+def _time_data(args: BenchmarkArguments) -> dict:
+    results = benchmark_data_pipeline(
+        args.dataset_name, split=args.split, worker_counts=tuple(args.num_workers), batch_size=args.batch_size,
+        cifar_batches=args.cifar_batches, stl10_batches=args.stl10_batches, stl10_samples=args.stl10_samples,
+    )  # fmt: skip
+    for result in results:
+        print(
+            f"{result.case:<38} workers={result.num_workers}  "
+            f"{result.two_view_images_per_s:8.1f} two-view images/s  {result.views_per_s:8.1f} views/s  "
+            f"{result.two_view_images_per_s_per_worker:7.1f} per worker  "
+            f"(other processes: {100 * result.other_processes_cpu_share:.0f}% of the CPU)"
+        )
+    return {"results": [asdict(result) for result in results]}
+
+
+def _time_training(args: BenchmarkArguments) -> dict:
+    cases = tuple(case for case in TRAINING_CASES if not args.cases or case.name in args.cases)
+    results = benchmark_training(args.dataset_name, args.work_dir, cases, cpu_workers=args.cpu_workers)
+    return {"gpu": torch.cuda.get_device_name(), "results": results}

@@ -33,14 +33,16 @@ from transformers.trainer_utils import PredictionOutput
 from transformers.utils import logging as transformers_logging
 
 from .data import ImageViewDataset, decode_labels, label_names, load_image_dataset
-from .evaluation import classification_report_dict, label_fraction_indices, top_k_accuracy
-from .hub import (
+from .devices import device_description
+from .evaluation.label_fractions import label_fraction_indices
+from .evaluation.metrics import classification_report_dict, round_accuracy, top_k_accuracy
+from .model_folder import (
     CODE_FILES,
     CONFIG_FILE,
+    FINETUNE_RESULTS_FILE,
     IMAGE_PROCESSOR_FILE,
     TRAINING_ARGS_FILE,
     WEIGHTS_FILES,
-    device_description,
     eval_augmentation_for,
     load_simclr_config,
     save_model_folder,
@@ -49,10 +51,8 @@ from .hub import (
 from .modeling_simclr import SimCLRForImageClassification
 from .transforms import FinetuneTransform, ImageBatchTransform, eval_batch_transform
 
-FINETUNE_RESULTS_FILE = "finetune_results.json"
 INITS = ("simclr", "random")
 TOP_K = (1, 3, 5)
-ACCURACY_DIGITS = 4  # as results.json: fractions rounded to 0.01%
 
 
 @dataclass
@@ -207,7 +207,7 @@ def top_k_metrics(prediction: EvalPrediction) -> dict[str, float]:
     """Top-1/3/5 accuracy of Trainer's predictions (fractions, 4 digits), for `compute_metrics`."""
     logits = torch.as_tensor(prediction.predictions)
     labels = torch.as_tensor(prediction.label_ids)
-    return {f"top{k}": round(top_k_accuracy(logits, labels, k), ACCURACY_DIGITS) for k in TOP_K}
+    return {f"top{k}": round_accuracy(top_k_accuracy(logits, labels, k)) for k in TOP_K}
 
 
 def results_record(

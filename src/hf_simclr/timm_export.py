@@ -28,23 +28,35 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .configuration_simclr import SimCLRConfig
-from .hub import (
+from .model_folder import (
     CONFIG_FILE,
     DEFAULT_LICENSE,
     eval_augmentation_for,
     load_encoder,
     load_simclr_config,
+    read_json,
     write_json_atomically,
 )
+from .transforms import AugmentationConfig
 
 TIMM_SUBFOLDER = "timm"
 WEIGHTS_FILE = "model.safetensors"
 # Fields of timm's pretrained_cfg that describe timm's own ImageNet weights, not these.
 _SOURCE_FIELDS = ("tag", "paper_ids", "paper_name", "origin_url", "notes", "test_input_size",
                   "test_crop_pct", "pool_size", "hf_hub_id", "url", "file", "source")  # fmt: skip
+
+
+@dataclass
+class ExportArguments:
+    """Arguments of `scripts/export_timm.py`."""
+
+    model_dir: str = field(metadata={"help": "The SimCLR model folder (pretraining output)."})
+    license: str = field(default=DEFAULT_LICENSE, metadata={"help": "License recorded in timm's config."})
 
 
 def timm_export_problem(config: SimCLRConfig) -> str | None:
@@ -101,44 +113,54 @@ def export_timm(model_dir: str | Path, license: str = DEFAULT_LICENSE) -> Path:
         raise ValueError(f"{model_dir}: cannot export to timm: {problem}")
     encoder = load_encoder(model_dir)
     view = eval_augmentation_for(model_dir, config)
+    final = model_dir / TIMM_SUBFOLDER
     staging = Path(tempfile.mkdtemp(prefix=".tmp-timm-", dir=model_dir))
     try:
         model_args = dict(config.backbone_kwargs)
         save_for_hf(encoder.backbone, staging, model_args=model_args or None, safe_serialization=True)
-        timm_config = json.loads((staging / CONFIG_FILE).read_text())
-        timm_config.pop("model_args", None)
-        if model_args:
-            timm_config["model_args"] = model_args  # what create_model needs; never num_classes
-        pretrained_cfg = {k: v for k, v in timm_config["pretrained_cfg"].items() if k not in _SOURCE_FIELDS}
-        pretrained_cfg.update(
-            input_size=[3, view.image_size, view.image_size],
-            interpolation="bilinear",  # the evaluation view: resize the shorter side, center crop
-            crop_pct=1.0,
-            crop_mode="center",
-            mean=list(view.mean),
-            std=list(view.std),
-            num_classes=0,
-            license=license,
-            description="SimCLR encoder (hf_simclr): gives h, the pooled features, as SimCLRModel does.",
-            paper_ids="arXiv:2002.05709",
-        )
-        timm_config.update(num_classes=0, pretrained_cfg=pretrained_cfg)
+        timm_config = _describe_these_weights(read_json(staging / CONFIG_FILE), model_args, view, license)
         # Ties this copy to the weights it was made from (see timm_export_is_current).
         timm_config["exported_from"] = {"weights_sha256": weights_sha256(model_dir)}
         write_json_atomically(staging / CONFIG_FILE, timm_config)
-        final = model_dir / TIMM_SUBFOLDER
         if final.exists():
             shutil.rmtree(final)
         os.replace(staging, final)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
-    root_config = json.loads((model_dir / CONFIG_FILE).read_text())
+    root_config = read_json(model_dir / CONFIG_FILE)
     root_config.update({key: timm_config[key] for key in ("architecture", "num_features", "model_args")
                         if key in timm_config})  # fmt: skip
-    root_config["pretrained_cfg"] = {**pretrained_cfg, "hf_hub_filename": f"{TIMM_SUBFOLDER}/{WEIGHTS_FILE}"}
+    root_config["pretrained_cfg"] = {
+        **timm_config["pretrained_cfg"],
+        "hf_hub_filename": f"{TIMM_SUBFOLDER}/{WEIGHTS_FILE}",
+    }
     write_json_atomically(model_dir / CONFIG_FILE, root_config)
     return final
+
+
+def _describe_these_weights(
+    timm_config: dict[str, Any], model_args: dict[str, Any], view: AugmentationConfig, license: str
+) -> dict[str, Any]:
+    """timm's config of `save_for_hf`, made to describe these weights instead of timm's ImageNet ones."""
+    timm_config.pop("model_args", None)
+    if model_args:
+        timm_config["model_args"] = model_args  # what create_model needs; never num_classes
+    pretrained_cfg = {k: v for k, v in timm_config["pretrained_cfg"].items() if k not in _SOURCE_FIELDS}
+    pretrained_cfg.update(
+        input_size=[3, view.image_size, view.image_size],
+        interpolation="bilinear",  # the evaluation view: resize the shorter side, center crop
+        crop_pct=1.0,
+        crop_mode="center",
+        mean=list(view.mean),
+        std=list(view.std),
+        num_classes=0,
+        license=license,
+        description="SimCLR encoder (hf_simclr): gives h, the pooled features, as SimCLRModel does.",
+        paper_ids="arXiv:2002.05709",
+    )
+    timm_config.update(num_classes=0, pretrained_cfg=pretrained_cfg)
+    return timm_config
 
 
 def timm_export_is_current(model_dir: str | Path) -> bool:

@@ -17,13 +17,15 @@ import torch.nn.functional as F
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .hub import LOG_HISTORY_FILE, resolve_model_file
-from .transforms import decode_image
-
-TSNE_FILE = "tsne.png"
-NEIGHBORS_FILE = "nearest_neighbors.png"
-CONFUSION_FILE = "confusion_matrix.png"
-CURVES_FILE = "training_curves.png"
+from ..model_folder import (
+    CONFUSION_FILE,
+    CURVES_FILE,
+    LOG_HISTORY_FILE,
+    NEIGHBORS_FILE,
+    TSNE_FILE,
+    resolve_model_file,
+)
+from ..transforms import decode_image
 
 
 def _save(figure: Figure, path: str | Path) -> Path:
@@ -322,7 +324,7 @@ def write_probe_plots(
     model_revision: str | None = None,
     train_y: torch.Tensor | None = None,
 ) -> dict[str, str]:
-    """All four pictures of [`hf_simclr.evaluation.run_linear_probe`], as PNG files in `output_dir`.
+    """All four pictures of [`hf_simclr.evaluation.probe.run_linear_probe`], as PNG files in `output_dir`.
 
     Returns:
         `dict` from picture (`tsne`, `nearest_neighbors`, `confusion_matrix`, `training_curves`) to

@@ -12,14 +12,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .finetuning import FINETUNE_RESULTS_FILE
-from .hub import RESULTS_FILE, write_json_atomically, write_text_atomically
+from ..model_folder import (
+    FINETUNE_RESULTS_FILE,
+    RESULTS_FILE,
+    SEMI_SUPERVISED_FILE,
+    SEMI_SUPERVISED_TABLE,
+    write_json_atomically,
+    write_text_atomically,
+)
+from .tables import percent
 
-SEMI_SUPERVISED_FILE = "semi_supervised.json"
-SEMI_SUPERVISED_TABLE = "semi_supervised.md"
 METHODS = {
     "finetune_simclr": "Fine-tune from SimCLR",
     "finetune_random": "Fine-tune from random init",
@@ -148,7 +154,7 @@ def format_semi_supervised_table(table: dict[str, Any]) -> str:
         cells = [name]
         for fraction in fractions:
             entry = by_key.get((method, fraction)) or {}
-            cells += [_percent(entry.get("top1")), _percent(entry.get("top3"))]
+            cells += [percent(entry.get("top1")), percent(entry.get("top3"))]
         lines.append("| " + " | ".join(cells) + " |")
     evaluation = table["evaluation"]
     lines.append("")
@@ -157,10 +163,6 @@ def format_semi_supervised_table(table: dict[str, Any]) -> str:
         f"`{evaluation['name']}`; label subsets class-balanced, seed {evaluation['subset_seed']}."
     )
     return "\n".join(lines) + "\n"
-
-
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f}"
 
 
 def _read_results(path: str | Path, default_name: str) -> tuple[str, dict[str, Any]]:
@@ -193,3 +195,35 @@ def write_semi_supervised_table(
     write_json_atomically(Path(output_dir) / SEMI_SUPERVISED_FILE, table)
     write_text_atomically(Path(output_dir) / SEMI_SUPERVISED_TABLE, format_semi_supervised_table(table))
     return table
+
+
+@dataclass
+class TableArguments:
+    """Arguments of `scripts/semi_supervised_table.py`."""
+
+    finetune_runs: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Output folders of scripts/finetune.py (or their finetune_results.json)."},
+    )
+    probe_run: str | None = field(
+        default=None,
+        metadata={"help": "The probe's output folder (or its results.json): the linear-probe row."},
+    )
+    output_dir: str | None = field(
+        default=None, metadata={"help": "Where the table goes; default --probe_run."}
+    )
+
+
+def semi_supervised_table(args: TableArguments) -> dict[str, Any]:
+    """[`write_semi_supervised_table`] into `--output_dir`, by default the probe's folder (the model folder).
+
+    Raises:
+        ValueError: without `--output_dir` and `--probe_run`.
+    """
+    output_dir = args.output_dir
+    if output_dir is None:
+        if args.probe_run is None:
+            raise ValueError("pass --output_dir (or --probe_run, whose folder is then the default).")
+        probe = Path(args.probe_run)
+        output_dir = probe if probe.is_dir() else probe.parent
+    return write_semi_supervised_table(args.finetune_runs, args.probe_run, output_dir)

@@ -1,0 +1,1 @@
+"""The experiment runner: grids of recipe variants (`grid`), run (`runner`), tabulated (`summary`)."""

@@ -1,0 +1,203 @@
+"""Grid files: a base recipe, overrides for every variant, and the variants, each parsed before anything runs.
+
+A grid file (YAML) names a base recipe and variants, each a set of overrides of the recipe's arguments::
+
+    base: configs/cifar10-resnet18-reference.yaml   # relative to the grid file, or to the working directory
+    overrides: {num_train_epochs: 50, seed: 0, checkpointing_steps: none}   # every variant (the protocol)
+    evaluation: {knn_k: [10, 200]}                  # arguments of the evaluation (LinearProbeArguments)
+    variants:
+      base: {}
+      no-head: {projection_layers: 0}
+    sections:                                        # optional: how the markdown table is grouped
+      - title: Projection head
+        variants: [base, no-head]
+        paper: "A nonlinear head beats a linear one by ~3 points and no head by >10 (Table 3)."
+        verdict: "..."                               # one sentence, written once the numbers are in
+    spread: [base, base-seed1]                       # optional: two seeds of one recipe, the run-to-run spread
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..arguments import recipe_arguments, run_arguments
+from ..evaluation.arguments import LinearProbeArguments
+from ..pretraining.arguments import PRETRAINING_ARGUMENTS, DataArguments, ModelArguments, PretrainingArguments
+
+# Pretraining arguments that also set the evaluation's data, unless the grid's `evaluation` sets them.
+SHARED_DATA_ARGUMENTS = ("dataset_name", "dataset_config_name", "dataset_revision", "max_train_samples",
+                         "max_eval_samples", "image_column", "label_column", "eval_split")  # fmt: skip
+# Where a run happens, not what it is: left out when deciding whether stored results match a variant.
+LOCATION_ARGUMENTS = ("dataset_name", "output_dir", "decoded_cache_dir", "model_name_or_path")
+
+
+@dataclass
+class Section:
+    """A group of rows in the results table, with the paper's finding and our verdict beside it."""
+
+    title: str
+    variants: list[str]
+    paper: str | None = None
+    verdict: str | None = None
+
+
+@dataclass
+class Grid:
+    """A parsed grid file (see the module docstring).
+
+    Attributes:
+        path (`Path`): the grid file.
+        base (`Path`): the base recipe (a `configs/*.yaml` of `scripts/pretrain.py`).
+        overrides (`dict`): applied to every variant, before the variant's own.
+        evaluation (`dict`): [`LinearProbeArguments`] fields for every evaluation.
+        variants (`dict[str, dict]`): name -> overrides, in file order.
+        sections (`list[Section]`): grouping of the table; one section of all variants by default.
+        spread (`list[str]`): two variants that differ only by seed, or empty.
+    """
+
+    path: Path
+    base: Path
+    overrides: dict[str, Any]
+    evaluation: dict[str, Any]
+    variants: dict[str, dict[str, Any]]
+    sections: list[Section]
+    spread: list[str] = field(default_factory=list)
+
+
+def load_grid(path: str | Path) -> Grid:
+    """Read and check a grid file: every name and argument is checked before anything runs.
+
+    Raises:
+        ValueError: for a missing base recipe, an unknown argument, a section naming an unknown variant,
+            a variant name that cannot be a folder name, or a `spread` that is not two variants.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"grid file {path} not found; pass a YAML file with `base` and `variants`.")
+    spec = yaml.safe_load(path.read_text()) or {}
+    unknown = sorted(set(spec) - {"base", "overrides", "evaluation", "variants", "sections", "spread"})
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {unknown}; a grid has base, overrides, evaluation, variants, "
+                         f"sections, spread.")  # fmt: skip
+    if "base" not in spec or not spec.get("variants"):
+        raise ValueError(f"{path}: a grid needs `base` (a recipe file) and at least one entry in `variants`.")
+    base = Path(spec["base"])
+    if not base.is_file() and (path.parent / base).is_file():
+        base = Path(os.path.normpath(path.parent / base))
+    if not base.is_file():
+        raise ValueError(f"{path}: base recipe {spec['base']} not found (relative to the working directory or "
+                         f"to the grid file).")  # fmt: skip
+    variants = {str(name): dict(overrides or {}) for name, overrides in spec["variants"].items()}
+    for name in variants:
+        if not name or name.startswith(".") or "/" in name or name != name.strip():
+            raise ValueError(
+                f"{path}: variant name {name!r} must be usable as a folder name (no '/', no dot first)."
+            )
+    sections = [Section(**section) for section in spec.get("sections") or []]
+    sections = sections or [Section(title=path.stem, variants=list(variants))]
+    for section in sections:
+        missing = [name for name in section.variants if name not in variants]
+        if missing:
+            raise ValueError(f"{path}: section {section.title!r} names unknown variants {missing}; "
+                             f"variants are {list(variants)}.")  # fmt: skip
+    spread = list(spec.get("spread") or [])
+    if spread and (len(spread) != 2 or any(name not in variants for name in spread)):
+        raise ValueError(f"{path}: spread must name two variants (two seeds of one recipe); got {spread}.")
+    grid = Grid(path, base, dict(spec.get("overrides") or {}), dict(spec.get("evaluation") or {}), variants,
+                sections, spread)  # fmt: skip
+    for name in variants:  # parse every variant now: a typo fails here, not after hours of the grid
+        variant_arguments(grid, name, {}, Path("unused"), Path("unused"))
+    return grid
+
+
+@dataclass
+class VariantArguments:
+    """Everything one variant runs with."""
+
+    model: ModelArguments
+    data: DataArguments
+    training: PretrainingArguments
+    evaluation: LinearProbeArguments
+    overrides: dict[str, Any]  # the grid's, the command line's and the variant's, merged
+
+    def settings(self) -> dict[str, Any]:
+        """What the variant's results depend on (paths left out): stored with the results, compared on rerun."""
+        merged = run_arguments(self.model, self.data, self.training)
+        evaluation = {
+            f"evaluation.{key}": value for key, value in dataclasses.asdict(self.evaluation).items()
+        }
+        settings = {**merged, **evaluation}
+        location = {*LOCATION_ARGUMENTS, *(f"evaluation.{key}" for key in LOCATION_ARGUMENTS)}
+        return json.loads(json.dumps({k: v for k, v in settings.items() if k not in location}, default=str))
+
+
+def _as_argv(overrides: dict[str, Any]) -> list[str]:
+    return [item for key, value in overrides.items() for item in (f"--{key}", argument_text(value))]
+
+
+def argument_text(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return " ".join(str(item) for item in value)
+    return str(value)
+
+
+def variant_arguments(
+    grid: Grid, name: str, command_line: dict[str, Any], work_dir: Path, cache_dir: Path
+) -> VariantArguments:
+    """Parse the arguments of variant `name`: recipe, then grid overrides, command line, variant.
+
+    Raises:
+        ValueError: for an argument no dataclass knows (the message names the variant and the argument).
+    """
+    overrides = {**grid.overrides, **command_line, **grid.variants[name]}
+    pretraining_fields = {f.name for cls in PRETRAINING_ARGUMENTS for f in dataclasses.fields(cls)}
+    unknown = sorted(set(overrides) - pretraining_fields)
+    if unknown:
+        raise ValueError(f"{grid.path}: variant {name!r} sets {unknown}, which scripts/pretrain.py does not take "
+                         f"(see `python scripts/pretrain.py --help`).")  # fmt: skip
+    argv = recipe_arguments(str(grid.base)) + _as_argv(overrides)
+    argv += ["--output_dir", str(work_dir / name), "--decoded_cache_dir", str(cache_dir)]
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(PRETRAINING_ARGUMENTS)
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+
+    probe_fields = {f.name for f in dataclasses.fields(LinearProbeArguments)}
+    unknown = sorted(set(grid.evaluation) - probe_fields)
+    if unknown:
+        raise ValueError(
+            f"{grid.path}: evaluation sets {unknown}, which scripts/linear_probe.py does not take."
+        )
+    shared = {key: getattr(data_args, key) for key in SHARED_DATA_ARGUMENTS}
+    evaluation = {"features": "both", "skip_baseline": False, **shared, **grid.evaluation}
+    evaluation_args = LinearProbeArguments(
+        **{
+            **evaluation,
+            "model_name_or_path": str(work_dir / name),
+            "output_dir": str(work_dir / name),
+            "decoded_cache_dir": str(cache_dir),
+        }  # fmt: skip
+    )
+    return VariantArguments(model_args, data_args, training_args, evaluation_args, overrides)
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """`["num_train_epochs=1", "max_train_samples=512"]` -> `{"num_train_epochs": 1, "max_train_samples": 512}`.
+
+    Raises:
+        ValueError: for an item without `=`.
+    """
+    parsed = {}
+    for item in items:
+        key, separator, value = item.partition("=")
+        if not separator or not key:
+            raise ValueError(f"--override {item!r}: write key=value, e.g. --override num_train_epochs=1.")
+        parsed[key.strip().lstrip("-")] = yaml.safe_load(value)
+    return parsed

@@ -1,0 +1,279 @@
+"""The folders the package writes, as files: their names, atomic writes, saving and reading a model folder.
+
+A model folder written by [`save_model_folder`] holds the weights (safetensors), `config.json` with an
+`auto_map`, the modeling code for `trust_remote_code` (`CODE_FILES`), and a `preprocessor_config.json`, so
+that `AutoModel`, `AutoImageProcessor` and `pipeline("image-feature-extraction")` all work on it. Around it,
+the runs add their records (training arguments, log, results, cards, plots, checkpoints): every name a
+folder's file goes by is defined here, once, and every other module reads it from here.
+
+Every file is written complete or not at all: through a temporary name beside it, renamed into place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+from transformers import PreTrainedModel
+from transformers.utils import logging as transformers_logging
+
+from .configuration_simclr import SimCLRConfig
+from .image_processing_simclr import SimCLRImageProcessor
+from .modeling_simclr import SimCLRModel
+from .transforms import IMAGENET_MEAN, IMAGENET_STD, AugmentationConfig
+
+# ----------------------------------------------------------------------------------------------
+# File names
+# ----------------------------------------------------------------------------------------------
+
+# The model folder (what AutoModel, AutoImageProcessor and pipeline read).
+CONFIG_FILE = "config.json"
+IMAGE_PROCESSOR_FILE = "preprocessor_config.json"
+WEIGHTS_FILES = ("model.safetensors", "model.safetensors.index.json")  # one file, or sharded
+CODE_FILES = (
+    "configuration_simclr.py",
+    "modeling_simclr.py",
+    "loss.py",
+    "image_processing_simclr.py",
+    "transforms.py",
+)
+TRAINING_ARGS_FILE = "training_args.json"
+MODEL_CARD_FILE = "README.md"
+# The license a card and a timm export record unless told otherwise: the project's (pyproject.toml), as a
+# Hub license id.
+DEFAULT_LICENSE = "apache-2.0"
+
+# Pretraining's run files.
+CHECKPOINT_DIR = "checkpoints"
+SNAPSHOT_DIR = "snapshots"  # encoder-only copies at chosen epochs, never pruned
+LOG_HISTORY_FILE = "log_history.jsonl"
+TRACKER_PROJECT = "simclr"  # trackers that log to files (tensorboard) write into <output_dir>/simclr/
+
+# The evaluation's records and pictures.
+RESULTS_FILE = "results.json"
+FEATURE_CACHE_DIR = "feature_cache"
+TSNE_FILE = "tsne.png"
+NEIGHBORS_FILE = "nearest_neighbors.png"
+CONFUSION_FILE = "confusion_matrix.png"
+CURVES_FILE = "training_curves.png"
+SNAPSHOT_CURVE_FILE = "snapshot_curve.json"
+SNAPSHOT_TABLE_FILE = "snapshot_curve.md"
+SNAPSHOT_PLOT_FILE = "snapshot_curve.png"
+SNAPSHOT_TSNE_FILE = "snapshot_tsne.png"
+
+# Fine-tuning and the table that compares it with the probe.
+FINETUNE_RESULTS_FILE = "finetune_results.json"
+SEMI_SUPERVISED_FILE = "semi_supervised.json"
+SEMI_SUPERVISED_TABLE = "semi_supervised.md"
+
+# Kept in results/ folders: the commands' wall times and `gpu` (the experiment runner writes it too).
+WALL_TIMES_FILE = "wall_times.json"
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing files whole
+# ----------------------------------------------------------------------------------------------
+
+
+def write_text_atomically(path: str | Path, text: str) -> Path:
+    """Write `text` (UTF-8) to `path` through a temporary file beside it, renamed into place: never half-written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+    return path
+
+
+def write_json_atomically(path: str | Path, content: Any) -> Path:
+    """[`write_text_atomically`] of `content` as indented JSON (non-JSON values written as strings)."""
+    return write_text_atomically(path, json.dumps(content, indent=2, default=str) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    """The JSON content of `path`, or None when there is no such file."""
+    path = Path(path)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+# ----------------------------------------------------------------------------------------------
+# Saving a model folder
+# ----------------------------------------------------------------------------------------------
+
+
+def image_processor_for(augmentation: AugmentationConfig) -> SimCLRImageProcessor:
+    """The image processor of a model trained with `augmentation`: its evaluation view (size, statistics)."""
+    return SimCLRImageProcessor(
+        image_size=augmentation.image_size, image_mean=augmentation.mean, image_std=augmentation.std
+    )
+
+
+def save_model_folder(
+    model: PreTrainedModel,
+    output_dir: str | Path,
+    augmentation: AugmentationConfig,
+    training_args: dict[str, Any] | None = None,
+) -> Path:
+    """Save `model`, its image processor and the training arguments into `output_dir`.
+
+    Every file is first written into a temporary folder beside the target and then moved into place
+    with `os.replace`, so that no file in `output_dir` is ever half-written.
+
+    Args:
+        model (`PreTrainedModel`): a SimCLR model (its code files and `auto_map` are written too).
+        output_dir (`str` or `Path`): destination folder; created if needed, other files left alone.
+        augmentation (`AugmentationConfig`): gives the image size and normalisation of the processor.
+        training_args (`dict`, *optional*): written as `training_args.json`.
+
+    Returns:
+        `Path` of `output_dir`.
+    """
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".tmp-save-", dir=output_dir))
+    try:
+        model.save_pretrained(staging, safe_serialization=True)
+        image_processor_for(augmentation).save_pretrained(staging)
+        if training_args is not None:
+            (staging / TRAINING_ARGS_FILE).write_text(json.dumps(training_args, indent=2, default=str) + "\n")
+        for path in staging.iterdir():
+            os.replace(path, output_dir / path.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return output_dir
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading a model folder (local or on the Hub) back: config, encoder, evaluation view.
+# ----------------------------------------------------------------------------------------------
+
+
+def resolve_model_file(
+    model_name_or_path: str | Path, filename: str, revision: str | None = None
+) -> Path | None:
+    """Path of `filename` in a local model folder or a Hub repository (downloaded to the cache).
+
+    Args:
+        model_name_or_path (`str` or `Path`): a local folder or a Hub model id.
+        filename (`str`): a file of the folder, e.g. `"config.json"`.
+        revision (`str`, *optional*): Hub branch, tag or commit (ignored for a local folder).
+
+    Returns:
+        The file's `Path`, or None when the folder or repository has no such file (or, offline, when
+        the file is not in the cache).
+    """
+    local = Path(model_name_or_path).expanduser()
+    if local.is_dir():
+        path = local / filename
+        return path if path.is_file() else None
+    if local.is_absolute() or str(model_name_or_path).startswith((".", "~")) or local.exists():
+        return None  # a local path that is not a folder: never a Hub id
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HFValidationError, LocalEntryNotFoundError
+
+    try:
+        return Path(hf_hub_download(str(model_name_or_path), filename, revision=revision))
+    except (EntryNotFoundError, LocalEntryNotFoundError, HFValidationError):
+        return None
+
+
+def load_simclr_config(model_name_or_path: str | Path, revision: str | None = None) -> SimCLRConfig:
+    """Read the `SimCLRConfig` of a model folder, refusing anything that is not a SimCLR model.
+
+    Raises:
+        ValueError: if there is no `config.json` (not a model folder, a wrong path, or a Hub id that
+            is neither cached nor reachable), or its `model_type` is not `"simclr"`.
+    """
+    path = resolve_model_file(model_name_or_path, CONFIG_FILE, revision)
+    if path is None:
+        raise ValueError(
+            f"{model_name_or_path}: no {CONFIG_FILE} found, so it is not a model folder. Pass the folder "
+            f"written by pretraining (config.json, model.safetensors, ...) or a Hub id of a SimCLR model "
+            f"(offline, the repository must already be in the Hugging Face cache)."
+        )
+    try:
+        config_dict = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); re-save the model folder.") from error
+    model_type = config_dict.get("model_type")
+    if model_type != SimCLRConfig.model_type:
+        raise ValueError(
+            f"{model_name_or_path} holds a {model_type!r} model ({CONFIG_FILE} model_type), not a SimCLR "
+            f"model ('simclr'). Pass a folder written by hf_simclr's pretraining."
+        )
+    return SimCLRConfig.from_dict(config_dict)
+
+
+def load_encoder(model_name_or_path: str | Path, revision: str | None = None) -> SimCLRModel:
+    """Load the encoder f(.) of a SimCLR model folder (a pretraining checkpoint or an encoder), in eval mode.
+
+    Args:
+        model_name_or_path (`str` or `Path`): a local folder or a Hub model id.
+        revision (`str`, *optional*): Hub branch, tag or commit.
+
+    Returns:
+        [`SimCLRModel`] in eval mode; its forward gives h as `pooler_output` `(B, hidden_size)`.
+
+    Raises:
+        ValueError: if the folder is not a SimCLR model or its weights lack encoder tensors (which
+            would otherwise be left randomly initialised).
+    """
+    load_simclr_config(model_name_or_path, revision)
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()  # a pretraining folder's head weights are expected extras
+    try:
+        encoder, info = SimCLRModel.from_pretrained(
+            model_name_or_path, revision=revision, output_loading_info=True
+        )
+    except OSError as error:
+        raise ValueError(
+            f"{model_name_or_path}: cannot load the weights ({error}); the folder needs model.safetensors "
+            f"as written by hf_simclr.model_folder.save_model_folder."
+        ) from error
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+    missing = list(info["missing_keys"])
+    if missing:
+        raise ValueError(
+            f"{model_name_or_path}: the weights lack {len(missing)} encoder tensors (e.g. {missing[:3]}), "
+            f"which would stay random. Pass a folder saved from SimCLRModel or SimCLRForPreTraining."
+        )
+    return encoder.eval()
+
+
+def eval_augmentation_for(
+    model_name_or_path: str | Path, config: SimCLRConfig | None = None, revision: str | None = None
+) -> AugmentationConfig:
+    """The image size and normalisation the model was trained with, for `EvalTransform`.
+
+    Read from the folder's `preprocessor_config.json`; without one, from the config's `image_size`
+    with ImageNet statistics (a warning says so).
+
+    Returns:
+        `AugmentationConfig` whose `image_size`, `mean` and `std` are the model's (other fields default).
+    """
+    path = resolve_model_file(model_name_or_path, IMAGE_PROCESSOR_FILE, revision)
+    if path is not None:
+        processor = json.loads(path.read_text())
+        size = processor.get("size") or {}  # folders saved before SimCLRImageProcessor: ViTImageProcessor
+        image_size = (
+            processor.get("image_size")
+            or size.get("height")
+            or size.get("shortest_edge")
+            or (processor.get("crop_size") or {}).get("height")
+        )
+        mean, std = processor.get("image_mean"), processor.get("image_std")
+        if image_size and mean and std:
+            return AugmentationConfig(image_size=int(image_size), mean=tuple(mean), std=tuple(std))
+    config = config or load_simclr_config(model_name_or_path, revision)
+    warnings.warn(
+        f"{model_name_or_path}: no usable {IMAGE_PROCESSOR_FILE}; evaluating at the config's image_size="
+        f"{config.image_size} with ImageNet mean/std. Re-save the folder with save_model_folder to fix it.",
+        stacklevel=2,
+    )
+    return AugmentationConfig(image_size=config.image_size, mean=IMAGENET_MEAN, std=IMAGENET_STD)

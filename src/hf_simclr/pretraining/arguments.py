@@ -1,0 +1,330 @@
+"""What a pretraining run is: the model, the data and views, and how long and how to optimise.
+
+Each dataclass checks its values when the arguments are parsed ([`hf_simclr.arguments.check_arguments`]),
+before any data is loaded; every hyperparameter has its unit and a tuning hint in its help.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+
+import datasets
+
+from ..arguments import check_arguments, recipe_arguments
+from ..configuration_simclr import SimCLRConfig
+from ..data import load_image_dataset
+from ..hub import check_repo_id
+from ..transforms import AugmentationConfig, augmentation_preset
+
+# Base learning rates for a global batch of 256 (scaled linearly, Goyal et al. 2017) and weight decay.
+OPTIMIZER_DEFAULTS = {
+    "lars": {"learning_rate": 0.3, "weight_decay": 1e-6},  # SimCLR paper, Appendix B.1
+    "sgd": {"learning_rate": 0.06, "weight_decay": 5e-4},  # common CIFAR recipe
+    "adamw": {"learning_rate": 1e-3, "weight_decay": 1e-4},
+}
+
+
+@dataclass
+class ModelArguments:
+    """Architecture of the model to pretrain (stored in its `SimCLRConfig`)."""
+
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Start from this SimCLR folder or Hub id instead of a fresh model."}
+    )
+    backbone: str = field(default="resnet18", metadata={"help": "timm CNN name: resnet18, resnet50, ..."})
+    cifar_stem: bool | None = field(
+        default=None,
+        metadata={"help": "3x3 stride-1 stem without max-pool; default: on for images <= 64px (CIFAR)."},
+    )
+    backbone_kwargs: str | None = field(
+        default=None, metadata={"help": "JSON dict for timm.create_model, e.g. '{\"drop_path_rate\": 0.1}'."}
+    )
+    projection_layers: int = field(default=2, metadata={"help": "0 none, 1 linear, 2+ MLP (paper: 2)."})
+    projection_hidden_dim: int | None = field(default=None, metadata={"help": "Default: backbone width."})
+    projection_dim: int = field(default=128, metadata={"help": "Width of z (paper: 128)."})
+    projection_batch_norm: bool = field(default=True, metadata={"help": "BatchNorm in the MLP head."})
+    loss_temperature: float = field(
+        default=0.5,
+        metadata={"help": "NT-Xent temperature; 0.5 suits CIFAR, 0.1-0.2 larger batches/ImageNet."},
+    )
+
+    def __post_init__(self) -> None:
+        if self.model_name_or_path is None:
+            self.config(image_size=224)  # SimCLRConfig checks every value; the view size is checked later
+
+    def config(self, image_size: int) -> SimCLRConfig:
+        """The `SimCLRConfig` these arguments describe, for views of `image_size` pixels."""
+        try:
+            backbone_kwargs = json.loads(self.backbone_kwargs) if self.backbone_kwargs else {}
+        except json.JSONDecodeError:
+            backbone_kwargs = None
+        example = """'{"drop_path_rate": 0.1}'"""
+        check_arguments(
+            self, {"backbone_kwargs": (isinstance(backbone_kwargs, dict), f"a JSON dict, e.g. {example}")}
+        )
+        return SimCLRConfig(
+            backbone=self.backbone,
+            cifar_stem=image_size <= 64 if self.cifar_stem is None else self.cifar_stem,
+            backbone_kwargs=backbone_kwargs,
+            projection_layers=self.projection_layers,
+            projection_hidden_dim=self.projection_hidden_dim,
+            projection_dim=self.projection_dim,
+            projection_batch_norm=self.projection_batch_norm,
+            loss_temperature=self.loss_temperature,
+            image_size=image_size,
+        )
+
+
+@dataclass
+class DataArguments:
+    """Where the images come from and how the two views are made."""
+
+    dataset_name: str = field(
+        metadata={
+            "help": "Hub name (uoft-cs/cifar10, jxie/stl10), local parquet/imagefolder dir or save_to_disk dir."
+        }
+    )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Dataset configuration name."})
+    dataset_revision: str | None = field(default=None, metadata={"help": "Pin the dataset's Hub revision."})
+    train_split: str = field(
+        default="train", metadata={"help": "Pretraining split(s), e.g. train+unlabeled."}
+    )
+    eval_split: str | None = field(
+        default="test",
+        metadata={
+            "help": "Labeled split queried by the kNN monitor (the pretraining images are its memory)."
+        },
+    )
+    image_column: str | None = field(default=None, metadata={"help": "Default: found automatically."})
+    label_column: str | None = field(default=None, metadata={"help": "Default: found automatically."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Pretrain on a seeded subset."})
+    max_eval_samples: int | None = field(
+        default=None,
+        metadata={"help": "Queries of the kNN monitor (seeded subset); default: as many as training images."},
+    )
+    preset: str = field(
+        default="cifar10", metadata={"help": "Augmentation preset: cifar10, stl10, imagenet."}
+    )
+    image_size: int | None = field(default=None, metadata={"help": "Override the preset's view size."})
+    crop_scale_min: float | None = field(default=None, metadata={"help": "Smallest crop area (paper 0.08)."})
+    crop_scale_max: float | None = field(default=None, metadata={"help": "Largest crop area (1.0)."})
+    horizontal_flip_p: float | None = field(default=None, metadata={"help": "Flip probability (0.5)."})
+    color_jitter_strength: float | None = field(
+        default=None,
+        metadata={"help": "Paper's s: 0.5 for CIFAR, 1.0 for ImageNet; the strongest single knob."},
+    )
+    color_jitter_p: float | None = field(default=None, metadata={"help": "Jitter probability (0.8)."})
+    grayscale_p: float | None = field(default=None, metadata={"help": "Grayscale probability (0.2)."})
+    blur_p: float | None = field(default=None, metadata={"help": "Blur probability (0.5 >= 96px, 0 CIFAR)."})
+    augment_on: str = field(
+        default="auto",
+        metadata={
+            "help": "gpu: batched on the training device (fast); cpu: torchvision in workers; auto: gpu."
+        },
+    )
+    dataloader_num_workers: int = field(default=4, metadata={"help": "CPU pipeline workers per process."})
+    decoded_cache_dir: str | None = field(
+        default=None, metadata={"help": "Folder for the decoded uint8 training split (.npy, memory-mapped)."}
+    )
+
+    def __post_init__(self) -> None:
+        subset = "a positive number of images (unset: the whole split)"
+        check_arguments(self, {
+            "max_train_samples": (self.max_train_samples is None or self.max_train_samples >= 1, subset),
+            "max_eval_samples": (self.max_eval_samples is None or self.max_eval_samples >= 1, subset),
+            "dataloader_num_workers": (self.dataloader_num_workers >= 0, ">= 0 (0: decode in the main process)"),
+            "augment_on": (self.augment_on in ("auto", "gpu", "cpu"), "gpu, cpu or auto"),
+        })  # fmt: skip
+        self.augmentation()  # AugmentationConfig checks the preset, view size, crop scale and probabilities
+
+    def load_split(
+        self, split: str, max_samples: int | None, seed: int = 0, require_labels: bool = False
+    ) -> datasets.Dataset:
+        """`split` of `--dataset_name` in the package's one layout (`image`, optional `label`)."""
+        return load_image_dataset(
+            self.dataset_name, self.dataset_config_name, split, self.image_column, self.label_column,
+            max_samples, self.dataset_revision, seed=seed, require_labels=require_labels,
+        )  # fmt: skip
+
+    def augmentation(self) -> AugmentationConfig:
+        overrides = {
+            "image_size": self.image_size,
+            "horizontal_flip_p": self.horizontal_flip_p,
+            "color_jitter_strength": self.color_jitter_strength,
+            "color_jitter_p": self.color_jitter_p,
+            "grayscale_p": self.grayscale_p,
+            "blur_p": self.blur_p,
+        }
+        if self.crop_scale_min is not None or self.crop_scale_max is not None:
+            base = augmentation_preset(self.preset).crop_scale
+            overrides["crop_scale"] = (
+                base[0] if self.crop_scale_min is None else self.crop_scale_min,
+                base[1] if self.crop_scale_max is None else self.crop_scale_max,
+            )
+        return augmentation_preset(self.preset, **overrides)
+
+
+@dataclass
+class PretrainingArguments:
+    """How long and how to optimise; saved with every checkpoint and the final model."""
+
+    output_dir: str = field(metadata={"help": "Model folder, checkpoints/ and logs are written here."})
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Start afresh in an --output_dir that holds another run: its checkpoints, model, "
+                  "logs and probe results are deleted first. Without it, such a folder is refused."},
+    )  # fmt: skip
+    num_train_epochs: float = field(default=100, metadata={"help": "Epochs (paper: 100-1000; longer helps)."})
+    max_steps: int = field(default=-1, metadata={"help": "If > 0, train this many steps, ignoring epochs."})
+    per_device_train_batch_size: int = field(
+        default=256,
+        metadata={"help": "Images per process; the global batch (x processes) sets the negatives."},
+    )
+    optimizer: str = field(default="lars", metadata={"help": "lars (paper), sgd or adamw."})
+    learning_rate: float | None = field(
+        default=None,
+        metadata={"help": "Base LR for a global batch of 256: lr = learning_rate * global_batch / 256. "
+                  "Default: 0.3 for LARS (paper), 0.06 for SGD, 1e-3 for AdamW."},
+    )  # fmt: skip
+    weight_decay: float | None = field(
+        default=None,
+        metadata={"help": "Default: 1e-6 LARS (paper), 5e-4 SGD, 1e-4 AdamW. Never on biases/norms."},
+    )
+    momentum: float = field(default=0.9, metadata={"help": "Momentum of LARS and SGD."})
+    warmup_epochs: float = field(
+        default=10, metadata={"help": "Linear warmup before cosine decay (paper: 10)."}
+    )
+    seed: int = field(default=42, metadata={"help": "Seeds model init, data order and augmentation."})
+    mixed_precision: str = field(default="auto", metadata={"help": "no, bf16, fp16, or auto (bf16 on GPU)."})
+    torch_compile: bool = field(
+        default=False, metadata={"help": "torch.compile the model (faster on GPU after a ~1 min compile)."}
+    )
+    sync_batchnorm: bool = field(default=True, metadata={"help": "SyncBatchNorm with >1 GPU process."})
+    logging_steps: int = field(default=50, metadata={"help": "Log (and sync with the device) every N steps."})
+    checkpointing_steps: str = field(
+        default="epoch",
+        metadata={
+            "help": "Checkpoint every N steps, 'epoch', or 'none' (no resumable checkpoints: short runs)."
+        },
+    )
+    checkpoints_total_limit: int = field(
+        default=2, metadata={"help": "Keep the last K checkpoints (0: keep all)."}
+    )
+    resume_from_checkpoint: str | None = field(
+        default=None, metadata={"help": "'latest' or a checkpoint path."}
+    )
+    knn_every_epochs: int = field(default=10, metadata={"help": "kNN monitor every N epochs (0: off)."})
+    knn_k: int = field(default=10, metadata={"help": "Neighbours of the kNN monitor."})
+    report_to: str = field(
+        default="tensorboard", metadata={"help": "Trackers: tensorboard, wandb, all, none."}
+    )
+    push_to_hub: bool = field(
+        default=False,
+        metadata={"help": "Upload the final folder to --hub_model_id; run linear_probe.py and push_to_hub.py "
+                  "afterwards to add results.json and the model card."},
+    )  # fmt: skip
+    hub_model_id: str | None = field(
+        default=None, metadata={"help": "Hub repo, e.g. org/simclr-resnet18-stl10."}
+    )
+    hub_private_repo: bool = field(default=False, metadata={"help": "Create the Hub repo as private."})
+    snapshot_epochs: str | None = field(
+        default=None,
+        metadata={"help": "Comma-separated epochs, e.g. 1,25,50,100: keep the encoder (weights + config, an "
+                  "AutoModel folder, not a resumable checkpoint) in <output_dir>/snapshots/epoch_N, never "
+                  "pruned; for studying how the representation matures."},
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZER_DEFAULTS:
+            raise ValueError(
+                f"--optimizer {self.optimizer} unknown; choose one of {sorted(OPTIMIZER_DEFAULTS)}."
+            )
+        defaults = OPTIMIZER_DEFAULTS[self.optimizer]
+        if self.learning_rate is None:
+            self.learning_rate = defaults["learning_rate"]
+        if self.weight_decay is None:
+            self.weight_decay = defaults["weight_decay"]
+        if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
+            raise ValueError(f"--mixed_precision {self.mixed_precision} unknown; use no, bf16, fp16 or auto.")
+        finite, every = math.isfinite, self.checkpointing_steps
+        check_arguments(self, {
+            "num_train_epochs": ((finite(self.num_train_epochs) and self.num_train_epochs > 0) or self.max_steps > 0,
+                                 "> 0 (or give --max_steps)"),
+            "max_steps": (self.max_steps == -1 or self.max_steps > 0,
+                          "a positive number of steps, or -1 to train for --num_train_epochs"),
+            "per_device_train_batch_size": (self.per_device_train_batch_size >= 1, "a positive integer"),
+            "learning_rate": (finite(self.learning_rate) and self.learning_rate > 0,
+                              "> 0 (the base rate for a global batch of 256)"),
+            "weight_decay": (finite(self.weight_decay) and self.weight_decay >= 0, ">= 0"),
+            "momentum": (0 <= self.momentum < 1, "in [0, 1), e.g. 0.9"),
+            "warmup_epochs": (finite(self.warmup_epochs) and self.warmup_epochs >= 0, ">= 0 (0: no warmup)"),
+            "seed": (0 <= self.seed < 2**32, "in [0, 2**32)"),
+            "logging_steps": (self.logging_steps >= 1, "a positive integer"),
+            "checkpointing_steps": (every in ("epoch", "none") or (every.isdigit() and int(every) > 0),
+                                    "a positive integer, 'epoch' or 'none'"),
+            "checkpoints_total_limit": (self.checkpoints_total_limit >= 0, ">= 0 (0: keep every checkpoint)"),
+            "knn_every_epochs": (self.knn_every_epochs >= 0, ">= 0 (0: no kNN monitor)"),
+            "knn_k": (self.knn_k >= 1, "a positive integer"),
+        })  # fmt: skip
+        if self.overwrite_output_dir and self.resume_from_checkpoint:
+            raise ValueError(
+                "--overwrite_output_dir deletes the run that --resume_from_checkpoint continues: give one of them "
+                "(resume an interrupted run, or start afresh)."
+            )
+        if self.push_to_hub and not self.hub_model_id:
+            raise ValueError("--push_to_hub needs --hub_model_id (e.g. org/simclr-resnet18-stl10).")
+        if self.push_to_hub:
+            check_repo_id(self.hub_model_id)
+        self.snapshot_epochs = parse_snapshot_epochs(self.snapshot_epochs)
+        if self.max_steps <= 0:  # with --max_steps the last epoch is known once the data is loaded
+            check_snapshot_epochs(self.snapshot_epochs, math.floor(self.num_train_epochs))
+
+
+def parse_snapshot_epochs(value: str | list[int] | tuple[int, ...] | None) -> list[int]:
+    """`--snapshot_epochs` (`"1,25,50"` or a list of ints) as a sorted list of distinct positive epochs.
+
+    Raises:
+        ValueError: for anything that is not a positive integer.
+    """
+    if value is None or value == "":
+        return []
+    items = [item.strip() for item in value.split(",")] if isinstance(value, str) else list(value)
+    epochs = []
+    for item in items:
+        if isinstance(item, bool) or not str(item).isdigit() or int(item) < 1:
+            raise ValueError(
+                f"--snapshot_epochs {value}: {item!r} is not a positive whole epoch; give epochs such as 1,25,50,100."
+            )
+        epochs.append(int(item))
+    return sorted(set(epochs))
+
+
+def check_snapshot_epochs(epochs: list[int], last_epoch: int) -> None:
+    """Refuse snapshot epochs the run never finishes (`last_epoch`: its last complete epoch)."""
+    beyond = [epoch for epoch in epochs if epoch > last_epoch]
+    if beyond:
+        raise ValueError(
+            f"--snapshot_epochs: epoch {beyond[0]} is beyond the end of the run, whose last complete epoch is "
+            f"{last_epoch}; drop it or train longer (--num_train_epochs / --max_steps)."
+        )
+
+
+PRETRAINING_ARGUMENTS = (ModelArguments, DataArguments, PretrainingArguments)
+
+
+def parse_pretraining_arguments(
+    argv: list[str],
+) -> tuple[ModelArguments, DataArguments, PretrainingArguments]:
+    """`scripts/pretrain.py`'s command line: an optional recipe file first (`configs/*.yaml`), then flags
+    that override it. A value out of range prints the usage and the message, and exits with code 2."""
+    from transformers import HfArgumentParser
+
+    if argv and argv[0].endswith((".json", ".yaml", ".yml")):
+        argv = recipe_arguments(argv[0]) + argv[1:]
+    parser = HfArgumentParser(PRETRAINING_ARGUMENTS)
+    try:
+        return tuple(parser.parse_args_into_dataclasses(args=argv))
+    except ValueError as error:  # a value out of range: usage and the message, no traceback (exit code 2)
+        parser.error(str(error))

@@ -1,0 +1,175 @@
+"""Checkpoints that resume exactly, or refuse to: the step, `save_state`, and the settings a resume must share.
+
+A checkpoint `checkpoints/step_N` holds the model, optimizer, RNG states and step (`accelerate`'s
+`save_state`) and `resume_settings.json`; it is written as `.tmp-step_N` and renamed when complete. A resume
+from it is refused when this run's settings differ from its own (each difference named).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import re
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import datasets
+from accelerate import Accelerator
+
+from ..configuration_simclr import SimCLRConfig
+from ..model_folder import CHECKPOINT_DIR
+
+# Written into each checkpoint: what a resumed run must share with it (see `resume_settings`).
+RESUME_SETTINGS_FILE = "resume_settings.json"
+# The architecture a resume must keep: every argument of SimCLRConfig (backbone, head, image size, ...).
+ARCHITECTURE_SETTINGS = tuple(
+    name for name in inspect.signature(SimCLRConfig.__init__).parameters if name not in ("self", "kwargs")
+)
+# Where each resume setting comes from, for the message that refuses a mismatch (default: --<name>).
+RESUME_SETTING_SOURCES = {
+    "global_batch_size": "--per_device_train_batch_size x processes",
+    "num_train_samples": "--dataset_name, --train_split, --max_train_samples",
+    "dataset_fingerprint": "--dataset_name, --train_split, --max_train_samples, --seed",
+    "total_steps": "--num_train_epochs or --max_steps, with the global batch",
+    "warmup_steps": "--warmup_epochs, with the global batch",
+    "image_size": "--image_size or --preset",
+}
+
+
+class TrainState:
+    """Optimizer steps taken so far; checkpointed with the model through `register_for_checkpointing`."""
+
+    def __init__(self) -> None:
+        self.step = 0
+
+    def state_dict(self) -> dict[str, int]:
+        return {"step": self.step}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.step = int(state["step"])
+
+
+def checkpoint_step(path: Path) -> int:
+    """N of a checkpoint folder `step_N`."""
+    return int(path.name.split("_")[1])
+
+
+def list_checkpoints(output_dir: Path) -> list[Path]:
+    """The finished checkpoints `checkpoints/step_N` of a run, oldest first."""
+    root = output_dir / CHECKPOINT_DIR
+    finished = [p for p in root.glob("step_*") if re.fullmatch(r"step_\d+", p.name)] if root.is_dir() else []
+    return sorted(finished, key=checkpoint_step)
+
+
+def find_checkpoint(output_dir: Path, resume_from_checkpoint: str) -> Path:
+    """Resolve `latest` (the highest `checkpoints/step_N`) or a path; clear error if there is none."""
+    if resume_from_checkpoint != "latest":
+        path = Path(resume_from_checkpoint)
+        if not path.is_dir():
+            raise ValueError(f"--resume_from_checkpoint {path} is not a checkpoint folder.")
+        return path
+    candidates = list_checkpoints(output_dir)
+    if not candidates:
+        raise ValueError(f"--resume_from_checkpoint latest: no checkpoint in {output_dir / CHECKPOINT_DIR}.")
+    return candidates[-1]
+
+
+def resume_settings(
+    config: SimCLRConfig,
+    dataset: datasets.Dataset,
+    optimizer: str,
+    global_batch: int,
+    total_steps: int,
+    warmup_steps: int,
+) -> dict[str, Any]:
+    """What a resumed run must share with its checkpoint, saved in each one as `resume_settings.json`.
+
+    The step counter only means the same thing with the same data (length and `datasets` fingerprint)
+    and global batch; the optimizer's state only loads into the same optimizer and architecture
+    (`SimCLRConfig`); the learning-rate schedule is set by the total and warmup steps. The learning rate
+    itself may change (e.g. lowered after a non-finite loss).
+
+    Returns:
+        `dict` of JSON values, as read back from a checkpoint.
+    """
+    settings = {
+        "global_batch_size": global_batch,
+        "num_train_samples": len(dataset),
+        "dataset_fingerprint": dataset._fingerprint,
+        "optimizer": optimizer,
+        "total_steps": total_steps,
+        "warmup_steps": warmup_steps,
+        **{name: getattr(config, name) for name in ARCHITECTURE_SETTINGS},
+    }
+    return json.loads(json.dumps(settings))
+
+
+def check_resume_settings(checkpoint: Path, settings: dict[str, Any]) -> None:
+    """Refuse to resume from `checkpoint` unless this run's `settings` ([`resume_settings`]) are its own.
+
+    A checkpoint written before checkpoints held their settings resumes with a warning: it comes from
+    this package's earlier version, whose runs should stay resumable.
+
+    Raises:
+        ValueError: naming every setting that differs, with the checkpoint's value and this run's.
+    """
+    path = checkpoint / RESUME_SETTINGS_FILE
+    if not path.is_file():
+        warnings.warn(
+            f"{checkpoint} has no {RESUME_SETTINGS_FILE} (it predates them), so this resume is unchecked: it "
+            f"must use the batch size, data, optimizer, epochs and architecture of the run that wrote it.",
+            stacklevel=2,
+        )
+        return
+    saved = json.loads(path.read_text())
+    differences = [
+        f"{name}: {saved.get(name)!r} in the checkpoint, {value!r} now ({RESUME_SETTING_SOURCES.get(name, '--' + name)})"
+        for name, value in settings.items()
+        if saved.get(name) != value
+    ]
+    if differences:
+        raise ValueError(
+            f"Cannot resume from {checkpoint}: this run's settings differ from those of the run that wrote it.\n  "
+            + "\n  ".join(differences)
+            + "\nResume with the checkpoint's settings, or start a new run (another --output_dir, or "
+            "--overwrite_output_dir)."
+        )
+
+
+def save_checkpoint(
+    accelerator: Accelerator, output_dir: Path, step: int, keep: int, settings: dict[str, Any]
+) -> None:
+    """`save_state` and the run's `settings` into a temporary folder renamed into place, then drop all
+    but the last `keep` (0: keep all)."""
+    root = output_dir / CHECKPOINT_DIR
+    final = root / f"step_{step}"
+    staging = root / f".tmp-step_{step}"
+    if accelerator.is_main_process:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(staging))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (staging / RESUME_SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(staging, final)
+        finished = list_checkpoints(output_dir)
+        for old in finished[:-keep] if keep > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def drop_checkpoints_from(accelerator: Accelerator, output_dir: Path, step: int) -> Path | None:
+    """Remove checkpoints taken after `step` or more updates; return the last one left, if any."""
+    finished = list_checkpoints(output_dir)
+    if accelerator.is_main_process:
+        for path in finished:
+            if checkpoint_step(path) >= step:
+                shutil.rmtree(path, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    kept = [path for path in finished if checkpoint_step(path) < step]
+    return kept[-1] if kept else None

@@ -1,0 +1,159 @@
+"""`pretrain`: setup -> a loop of steps -> the saved model.
+
+One step is [`train_step`]: the learning rate of the step, forward (two views -> h -> z -> NT-Xent, negatives
+from every process), backward, update. What happens after a step is [`after_step`]: the interval log (which
+also reads back the loss and stops on a non-finite one), the kNN monitor and snapshots at the end of an
+epoch, and checkpoints; each is asked of the run's plan, and each is a short function.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..devices import device_description
+from ..hub import push_model_folder
+from ..model_folder import SNAPSHOT_DIR, save_model_folder
+from ..transforms import AugmentationConfig
+from .arguments import DataArguments, ModelArguments, PretrainingArguments
+from .checkpoints import save_checkpoint
+from .log import log_record
+from .setup import Run, start_run
+
+
+def pretrain(
+    model_args: ModelArguments, data_args: DataArguments, args: PretrainingArguments
+) -> dict[str, Any]:
+    """Pretrain a SimCLR model and write it to `args.output_dir`; returns a summary of the run.
+
+    Returns:
+        `dict` with `steps`, `steps_per_epoch`, `global_batch_size`, `wall_time_seconds` and `device`
+        (also saved in `training_args.json`).
+    """
+    started = time.time()
+    run = start_run(model_args, data_args, args)
+    progress = tqdm(
+        total=run.plan.total_steps, initial=run.state.step, disable=not run.accelerator.is_local_main_process
+    )
+    run.model.train()
+    for pixel_values in run.views.from_step(run.state.step):
+        learning_rate = train_step(run, pixel_values)
+        progress.update(1)
+        after_step(run, learning_rate, progress)
+    progress.close()
+    return finish_run(run, time.time() - started)
+
+
+def train_step(run: Run, pixel_values: torch.Tensor) -> float:
+    """One optimizer update on the views `(2B, 3, S, S)` of step `run.state.step`; returns its learning rate.
+
+    The loss and contrastive top-1 stay on the device (summed by the log, watched by the watch).
+    """
+    learning_rate = run.plan.learning_rate(run.state.step)
+    for group in run.optimizer.param_groups:
+        group["lr"] = learning_rate
+    output = run.model(pixel_values=pixel_values)
+    run.accelerator.backward(output.loss)
+    run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    loss = output.loss.detach()
+    run.watch.observe(loss, run.state.step)
+    run.log.add(loss, output.contrastive_top1.detach())
+    run.state.step += 1
+    return learning_rate
+
+
+def after_step(run: Run, learning_rate: float, progress: tqdm) -> None:
+    """What the plan asks for after `run.state.step` steps: log, kNN monitor, snapshot, checkpoint."""
+    done, plan = run.state.step, run.plan
+    if plan.logs_after(done):
+        run.watch.check_loss()  # before any checkpoint: none may hold weights a non-finite loss spoiled
+        run.log.write(done, learning_rate, progress)
+    if run.monitor is not None and plan.monitors_after(done):
+        monitor_knn(run)
+    if plan.snapshots_after(done):
+        # Before the checkpoint: a run resumed from it has already written this snapshot.
+        epoch = plan.completed_epochs(done)
+        run.watch.check_weights(run.model, f"at the end of epoch {epoch}", "no snapshot written")
+        save_snapshot(run.accelerator, run.model, run.output_dir, epoch, run.augmentation,
+                      {**run.config, "steps": done})  # fmt: skip
+    if plan.checkpoints_after(done):
+        run.watch.check_weights(run.model, f"after step {done}", "stopping", drop_from=done)
+        save_checkpoint(run.accelerator, run.output_dir, done, run.args.checkpoints_total_limit, run.settings)
+
+
+def monitor_knn(run: Run) -> None:
+    """kNN top-1 of the encoder as it is now, logged with the epoch and what the check cost."""
+    encoder = run.accelerator.unwrap_model(run.model).simclr
+    started = time.time()
+    knn = run.monitor(encoder, run.accelerator.device, progress=run.accelerator.is_local_main_process)
+    record = {"step": run.state.step, "epoch": run.plan.completed_epochs(run.state.step), "knn_top1": knn,
+              "knn_seconds": round(time.time() - started, 2)}  # fmt: skip
+    log_record(run.accelerator, run.log.log_file, record)
+    run.log.restart_clock()  # the check is not training time
+
+
+def finish_run(run: Run, wall_time: float) -> dict[str, Any]:
+    """Save the model folder (and push it with `--push_to_hub`); returns the run's summary."""
+    accelerator, plan = run.accelerator, run.plan
+    num_processes = plan.world_size if accelerator.device.type == "cuda" else 1
+    summary = {"steps": run.state.step, "steps_per_epoch": plan.steps_per_epoch,
+               "global_batch_size": plan.global_batch, "wall_time_seconds": wall_time,
+               "device": device_description(num_processes)}  # fmt: skip
+    accelerator.wait_for_everyone()
+    # Checked at every checkpoint too; this run may have taken none.
+    run.watch.check_weights(run.model, f"after step {run.state.step}", "the model is not saved")
+    if accelerator.is_main_process:
+        unwrapped = accelerator.unwrap_model(run.model)
+        save_model_folder(unwrapped, run.output_dir, run.augmentation, {**run.config, **summary})
+        if run.args.push_to_hub:
+            # No probe has run yet: results.json and the card come with scripts/push_to_hub.py later.
+            push_model_folder(
+                run.output_dir,
+                run.args.hub_model_id,
+                private=run.args.hub_private_repo,
+                require_results=False,
+            )
+    accelerator.end_training()
+    return summary
+
+
+def save_snapshot(
+    accelerator: Accelerator,
+    model: nn.Module,
+    output_dir: Path,
+    epoch: int,
+    augmentation: AugmentationConfig,
+    training_args: dict[str, Any],
+) -> Path | None:
+    """Keep the encoder at the end of `epoch` in `<output_dir>/snapshots/epoch_N` (main process only).
+
+    The folder holds what `AutoModel.from_pretrained` needs (config, weights of f(.) only, image processor,
+    code files) and `training_args.json` with the step reached; no optimizer state, so it is a picture
+    of the representation, not a point to resume from. It is written under a temporary name and renamed
+    into place, and checkpoint pruning never touches it.
+
+    Returns:
+        The snapshot folder on the main process, None on the others.
+
+    The caller checks that the weights are finite first ([`NonFiniteWatch.check_weights`]).
+    """
+    if not accelerator.is_main_process:
+        return None
+    root = output_dir / SNAPSHOT_DIR
+    final, staging = root / f"epoch_{epoch}", root / f".tmp-epoch_{epoch}"
+    shutil.rmtree(staging, ignore_errors=True)
+    encoder = accelerator.unwrap_model(model).simclr
+    save_model_folder(encoder, staging, augmentation, {**training_args, "snapshot_epoch": epoch})
+    if final.exists():  # a resumed run writes it again: the same weights, as resume is exact
+        shutil.rmtree(final)
+    os.replace(staging, final)
+    return final

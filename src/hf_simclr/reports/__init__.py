@@ -1,0 +1,1 @@
+"""Reports written from the runs' files alone (no weights, no network): the model card, the plots, the tables."""
