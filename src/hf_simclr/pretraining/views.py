@@ -1,11 +1,15 @@
 """Each step's two views, whatever `--augment_on` says: the loop asks for views from a step on, and gets them.
 
+Both ways take the same images at every step ([`BatchOrder`]: each epoch a permutation drawn from
+`seed + epoch`, each process its slice of the global batch) and draw each step's augmentation from a
+generator seeded by (seed, step, rank), so a resumed run sees exactly the views of an uninterrupted one, and
+the views do not depend on the number of DataLoader workers.
+
 - [`GPUViews`] (`--augment_on gpu`): the training split is decoded once to a uint8 tensor that lives on the
-  training device; every step indexes a batch of it ([`DeviceBatches`]) and augments it there in one batched
-  pass (`gpu_transforms`). Each step's random draws come from a generator seeded by (seed, step, rank), so a
-  resumed run sees exactly the views of an uninterrupted one. On a machine without GPU this runs on the CPU.
-- [`CPUViews`] (`--augment_on cpu`): the classic torchvision pipeline in DataLoader workers, resumed with
-  Accelerate's `set_epoch` and `skip_first_batches`.
+  training device; every step indexes a batch of it and augments it there in one batched pass
+  (`gpu_transforms`). On a machine without GPU this runs on the CPU.
+- [`CPUViews`] (`--augment_on cpu`): the classic torchvision pipeline in DataLoader workers, one step's batch
+  per worker task.
 
 Both give `(2B, 3, S, S)` float views, the first view of each image in rows [0, B), the second in [B, 2B),
 in channels-last memory on CUDA (the layout the model is converted to).
@@ -28,15 +32,50 @@ from .arguments import DataArguments
 from .plan import RunPlan
 
 
+class BatchOrder:
+    """Which images each step of a process takes: no per-image Python work, and the same for both views.
+
+    Each epoch is a permutation drawn from `seed + epoch`; process `rank` takes its slice of every global
+    batch, as Accelerate's sharded loaders do; the last incomplete batch is dropped. Each step's random
+    augmentation is drawn from a generator seeded by [`step_seed`].
+
+    Args:
+        num_images (`int`): images of the training split.
+        plan ([`RunPlan`]): batch sizes, processes, steps per epoch and in all.
+        rank (`int`): this process.
+        seed (`int`): base seed of the epoch permutations and of the per-step draws.
+    """
+
+    def __init__(self, num_images: int, plan: RunPlan, rank: int, seed: int) -> None:
+        self.num_images, self.plan, self.rank, self.seed = num_images, plan, rank, seed
+
+    def step_seed(self, step: int) -> int:
+        """The seed of step `step`'s augmentation on this process."""
+        return self.seed * 1_000_003 + step * self.plan.world_size + self.rank
+
+    def from_step(self, step: int) -> Iterator[tuple[int, torch.Tensor]]:
+        """`(step, indices)` of step `step` and every later step to the end of the run; indices `(local_batch,)`."""
+        plan = self.plan
+        while step < plan.total_steps:
+            epoch, start_batch = plan.position(step)
+            generator = torch.Generator().manual_seed(self.seed + epoch)
+            order = torch.randperm(self.num_images, generator=generator)
+            for batch in range(start_batch, plan.steps_per_epoch):
+                if step >= plan.total_steps:
+                    return
+                first = batch * plan.global_batch + self.rank * plan.local_batch
+                yield step, order[first : first + plan.local_batch]
+                step += 1
+
+
 class GPUViews:
     """Views augmented on the training device from the decoded split, one batched pass per step.
 
     Args:
         dataset (`datasets.Dataset`): the training split.
         augmentation (`AugmentationConfig`): the recipe.
-        plan ([`RunPlan`]): batch sizes and steps per epoch.
-        accelerator (`Accelerator`): gives the device, the rank and the preparation of model and optimizer.
-        seed (`int`): seeds the epoch permutations and the per-step draws.
+        order ([`BatchOrder`]): the images and the seed of each step.
+        accelerator (`Accelerator`): gives the device and prepares the model and optimizer.
         cache_dir (`str`, *optional*): `--decoded_cache_dir`, where the decoded split is cached.
         compile (`bool`): `torch.compile` the augmentation (deterministic, fixed shapes; ~9x faster at 32px on
             an H100). The parameter draw uses a `torch.Generator`, which compile cannot trace.
@@ -48,20 +87,17 @@ class GPUViews:
         self,
         dataset: datasets.Dataset,
         augmentation: AugmentationConfig,
-        plan: RunPlan,
+        order: BatchOrder,
         accelerator: Accelerator,
-        seed: int,
         cache_dir: str | None,
         compile: bool,
     ) -> None:
-        device, self.rank, self.seed = accelerator.device, accelerator.process_index, seed
+        self.order, self.accelerator, self.device = order, accelerator, accelerator.device
         cache = decoded_cache_file(cache_dir, dataset, augmentation.image_size)
-        self.images = decode_images(dataset, augmentation.image_size, cache).to(device)
-        self.batches = DeviceBatches(self.images, plan.local_batch, self.rank, plan.world_size, seed)
-        self.augmentation = GPUTwoViewAugmentation(augmentation).to(device)
+        self.images = decode_images(dataset, augmentation.image_size, cache).to(self.device)
+        self.augmentation = GPUTwoViewAugmentation(augmentation).to(self.device)
         self.augment = torch.compile(self.augmentation.augment) if compile else self.augmentation.augment
-        self.generator = torch.Generator(device=device)
-        self.plan, self.device, self.accelerator = plan, device, accelerator
+        self.generator = torch.Generator(device=self.device)
 
     @property
     def memory_images(self) -> torch.Tensor | None:
@@ -71,22 +107,18 @@ class GPUViews:
     def prepare(
         self, model: nn.Module, optimizer: torch.optim.Optimizer
     ) -> tuple[nn.Module, torch.optim.Optimizer]:
-        """`accelerator.prepare` of the model and optimizer (the batches need none)."""
+        """`accelerator.prepare` of the model and optimizer."""
         return self.accelerator.prepare(model, optimizer)
 
-    def from_step(self, step: int) -> Iterator[torch.Tensor]:
-        """The views of step `step`, then of every later step, to the end of the run."""
-        while step < self.plan.total_steps:
-            epoch, start_batch = self.plan.position(step)
-            for batch in self.batches.epoch(epoch, start_batch):
-                if step >= self.plan.total_steps:
-                    return
-                self.generator.manual_seed(self.seed * 1_000_003 + step * self.plan.world_size + self.rank)
-                params = self.augmentation.sample_params(
-                    2 * batch.shape[0], *batch.shape[2:], self.device, self.generator
-                )
-                yield channels_last_on_cuda(self.augment(batch, params))
-                step += 1
+    def from_step(self, first: int) -> Iterator[torch.Tensor]:
+        """The views of step `first`, then of every later step, to the end of the run."""
+        for step, indices in self.order.from_step(first):
+            batch = self.images[indices.to(self.device)]
+            self.generator.manual_seed(self.order.step_seed(step))
+            params = self.augmentation.sample_params(
+                2 * batch.shape[0], *batch.shape[2:], self.device, self.generator
+            )
+            yield channels_last_on_cuda(self.augment(batch, params))
 
 
 class CPUViews:
@@ -95,8 +127,8 @@ class CPUViews:
     Args:
         dataset (`datasets.Dataset`): the training split.
         augmentation (`AugmentationConfig`): the recipe.
-        plan ([`RunPlan`]): batch sizes and steps per epoch.
-        accelerator (`Accelerator`): prepares the loader (sharded by rank, seedable sampler) with the model.
+        order ([`BatchOrder`]): the images and the seed of each step.
+        accelerator (`Accelerator`): gives the device and prepares the model and optimizer.
         num_workers (`int`): DataLoader worker processes (0: augment in the main process).
     """
 
@@ -107,37 +139,51 @@ class CPUViews:
         self,
         dataset: datasets.Dataset,
         augmentation: AugmentationConfig,
-        plan: RunPlan,
+        order: BatchOrder,
         accelerator: Accelerator,
         num_workers: int,
     ) -> None:
-        self.loader = torch.utils.data.DataLoader(
-            ImageViewDataset(dataset, two_view_batch_transform(augmentation)),
-            batch_size=plan.local_batch, shuffle=True, drop_last=True, num_workers=num_workers,
-            pin_memory=accelerator.device.type == "cuda", persistent_workers=num_workers > 0,
-        )  # fmt: skip
-        self.plan, self.accelerator = plan, accelerator
+        self.views = StepSeededViews(dataset, augmentation)
+        self.order, self.accelerator, self.num_workers = order, accelerator, num_workers
 
     def prepare(
         self, model: nn.Module, optimizer: torch.optim.Optimizer
     ) -> tuple[nn.Module, torch.optim.Optimizer]:
-        """`accelerator.prepare` of the model, the optimizer and the loader (sharded by rank)."""
-        model, optimizer, self.loader = self.accelerator.prepare(model, optimizer, self.loader)
-        return model, optimizer
+        """`accelerator.prepare` of the model and optimizer (the loader follows the batch order itself)."""
+        return self.accelerator.prepare(model, optimizer)
 
-    def from_step(self, step: int) -> Iterator[torch.Tensor]:
-        """The views of step `step`, then of every later step, to the end of the run."""
-        while step < self.plan.total_steps:
-            epoch, start_batch = self.plan.position(step)
-            self.loader.set_epoch(epoch)
-            batches = (
-                self.accelerator.skip_first_batches(self.loader, start_batch) if start_batch else self.loader
-            )
-            for batch in batches:
-                if step >= self.plan.total_steps:
-                    return
-                yield channels_last_on_cuda(split_views(batch["pixel_values"]))  # (2B, 3, S, S)
-                step += 1
+    def from_step(self, first: int) -> Iterator[torch.Tensor]:
+        """The views of step `first`, then of every later step, to the end of the run."""
+        keys = (  # one batch per step: (the step's seed, row) for each of its rows
+            [(self.order.step_seed(step), int(row)) for row in rows]
+            for step, rows in self.order.from_step(first)
+        )
+        device = self.accelerator.device
+        loader = torch.utils.data.DataLoader(
+            self.views, batch_sampler=keys, num_workers=self.num_workers, pin_memory=device.type == "cuda"
+        )
+        for batch in loader:
+            pixel_values = batch["pixel_values"].to(device, non_blocking=True)
+            yield channels_last_on_cuda(split_views(pixel_values))  # (2B, 3, S, S)
+
+
+class StepSeededViews(torch.utils.data.Dataset):
+    """The two views of a step's rows, drawn on the CPU from the step's seed, whichever worker draws them.
+
+    Read by keys `(seed, row)`, a step's batch at a time (`__getitems__`): the CPU generator is seeded with
+    the step's seed for the batch and restored after, so the views depend on the step only.
+    """
+
+    def __init__(self, dataset: datasets.Dataset, augmentation: AugmentationConfig) -> None:
+        self.rows = ImageViewDataset(dataset, two_view_batch_transform(augmentation))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitems__(self, keys: list[tuple[int, int]]) -> list[dict]:
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(keys[0][0])
+            return self.rows.__getitems__([row for _, row in keys])
 
 
 def build_views(
@@ -150,9 +196,10 @@ def build_views(
     compile: bool,
 ) -> GPUViews | CPUViews:
     """The views `--augment_on` asks for (`auto`: gpu)."""
+    order = BatchOrder(len(dataset), plan, accelerator.process_index, seed)
     if data_args.augment_on == "cpu":
-        return CPUViews(dataset, augmentation, plan, accelerator, data_args.dataloader_num_workers)
-    return GPUViews(dataset, augmentation, plan, accelerator, seed, data_args.decoded_cache_dir, compile)
+        return CPUViews(dataset, augmentation, order, accelerator, data_args.dataloader_num_workers)
+    return GPUViews(dataset, augmentation, order, accelerator, data_args.decoded_cache_dir, compile)
 
 
 def channels_last_on_cuda(pixel_values: torch.Tensor) -> torch.Tensor:
@@ -160,30 +207,3 @@ def channels_last_on_cuda(pixel_values: torch.Tensor) -> torch.Tensor:
     if pixel_values.device.type == "cuda":
         return pixel_values.contiguous(memory_format=torch.channels_last)
     return pixel_values
-
-
-class DeviceBatches:
-    """Batches of a decoded uint8 split that lives on the training device: no per-image Python work.
-
-    Each epoch is a permutation drawn from `seed + epoch`; process `rank` takes its slice of every
-    global batch, as Accelerate's sharded loaders do; the last incomplete batch is dropped.
-
-    Args:
-        images (`torch.Tensor` of shape `(N, 3, S, S)`, uint8): the decoded split, on the device.
-        local_batch (`int`): images per process and step.
-        rank (`int`), world_size (`int`): this process and the number of processes.
-        seed (`int`): base seed of the epoch permutations.
-    """
-
-    def __init__(self, images: torch.Tensor, local_batch: int, rank: int, world_size: int, seed: int) -> None:
-        self.images, self.local_batch, self.rank, self.seed = images, local_batch, rank, seed
-        self.global_batch = local_batch * world_size
-        self.steps_per_epoch = images.shape[0] // self.global_batch
-
-    def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[torch.Tensor]:
-        """Yield this process's uint8 batches `(local_batch, 3, S, S)` of `epoch`, from `start_batch` on."""
-        generator = torch.Generator().manual_seed(self.seed + epoch)
-        order = torch.randperm(self.images.shape[0], generator=generator).to(self.images.device)
-        for batch in range(start_batch, self.steps_per_epoch):
-            first = batch * self.global_batch + self.rank * self.local_batch
-            yield self.images[order[first : first + self.local_batch]]
