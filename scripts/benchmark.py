@@ -12,14 +12,11 @@ Modes:
 All logic lives in `hf_simclr.benchmark`.
 """
 
-from transformers import HfArgumentParser
-
-from hf_simclr.benchmark import BenchmarkArguments, run_benchmark
+from hf_simclr.benchmark.arguments import BENCHMARK
 
 
 def main() -> None:
-    (args,) = HfArgumentParser(BenchmarkArguments).parse_args_into_dataclasses()
-    run_benchmark(args)
+    BENCHMARK.main()
 
 
 if __name__ == "__main__":

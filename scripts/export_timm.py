@@ -7,15 +7,11 @@ Afterwards `timm.create_model("local-dir:runs/simclr-stl10/timm", pretrained=Tru
 carries the `timm` tag. Why the copy lives in a `timm/` subfolder: see hf_simclr.timm_export.
 """
 
-from transformers import HfArgumentParser
-
-from hf_simclr.timm_export import ExportArguments, export_timm
+from hf_simclr.timm_export import EXPORT
 
 
 def main() -> None:
-    (args,) = HfArgumentParser(ExportArguments).parse_args_into_dataclasses()
-    folder = export_timm(args.model_dir, license=args.license)
-    print(f"timm copy written to {folder}: timm.create_model('local-dir:{folder}', pretrained=True)")
+    EXPORT.main()
 
 
 if __name__ == "__main__":

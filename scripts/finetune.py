@@ -12,22 +12,11 @@ AutoModelForImageClassification) and finetune_results.json (top-1/3/5 on --eval_
 The logic lives in hf_simclr.finetuning; scripts/semi_supervised_table.py gathers the results.
 """
 
-from transformers import HfArgumentParser, TrainingArguments
-
-from hf_simclr.finetuning import FinetuneArguments, finetune
+from hf_simclr.finetuning import FINETUNE
 
 
 def main() -> None:
-    args, training_args = HfArgumentParser(
-        (FinetuneArguments, TrainingArguments)
-    ).parse_args_into_dataclasses()
-    results = finetune(args, training_args)
-    print(
-        f"Fine-tuned ({results['init']} init, {100 * results['label_fraction']:g}% of the labels, "
-        f"{results['num_train_samples']} images): top-1 {100 * results['top1']:.2f}%, "
-        f"top-3 {100 * results['top3']:.2f}%, top-5 {100 * results['top5']:.2f}% on "
-        f"{results['split_sizes']['eval']} {results['dataset']['eval_split']} images."
-    )
+    FINETUNE.main()
 
 
 if __name__ == "__main__":

@@ -9,16 +9,11 @@ model folder; there it also writes the README.md model card. Features are cached
 The logic lives in hf_simclr.evaluation.probe.run_linear_probe.
 """
 
-from transformers import HfArgumentParser
-
-from hf_simclr.evaluation.arguments import LinearProbeArguments
-from hf_simclr.evaluation.probe import run_linear_probe
-from hf_simclr.reports.tables import format_results_table
+from hf_simclr.evaluation.arguments import LINEAR_PROBE
 
 
 def main() -> None:
-    (args,) = HfArgumentParser(LinearProbeArguments).parse_args_into_dataclasses()
-    print(format_results_table(run_linear_probe(args)))
+    LINEAR_PROBE.main()
 
 
 if __name__ == "__main__":

@@ -8,14 +8,11 @@
 The logic lives in `hf_simclr.pretraining`; `--help` lists every argument with tuning advice.
 """
 
-import sys
-
-from hf_simclr.pretraining.arguments import parse_pretraining_arguments
-from hf_simclr.pretraining.loop import pretrain
+from hf_simclr.pretraining.arguments import PRETRAIN
 
 
 def main() -> None:
-    pretrain(*parse_pretraining_arguments(sys.argv[1:]))
+    PRETRAIN.main()
 
 
 if __name__ == "__main__":

@@ -10,15 +10,11 @@ README.md model card, rendered again with the repository id (unless --no_write_c
 folder's only once the upload starts. The logic lives in hf_simclr.hub.
 """
 
-from transformers import HfArgumentParser
-
-from hf_simclr.hub import PushArguments, push_to_hub
+from hf_simclr.hub import PUSH
 
 
 def main() -> None:
-    (args,) = HfArgumentParser(PushArguments).parse_args_into_dataclasses()
-    commit = push_to_hub(args)
-    print(f"Pushed {args.model_dir} to {commit.pr_url or commit.commit_url}")
+    PUSH.main()
 
 
 if __name__ == "__main__":

@@ -12,13 +12,11 @@ other settings are refused, never replaced. The table (`summary.md`, `summary.js
 is written from the results files. The logic lives in hf_simclr.experiments.runner; `--help` lists every argument.
 """
 
-import sys
-
-from hf_simclr.experiments.runner import parse_experiment_arguments, run_experiments
+from hf_simclr.experiments.arguments import RUN_EXPERIMENTS
 
 
 def main() -> None:
-    run_experiments(parse_experiment_arguments(sys.argv[1:]))
+    RUN_EXPERIMENTS.main()
 
 
 if __name__ == "__main__":

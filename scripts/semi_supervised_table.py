@@ -6,26 +6,14 @@ label fraction), written from the runs' results files.
 
 Writes semi_supervised.json and semi_supervised.md into --output_dir (default: the probe's folder, the
 model folder, whose model card then carries the table and the fine-tuning results) and prints the table.
-The logic lives in hf_simclr.reports.semi_supervised.
+The logic lives in hf_simclr.reports.commands.
 """
 
-from transformers import HfArgumentParser
-
-from hf_simclr.reports.semi_supervised import (
-    TableArguments,
-    format_semi_supervised_table,
-    semi_supervised_table,
-)
+from hf_simclr.reports.commands import TABLE
 
 
 def main() -> None:
-    parser = HfArgumentParser(TableArguments)
-    (args,) = parser.parse_args_into_dataclasses()
-    try:
-        table = semi_supervised_table(args)
-    except ValueError as error:
-        raise SystemExit(str(error)) from None
-    print(format_semi_supervised_table(table), end="")
+    TABLE.main()
 
 
 if __name__ == "__main__":

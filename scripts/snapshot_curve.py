@@ -11,22 +11,11 @@ of scripts/linear_probe.py; label fractions, the baseline and z do not apply (sn
 only). The logic lives in hf_simclr.evaluation.snapshots.run_snapshot_curve.
 """
 
-from transformers import HfArgumentParser
-
-from hf_simclr.evaluation.arguments import LinearProbeArguments, SnapshotArguments
-from hf_simclr.evaluation.snapshots import run_snapshot_curve
+from hf_simclr.evaluation.arguments import SNAPSHOT_CURVE
 
 
 def main() -> None:
-    args, snapshot_args = HfArgumentParser(
-        (LinearProbeArguments, SnapshotArguments)
-    ).parse_args_into_dataclasses()
-    curve = run_snapshot_curve(
-        args, snapshot_args.snapshots or [args.model_name_or_path], snapshot_args.tsne_points
-    )
-    for row in curve["rows"]:
-        knn = ", ".join(f"kNN@{k} {100 * value:.2f}" for k, value in row["knn_top1"].items())
-        print(f"epoch {row['epoch']:>4}: linear {100 * row['linear_top1']:.2f}, {knn}")
+    SNAPSHOT_CURVE.main()
 
 
 if __name__ == "__main__":

@@ -26,3 +26,15 @@ def cifar10_path() -> Path:
             f"CIFAR-10 copy not found at {path}; set HF_SIMCLR_CIFAR10 to the folder that holds data/*.parquet."
         )
     return path
+
+
+@pytest.fixture
+def online_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A token, and offline mode off whatever the environment says (HF_HUB_OFFLINE is read at import too):
+    for tests that replace the Hub's network calls and go through the package's offline check."""
+    import huggingface_hub
+
+    monkeypatch.setenv("HF_TOKEN", "hf_not_a_real_token")
+    for variable in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)

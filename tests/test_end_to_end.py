@@ -66,10 +66,10 @@ def test_card_carries_the_probe_numbers(probed_folder: Path) -> None:
     assert values["Linear probe top-1"] == results["linear_top1"]
 
 
-def test_push_uploads_a_folder_that_loads(probed_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_push_uploads_a_folder_that_loads(
+    probed_folder: Path, monkeypatch: pytest.MonkeyPatch, online_hub
+) -> None:
     uploads = []
-    monkeypatch.setenv("HF_TOKEN", "hf_not_a_real_token")
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kwargs: repo_id)
     monkeypatch.setattr(HfApi, "upload_folder", lambda self, **kwargs: uploads.append(kwargs))
     push_model_folder(probed_folder, "org/simclr-resnet18-cifar10-tiny")

@@ -254,7 +254,7 @@ def test_label_fraction_that_empties_a_class_names_it():
         label_fraction_indices(labels, 0.01, names=["dog", "cat"])
     with pytest.raises(ValueError, match=r"must lie in \(0, 1\]"):
         label_fraction_indices(labels, 0.0)
-    with pytest.raises(ValueError, match="--label_fractions 2"):
+    with pytest.raises(ValueError, match=r"--label_fractions \[2.0\] must be fractions in \(0, 1\]"):
         LinearProbeArguments(model_name_or_path="m", dataset_name="d", label_fractions=[2.0])
 
 
@@ -435,8 +435,9 @@ def test_a_label_fraction_that_would_empty_a_class_is_skipped_and_the_rest_compl
 
 def test_knn_monitor_memory_follows_the_training_subset_and_matches_the_probe(cifar10_path, tmp_path):
     data = DataArguments(dataset_name=str(cifar10_path), max_train_samples=64, image_size=16)
-    train_set = data.load_split("train", 64, seed=0)
-    monitor = build_knn_monitor(data, train_set, None, data.augmentation(), k=10, seed=0)
+    train_set = data.load_split("train_split", 64, seed=0)
+    queries = data.load_split("eval_split", 64, seed=0, require_labels=True)
+    monitor = build_knn_monitor(data, train_set, queries, None, data.augmentation(), k=10)
     assert monitor.sizes == (64, 64)  # not 50,000 / 10,000: a tiny run gets a tiny monitor
 
     output_dir = tmp_path / "run"

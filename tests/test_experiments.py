@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,30 @@ def test_overrides_and_estimates():
         parse_overrides(["num_train_epochs"])
     history = [{"pretrain_seconds": 100.0, "epochs": 10, "evaluation_seconds": 20.0}]
     assert estimated_seconds([], 50) is None and estimated_seconds(history, 50) == 520.0
+
+
+def test_the_header_states_the_command_line_overrides_the_rows_were_run_with(grid_run, tmp_path):
+    # Before: a grid run with --override num_train_epochs=1 was described as "every variant also sets
+    # num_train_epochs: 50" (the grid file's protocol).
+    grid, results_dir, _, _, _ = grid_run
+    copy = Path(shutil.copytree(results_dir, tmp_path / "results"))
+    experiment = json.loads((copy / "no-head" / "experiment.json").read_text())
+    assert experiment["command_line"] == {}  # recorded by the runner (here: none given)
+    experiment["command_line"] = {"num_train_epochs": 1}
+    (copy / "no-head" / "experiment.json").write_text(json.dumps(experiment))
+    write_summary(grid, copy)
+    table = (copy / "summary.md").read_text()
+    assert (
+        "command-line overrides, which the grid file does not hold: `num_train_epochs: 1` (rows `no-head`)"
+        in table
+    )
+
+
+def test_an_override_typo_names_the_override_flag_not_a_variant(cifar10_path, tmp_path):
+    grid = load_grid(write_grid(tmp_path, cifar10_path))
+    with pytest.raises(ValueError, match=r"--override sets \['num_train_epoch'\], which scripts/pretrain.py"):
+        run_grid(grid, tmp_path / "results", tmp_path / "work", command_line={"num_train_epoch": 1})
+    with pytest.raises(
+        ValueError, match=r"variant 'mlp-head' .*--override \{'num_train_epochs': 'x'\}.*invalid float"
+    ):
+        run_grid(grid, tmp_path / "results", tmp_path / "work", command_line={"num_train_epochs": "x"})

@@ -130,9 +130,9 @@ def test_an_output_dir_holding_a_run_is_refused_unless_overwritten(tiny, tmp_pat
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"init": "imagenet"}, "--init imagenet unknown"),
-        ({"label_fraction": 0.0}, r"--label_fraction 0.0 must lie in \(0, 1\]"),
-        ({"crop_scale_min": 1.5}, r"--crop_scale_min 1.5 must lie in \(0, 1\]"),
+        ({"init": "imagenet"}, "--init imagenet must be simclr"),
+        ({"label_fraction": 0.0}, r"--label_fraction 0.0 must be in \(0, 1\]"),
+        ({"crop_scale_min": 1.5}, r"--crop_scale_min 1.5 must be in \(0, 1\]"),
     ],
 )
 def test_bad_arguments_are_refused(overrides, message):
@@ -142,7 +142,8 @@ def test_bad_arguments_are_refused(overrides, message):
 
 def test_a_folder_that_is_not_simclr_is_refused_before_training(tiny, tmp_path):
     _, data_dir = tiny
-    with pytest.raises(ValueError, match="no config.json found"):
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(ValueError, match="--model_name_or_path .*nothing: no config.json found"):
         finetune(
             FinetuneArguments(str(tmp_path / "nothing"), str(data_dir)), quick_training(tmp_path / "out")
         )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from transformers import AutoModel
 
 import hf_simclr
 from hf_simclr import SimCLRModel, hub, model_folder
+from hf_simclr.arguments import UsageError
 from hf_simclr.evaluation.arguments import LinearProbeArguments
 from hf_simclr.evaluation.probe import run_linear_probe
 from hf_simclr.reports import card as cards
@@ -50,7 +53,7 @@ def folder(probed_folder, tmp_path) -> Path:
 
 
 @pytest.fixture
-def hub_calls(monkeypatch) -> list[tuple[str, dict]]:
+def hub_calls(monkeypatch, online_hub) -> list[tuple[str, dict]]:
     """Replace HfApi's network calls by recorders; a token is set and offline mode is off."""
     calls: list[tuple[str, dict]] = []
 
@@ -73,9 +76,6 @@ def hub_calls(monkeypatch) -> list[tuple[str, dict]]:
     monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", create_repo)
     monkeypatch.setattr(huggingface_hub.HfApi, "create_branch", create_branch)
     monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
-    monkeypatch.setenv("HF_TOKEN", "hf_test_token_not_real")
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     return calls
 
 
@@ -156,7 +156,7 @@ def test_card_template_ships_inside_the_package():
 
 def test_card_needs_results(folder):
     (folder / "results.json").unlink()
-    with pytest.raises(FileNotFoundError, match="run `python scripts/linear_probe.py"):
+    with pytest.raises(UsageError, match="run `python scripts/linear_probe.py"):
         cards.render_model_card(folder)
 
 
@@ -205,7 +205,7 @@ def test_push_checks_the_folder_before_any_network_call(folder, hub_calls):
     (folder / "results.json").unlink()
     (folder / "loss.py").unlink()
     with pytest.raises(
-        FileNotFoundError, match=r"lacks: loss.py .*; results.json \(written by scripts/linear_probe.py\)"
+        UsageError, match=r"lacks: loss.py .*; results.json \(written by scripts/linear_probe.py\)"
     ):
         hub.push_model_folder(folder, REPO_ID)
     assert hub_calls == []
@@ -221,7 +221,7 @@ def test_push_refuses_a_folder_that_is_not_a_simclr_model(folder, hub_calls):
 
 def test_push_offline_says_what_to_do(folder, hub_calls, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(RuntimeError, match="unset HF_HUB_OFFLINE"):
+    with pytest.raises(UsageError, match="unset HF_HUB_OFFLINE"):
         hub.push_model_folder(folder, REPO_ID)
     assert hub_calls == []
     # Offline mode switched on after import shows up as huggingface_hub's own error: translated too.
@@ -231,7 +231,7 @@ def test_push_offline_says_what_to_do(folder, hub_calls, monkeypatch):
         raise OfflineModeIsEnabled("Cannot reach https://huggingface.co: offline mode is enabled.")
 
     monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", offline)
-    with pytest.raises(RuntimeError, match="unset HF_HUB_OFFLINE") as error:
+    with pytest.raises(UsageError, match="unset HF_HUB_OFFLINE") as error:
         hub.push_model_folder(folder, REPO_ID)
     assert isinstance(error.value.__cause__, OfflineModeIsEnabled)
 
@@ -239,7 +239,7 @@ def test_push_offline_says_what_to_do(folder, hub_calls, monkeypatch):
 def test_push_without_a_token_says_how_to_log_in(folder, hub_calls, monkeypatch):
     monkeypatch.delenv("HF_TOKEN")
     monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
-    with pytest.raises(RuntimeError, match=r"run `hf auth login`, or set HF_TOKEN"):
+    with pytest.raises(UsageError, match=r"run `hf auth login`, or set HF_TOKEN"):
         hub.push_model_folder(folder, REPO_ID)
     assert hub_calls == []
 
@@ -256,15 +256,15 @@ def test_push_script_rewrites_the_card_with_the_repo_id(folder, hub_calls, monke
 
 
 @pytest.mark.parametrize(
-    "problem, error, match",
+    "problem, match",
     [
-        ("offline", RuntimeError, "unset HF_HUB_OFFLINE"),
-        ("no token", RuntimeError, "run `hf auth login`"),
-        ("invalid repo id", ValueError, "'someone/not valid' is not a Hub repository id"),
+        ("offline", "unset HF_HUB_OFFLINE"),
+        ("no token", "run `hf auth login`"),
+        ("invalid repo id", "--repo_id 'someone/not valid' is not a Hub repository id"),
     ],
 )
 def test_push_script_changes_nothing_when_the_push_cannot_start(
-    folder, hub_calls, monkeypatch, problem, error, match
+    folder, hub_calls, monkeypatch, capsys, problem, match
 ):
     # Before: the script rewrote README.md for the new repo id, then failed to upload (or, with an
     # invalid id, went on to the network).
@@ -279,8 +279,9 @@ def test_push_script_changes_nothing_when_the_push_cannot_start(
     import push_to_hub
 
     monkeypatch.setattr(sys, "argv", ["push_to_hub.py", "--model_dir", str(folder), "--repo_id", repo_id])
-    with pytest.raises(error, match=match):
+    with pytest.raises(SystemExit) as exit:  # the usage and the message, no traceback
         push_to_hub.main()
+    assert exit.value.code == 2 and match in capsys.readouterr().err
     assert {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file()} == before
     assert hub_calls == []
 
@@ -304,3 +305,16 @@ def test_eval_view_comes_from_the_saved_image_processor(probed_folder, tmp_path)
 def test_missing_folder_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="no config.json found"):
         model_folder.load_encoder(tmp_path / "does-not-exist")
+
+
+def test_the_hub_tests_pass_with_the_offline_variables_set_too(tmp_path):
+    # Before: with HF_HUB_OFFLINE=1 in the environment (as the package advises on a machine without the Hub),
+    # a push test failed: it cleared the variable but not huggingface_hub's constant read at import.
+    offline = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    tests = Path(__file__).resolve().parent
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests / "test_hub.py"),
+         str(tests / "test_failures.py"), "-k", "not offline_variables and (test_hub or push)"],
+        capture_output=True, text=True, env=offline, cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from huggingface_hub import ModelCard
 from huggingface_hub.repocard_data import model_index_to_eval_results
 from test_evaluation import save_tiny_dataset
@@ -18,7 +19,8 @@ from hf_simclr import SimCLRConfig, SimCLRForPreTraining
 from hf_simclr.evaluation.arguments import LinearProbeArguments
 from hf_simclr.evaluation.probe import run_linear_probe
 from hf_simclr.model_folder import RESULTS_FILE, SEMI_SUPERVISED_FILE, save_model_folder
-from hf_simclr.reports.card import render_model_card, render_published_cards
+from hf_simclr.reports.card import render_model_card
+from hf_simclr.reports.commands import RenderArguments, render_published_cards
 from hf_simclr.reports.semi_supervised import collect_semi_supervised
 from hf_simclr.timm_export import export_timm
 from hf_simclr.transforms import augmentation_preset
@@ -103,16 +105,18 @@ def test_compute_and_fine_tuning_results_reach_the_card_and_its_model_index(fold
 
 
 def test_published_cards_are_rendered_from_the_results_folders_without_weights(
-    cifar10_path, tmp_path, monkeypatch
+    cifar10_path, tmp_path, monkeypatch, capsys
 ):
     monkeypatch.syspath_prepend(str(REPO_ROOT / "scripts"))
     import render_cards
 
     results_dir = Path(shutil.copytree(REPO_ROOT / "results", tmp_path / "results"))
-    args = render_cards.RenderArguments(results_dir=str(results_dir), cards_dir=str(tmp_path),
-                                        dataset_root=str(cifar10_path.parent))  # fmt: skip
-    render_published_cards(args.results_dir, args.cards_dir, render_cards.PUBLISHED_REPOS, args.dataset_root)
-    for name in render_cards.PUBLISHED_REPOS:
+    args = RenderArguments(
+        results_dir=str(results_dir), cards_dir=str(tmp_path), dataset_root=str(cifar10_path.parent)
+    )
+    render_published_cards(args)
+    published = yaml.safe_load((results_dir / "published.yaml").read_text())
+    for name in published:
         assert not list((results_dir / name).glob("*.safetensors"))
         rendered = (tmp_path / f"{name}.md").read_text()
         # The committed cards are the ones this command writes (rerun `python scripts/render_cards.py`).
@@ -128,6 +132,20 @@ def test_published_cards_are_rendered_from_the_results_folders_without_weights(
         assert "| Pretraining | NVIDIA H100 80GB HBM3 |" in card.text
     (results_dir / "unlisted").mkdir()
     (results_dir / "unlisted" / RESULTS_FILE).write_text("{}")
-    monkeypatch.setattr(sys, "argv", ["render_cards.py", "--results_dir", str(results_dir)])
-    with pytest.raises(SystemExit, match="results/unlisted has no Hub repository"):
+    monkeypatch.setattr(
+        sys, "argv", ["render_cards.py", "--results_dir", str(results_dir), "--cards_dir", str(tmp_path)]
+    )
+    with pytest.raises(SystemExit) as exit:
         render_cards.main()
+    assert exit.value.code == 2 and "unlisted/ has no Hub repository" in capsys.readouterr().err
+
+
+def test_a_probe_below_its_random_init_baseline_is_flagged_in_the_card(folder):
+    results = json.loads((folder / RESULTS_FILE).read_text())
+    results["random_init_baseline"] = {**(results.get("random_init_baseline") or {}),
+                                       "linear_top1": results["linear_top1"] + 0.05}  # fmt: skip
+    card = render_model_card(folder, results=results, repo_id=REPO_ID)
+    summary = card.text.split("## Model", 1)[0]
+    assert "Warning: this is not above the" in summary and "Do not use these weights" in summary
+    results["random_init_baseline"]["linear_top1"] = results["linear_top1"] - 0.05
+    assert "Warning" not in render_model_card(folder, results=results, repo_id=REPO_ID).text

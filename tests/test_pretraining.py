@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import socket
@@ -14,10 +15,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 from transformers import AutoModel
 
 from hf_simclr import SimCLRModel
-from hf_simclr.arguments import recipe_arguments
+from hf_simclr.arguments import UsageError, recipe_arguments
 from hf_simclr.pretraining.arguments import DataArguments, ModelArguments, PretrainingArguments
 from hf_simclr.pretraining.checkpoints import RESUME_SETTINGS_FILE, list_checkpoints
 from hf_simclr.pretraining.loop import pretrain
@@ -150,37 +152,57 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_first_step_loss_equals_one_process_with_double_batch(
-    cifar10_path: Path, tmp_path: Path
+# GroupNorm and no BN in the head: CPU has no SyncBatchNorm, and per-process BN statistics would differ
+# from the single process's; the negatives, gathered across processes, are what is tested. SGD without
+# momentum: the weights after the step are the gradient's image.
+ONE_STEP = ["--max_train_samples", "64", "--image_size", "16", "--backbone_kwargs", '{"norm_layer": "groupnorm"}',
+            "--projection_batch_norm", "false", "--max_steps", "1", "--logging_steps", "1", "--report_to", "none",
+            "--knn_every_epochs", "0", "--warmup_epochs", "0", "--seed", "0", "--optimizer", "sgd",
+            "--momentum", "0", "--learning_rate", "10"]  # fmt: skip
+ONE_STEP += [item for key, value in NO_AUGMENTATION.items() for item in (f"--{key}", str(value))]
+
+
+@pytest.fixture(scope="module")
+def one_process(cifar10_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One step of one process with the global batch of 16."""
+    folder = tmp_path_factory.mktemp("one") / "run"
+    cmd = [sys.executable, str(SCRIPT), "--dataset_name", str(cifar10_path), *ONE_STEP,
+           "--per_device_train_batch_size", "16", "--output_dir", str(folder)]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder
+
+
+def torchrun(*options: str) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", *options]
+
+
+@pytest.mark.parametrize("machines", [1, 2], ids=["two-processes", "two-machines-on-loopback"])
+def test_two_processes_take_the_step_of_one_process_with_the_global_batch(
+    cifar10_path: Path, tmp_path: Path, one_process: Path, machines: int
 ) -> None:
-    # GroupNorm and no BN in the head: CPU has no SyncBatchNorm, and per-process BN statistics would
-    # differ from the single process's; the negatives, gathered across processes, are what is tested.
-    common = ["--dataset_name", str(cifar10_path), "--max_train_samples", "64", "--image_size", "16",
-              "--backbone_kwargs", '{"norm_layer": "groupnorm"}', "--projection_batch_norm", "false",
-              "--max_steps", "1", "--logging_steps", "1", "--report_to", "none", "--knn_every_epochs", "0",
-              "--warmup_epochs", "0", "--seed", "0"]  # fmt: skip
-    common += [item for key, value in NO_AUGMENTATION.items() for item in (f"--{key}", str(value))]
-    two, one = tmp_path / "two", tmp_path / "one"
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                "--master_port", str(_free_port())]  # fmt: skip
-    for cmd in (
-        launcher + [str(SCRIPT), *common, "--per_device_train_batch_size", "8", "--output_dir", str(two)],
-        [
-            sys.executable,
-            str(SCRIPT),
-            *common,
-            "--per_device_train_batch_size",
-            "16",
-            "--output_dir",
-            str(one),
-        ],
-    ):
-        result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-        assert result.returncode == 0, result.stderr[-3000:]
-    two_log, one_log = read_log(two)[0], read_log(one)[0]
-    args = json.loads((two / "training_args.json").read_text())
+    # Two processes on one machine (torchrun --nproc_per_node 2), or one on each of two "machines" (two torchrun
+    # nodes meeting on loopback, as two hosts would), each with half of the global batch.
+    port, folder = str(_free_port()), tmp_path / "run"
+    script = [str(SCRIPT), "--dataset_name", str(cifar10_path), *ONE_STEP, "--per_device_train_batch_size", "8",
+              "--output_dir", str(folder)]  # fmt: skip
+    if machines == 1:
+        commands = [torchrun("--nproc_per_node", "2", "--master_port", port, *script)]
+    else:
+        commands = [torchrun("--nnodes", "2", "--nproc_per_node", "1", "--node_rank", str(rank), "--master_addr",
+                             "127.0.0.1", "--master_port", port, *script) for rank in (0, 1)]  # fmt: skip
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    processes = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
+                 for cmd in commands]  # fmt: skip
+    for process in processes:
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode == 0, stderr[-3000:]
+    args = json.loads((folder / "training_args.json").read_text())
     assert args["num_processes"] == 2 and args["global_batch_size"] == 16
-    assert two_log["loss"] == pytest.approx(one_log["loss"], abs=1e-5)
+    assert read_log(folder)[0]["loss"] == pytest.approx(read_log(one_process)[0]["loss"], abs=1e-5)
+    expected, got = (load_file(path / "model.safetensors") for path in (one_process, folder))
+    for name, value in expected.items():  # one SGD step: equal weights, equal gradients
+        torch.testing.assert_close(got[name], value, atol=2e-5, rtol=1e-4, msg=name)
 
 
 def make_stl10_parquet(folder: Path) -> Path:
@@ -271,17 +293,22 @@ REQUIRED = {
         (DataArguments, {"max_eval_samples": -5}, "--max_eval_samples -5"),
         (DataArguments, {"dataloader_num_workers": -1}, "--dataloader_num_workers -1"),
         (DataArguments, {"augment_on": "tpu"}, "--augment_on tpu must be gpu, cpu or auto"),
-        (DataArguments, {"image_size": 4}, "image_size=4 is too small"),
-        (DataArguments, {"horizontal_flip_p": 1.5}, "horizontal_flip_p=1.5 is not a probability"),
-        (DataArguments, {"crop_scale_min": 0.9, "crop_scale_max": 0.5}, "crop_scale=.0.9, 0.5."),
-        (ModelArguments, {"projection_dim": 0}, "projection_dim=0 must be a positive integer"),
-        (ModelArguments, {"loss_temperature": 0.0}, "loss_temperature=0.0 must be > 0"),
+        (DataArguments, {"image_size": 4}, "--image_size 4 must be at least 8 pixels"),
+        (DataArguments, {"horizontal_flip_p": 1.5}, "--horizontal_flip_p 1.5 must be a probability in"),
+        (DataArguments, {"crop_scale_min": 0.9, "crop_scale_max": 0.5}, "--crop_scale_min 0.9 is above --crop_scale_max 0.5"),
+        (DataArguments, {"preset": "mnist"}, "--preset mnist is not a preset"),
+        (ModelArguments, {"projection_dim": 0}, "--projection_dim 0 must be a positive integer"),
+        (ModelArguments, {"loss_temperature": 0.0}, "--loss_temperature 0.0 must be > 0"),
+        (ModelArguments, {"backbone": "vit_tiny_patch16_224", "cifar_stem": True}, "--cifar_stem true needs a backbone .* Use e.g. --backbone resnet18"),
+        (ModelArguments, {"backbone": "no_such_net"}, "--backbone no_such_net is not a timm model"),
         (ModelArguments, {"backbone_kwargs": "{drop_path_rate: 0.1}"}, "--backbone_kwargs .* must be a JSON dict"),
     ],
 )  # fmt: skip
 def test_numbers_are_checked_when_the_arguments_are_parsed(arguments: type, values: dict, match: str) -> None:
-    with pytest.raises(ValueError, match=match):
-        arguments(**REQUIRED[arguments], **values)
+    with pytest.raises(UsageError, match=match):
+        parsed = arguments(**REQUIRED[arguments], **values)
+        if hasattr(parsed, "check"):  # the checks that build the config or the recipe, run by every parse
+            parsed.check()
 
 
 def test_script_refuses_zero_epochs_before_loading_anything(cifar10_path: Path, tmp_path: Path) -> None:
@@ -315,14 +342,11 @@ def test_script_help_and_recipe_file_with_overrides(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def uploads(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+def uploads(monkeypatch: pytest.MonkeyPatch, online_hub) -> list[dict]:
     """A token, offline mode off, and HfApi's network calls replaced: the uploads are recorded, not sent."""
     import huggingface_hub
 
     recorded: list[dict] = []
-    monkeypatch.setenv("HF_TOKEN", "hf_not_a_real_token")
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, repo_id, **kwargs: repo_id)
     monkeypatch.setattr(
         huggingface_hub.HfApi, "upload_folder", lambda self, **kwargs: recorded.append(kwargs)
@@ -360,7 +384,7 @@ def test_push_to_hub_problems_stop_the_run_before_it_starts(
     else:
         monkeypatch.delenv("HF_TOKEN")
         monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
-    with pytest.raises(RuntimeError, match=match):
+    with pytest.raises(UsageError, match=match):
         run(tmp_path / "out", cifar10_path, data={"max_train_samples": 32, "image_size": 16},
             per_device_train_batch_size=16, max_steps=1, push_to_hub=True, hub_model_id="org/simclr-test")  # fmt: skip
     assert not (tmp_path / "out").exists() and uploads == []

@@ -72,9 +72,12 @@ def test_write_reads_run_folders_and_writes_json_and_markdown(tmp_path: Path, mo
     written = json.loads((tmp_path / "model" / SEMI_SUPERVISED_FILE).read_text())
     assert len(written["entries"]) == 5 and written["fractions"] == [0.01, 0.1]
     markdown = (tmp_path / "model" / SEMI_SUPERVISED_TABLE).read_text()
-    assert markdown == format_semi_supervised_table(written) and markdown in capsys.readouterr().out
+    table = format_semi_supervised_table(written)
+    assert markdown.startswith("<!-- Written by hf_simclr") and markdown.endswith(table)
+    printed = capsys.readouterr().out
+    assert table in printed and f"wrote {tmp_path / 'model' / SEMI_SUPERVISED_TABLE}" in printed  # says where
     assert written["entries"][0]["source"] == str(tmp_path / "ft-simclr-1" / "finetune_results.json")
-    with pytest.raises(FileNotFoundError, match="finetune_results.json not found"):
+    with pytest.raises(ValueError, match="finetune_results.json not found"):
         write_semi_supervised_table([tmp_path / "model"], None, tmp_path / "out")
 
 

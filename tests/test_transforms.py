@@ -143,7 +143,7 @@ def test_presets():
 
 
 def test_unknown_preset_and_override_errors():
-    with pytest.raises(ValueError, match=r"Unknown augmentation preset 'cifar100'; choose one of \["):
+    with pytest.raises(ValueError, match=r"preset='cifar100' is not a preset; choose one of \["):
         augmentation_preset("cifar100")
     with pytest.raises(ValueError, match="Unknown augmentation parameters"):
         augmentation_preset("cifar10", jitter=0.4)

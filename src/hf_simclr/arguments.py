@@ -1,22 +1,46 @@
-"""Command-line arguments: one wording for every argument error, recipe files, a run's flat record.
+"""Command-line arguments: one way to report a user's mistake, recipe files, paths checked before the work.
 
-Every script parses dataclasses with `transformers.HfArgumentParser`; their `__post_init__` checks the values
-with [`check_arguments`], so a value out of range is refused when the arguments are parsed, before any
-data is loaded, and always in the same words: `--flag value must be requirement.`
+Every script parses dataclasses with `transformers.HfArgumentParser` through a [`Command`]: a value out of range,
+a missing path, a file where a folder is expected, or any [`UsageError`] raised later by the library (a
+dataset without the split asked for, a folder that holds another run, the Hub out of reach) is printed under
+the script's usage as `script: error: --flag value: what is wrong; what to do`, with exit code 2 and no
+traceback. A traceback means a bug in the package.
+
+Values are checked in the dataclasses' `__post_init__` with [`check_arguments`] (numbers) and
+[`check_paths`] (what each path will be used for): both run when the arguments are parsed, before any data
+is read, and write nothing. The flags are the dataclasses' field names, so an error raised below the scripts
+names the setting (`--eval_split`), which is the flag of every script that has it.
+
+This module imports no torch: `--help` and an argument error answer before the heavy imports.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
+import math
+import os
+import re
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 
+class UsageError(ValueError):
+    """A mistake the user can fix (an argument, a file, the environment), with the flag and what to do.
+
+    Scripts print it under their usage and exit with code 2, without a traceback.
+    """
+
+
 def check_arguments(arguments: Any, checks: dict[str, tuple[bool, str]]) -> None:
-    """Raise `ValueError("--flag value must be requirement.")` for the first failed check.
+    """Raise `UsageError("--flag value must be requirement.")` for the first failed check.
 
     Args:
         arguments (dataclass): the arguments, read for the value shown in the message.
@@ -24,14 +48,158 @@ def check_arguments(arguments: Any, checks: dict[str, tuple[bool, str]]) -> None
     """
     for flag, (valid, requirement) in checks.items():
         if not valid:
-            raise ValueError(f"--{flag} {getattr(arguments, flag)} must be {requirement}.")
+            raise UsageError(f"--{flag} {getattr(arguments, flag)} must be {requirement}.")
+
+
+def as_flags(message: str, settings: Sequence[str]) -> str:
+    """A message of the Python API, `name=value` (`cifar_stem=False`, `backbone='resnet18'`), with each of
+    `settings` written as the script's flag (`--cifar_stem false`, `--backbone resnet18`)."""
+    names = "|".join(re.escape(name) for name in sorted(settings, key=len, reverse=True))
+    pattern = re.compile(rf"(?<![\w-])({names})=('[^']*'|\"[^\"]*\"|[^\s,;)]+?)(?=[\s,;)]|\.(?:\s|$)|$)")
+
+    def flag(match: re.Match) -> str:
+        value = match.group(2).strip("'\"")
+        return f"--{match.group(1)} {value.lower() if value in ('True', 'False', 'None') else value}"
+
+    return pattern.sub(flag, message)
+
+
+@contextmanager
+def as_usage_error(settings: Sequence[str]) -> Iterator[None]:
+    """Turn a `ValueError` of the Python API (a config or recipe value, `name=value`) into a [`UsageError`]
+    that names the script's flags."""
+    try:
+        yield
+    except UsageError:
+        raise
+    except ValueError as error:
+        raise UsageError(as_flags(str(error), settings)) from error
+
+
+def positive(value: float | None) -> bool:
+    """A finite number above 0 (None, "unset", passes: the caller's default applies)."""
+    return value is None or (math.isfinite(value) and value > 0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Paths: what a run will read and write, checked before anything is done
+# ----------------------------------------------------------------------------------------------
+
+READ_DIR = "a folder to read"
+READ_FILE = "a file to read"
+READ_DIR_OR_FILE = "a folder or file to read"
+READ_DIR_OR_HUB = "a folder to read, or a Hub id"
+WRITE_DIR = "a folder to write"
+WRITE_FILE = "a file to write"
+
+
+def looks_local(name: str) -> bool:
+    """Whether `name` can only be a local path (absolute, or starting with `.` or `~`), never a Hub id."""
+    return Path(name).is_absolute() or name.startswith((".", "~"))
+
+
+def check_path(flag: str, value: str | None, role: str) -> None:
+    """Refuse a path that cannot serve its `role`, without writing anything.
+
+    A folder to write must be a folder or not exist yet, below a writable folder; a file to write must not be
+    a folder, below a writable folder; what is read must exist (a Hub id passes: it is checked on loading).
+
+    Raises:
+        UsageError: naming `--flag`, the path, what is wrong and what to do.
+    """
+    if value is None:
+        return
+    path = Path(value).expanduser()
+    if role == READ_DIR_OR_HUB and not path.exists() and not looks_local(value):
+        return
+    if role in (READ_DIR, READ_DIR_OR_HUB, READ_DIR_OR_FILE, READ_FILE) and not path.exists():
+        raise UsageError(
+            f"--{flag} {value}: no such {'file' if role == READ_FILE else 'folder'}; check the path."
+        )
+    if role in (READ_DIR, READ_DIR_OR_HUB) and not path.is_dir():
+        raise UsageError(f"--{flag} {value} is a file, not a folder; pass the folder that holds it.")
+    if role == READ_FILE and not path.is_file():
+        raise UsageError(f"--{flag} {value} is a folder, not a file; pass the file.")
+    if role == WRITE_DIR and path.exists() and not path.is_dir():
+        raise UsageError(f"--{flag} {value} is a file, not a folder; pass a folder (new or existing).")
+    if role == WRITE_FILE and path.is_dir():
+        raise UsageError(f"--{flag} {value} is a folder; pass a file name.")
+    if role in (WRITE_DIR, WRITE_FILE):
+        check_writable(flag, value, path if role == WRITE_DIR else path.parent)
+
+
+def check_repo_id(repo_id: str, flag: str = "repo_id") -> None:
+    """Refuse a Hub repository id that the Hub would refuse, before any work.
+
+    Raises:
+        UsageError: naming the flag, the id, what is wrong with it and the accepted form.
+    """
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise UsageError(
+            f"--{flag} {repo_id!r} is not a Hub repository id ({error}). Use 'user/name' or 'org/name': letters, "
+            f"digits, '-', '_' and '.', at most 96 characters."
+        ) from error
+
+
+def check_writable(flag: str, value: str, folder: Path) -> None:
+    """Refuse when `folder` (or its nearest existing parent, where it will be created) cannot be written."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(
+            f"--{flag} {value}: {existing} is a file, so {folder} cannot be created; pick another path."
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"--{flag} {value}: {existing} is not writable; pick a folder you can write to.")
+
+
+def check_paths(arguments: Any, roles: dict[str, str]) -> None:
+    """[`check_path`] for every `{field: role}` of a dataclass (each item of a list field)."""
+    for flag, role in roles.items():
+        value = getattr(arguments, flag)
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            check_path(flag, item, role)
+
+
+# ----------------------------------------------------------------------------------------------
+# Recipe files and a run's record
+# ----------------------------------------------------------------------------------------------
 
 
 def recipe_arguments(path: str | Path) -> list[str]:
-    """A JSON/YAML recipe (`configs/*.yaml`) as command-line arguments, so that later arguments override it."""
-    with open(path) as handle:
-        recipe = json.load(handle) if str(path).endswith(".json") else yaml.safe_load(handle)
-    return [item for key, value in (recipe or {}).items() for item in (f"--{key}", str(value))]
+    """A JSON/YAML recipe (`configs/*.yaml`) as command-line arguments, so that later arguments override it.
+
+    `null` means the setting's default (the key is left out); a list gives one value per item.
+
+    Raises:
+        UsageError: for a recipe that is missing, unreadable, or not a mapping of settings.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(
+            f"recipe {path}: no such file; pass a recipe such as configs/cifar10-resnet18-reference.yaml."
+        )
+    try:
+        recipe = json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())
+    except (ValueError, yaml.YAMLError) as error:
+        raise UsageError(f"recipe {path} cannot be read ({error}); fix its syntax.") from error
+    if not isinstance(recipe or {}, dict):
+        raise UsageError(f"recipe {path} must be a mapping of settings (`learning_rate: 0.06`, ...).")
+    return [item for key, value in (recipe or {}).items() for item in flag_arguments(key, value)]
+
+
+def flag_arguments(key: str, value: Any) -> list[str]:
+    """`--key value` as command-line items: nothing for None (the default), one item per list element."""
+    if value is None:
+        return []
+    values = value if isinstance(value, (list, tuple)) else [value]
+    return [f"--{key}", *(str(item).lower() if isinstance(item, bool) else str(item) for item in values)]
 
 
 def run_arguments(*argument_sets: Any) -> dict[str, Any]:
@@ -40,3 +208,80 @@ def run_arguments(*argument_sets: Any) -> dict[str, Any]:
     for arguments in argument_sets:
         merged.update(dataclasses.asdict(arguments))
     return merged
+
+
+# ----------------------------------------------------------------------------------------------
+# A script: parse, check, run, report a mistake
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Command:
+    """A script of `scripts/`: its argument dataclasses and the library function it runs.
+
+    Args:
+        name (`str`): the script's file name, for the usage line.
+        arguments (`tuple[type, ...]`): the dataclasses, parsed by `HfArgumentParser`.
+        run (`str`): `"module:function"`, imported only once the arguments are parsed and checked (so that
+            `--help` and an argument error do not wait for torch); called with the dataclass instances.
+        first_positional (`str`, *optional*): a field the first command-line item fills when it is not a
+            flag (`grid` of run_experiments.py), or `"recipe"`: a recipe file whose settings come first.
+        report (`str`, *optional*): `"module:function"` that turns the run's result into the text printed
+            at the end (the library functions themselves print only progress).
+        interrupted (`str`): what to do after Ctrl-C, printed instead of a traceback.
+    """
+
+    name: str
+    arguments: tuple[type, ...]
+    run: str
+    first_positional: str | None = None
+    report: str | None = None
+    interrupted: str = "nothing was left half-written: run the same command again."
+
+    def parser(self) -> Any:
+        from transformers import HfArgumentParser
+
+        # A mistake shows this one usage line, not every flag: `--help` lists them with their advice.
+        return HfArgumentParser(self.arguments, prog=self.name, usage=f"{self.name} [-h] [options]")
+
+    def parse(self, argv: Sequence[str] | None = None) -> tuple[Any, ...]:
+        """The dataclasses of a command line, every check that needs no data done; exits 2 on a mistake."""
+        argv = list(sys.argv[1:] if argv is None else argv)
+        parser = self.parser()
+        try:
+            arguments = tuple(parser.parse_args_into_dataclasses(args=self.expand(argv)))
+            for instance in arguments:
+                if hasattr(instance, "check"):  # the checks that need torch (a config, a recipe)
+                    instance.check()
+        except ValueError as error:  # UsageError, or a value transformers' own dataclasses refuse
+            parser.error(str(error))
+        return arguments
+
+    def expand(self, argv: list[str]) -> list[str]:
+        """The first positional item as its flag (a recipe file: as its settings)."""
+        if not argv or argv[0].startswith("-") or self.first_positional is None:
+            return argv
+        if self.first_positional == "recipe":
+            return recipe_arguments(argv[0]) + argv[1:]
+        return [f"--{self.first_positional}", *argv]
+
+    def main(self, argv: Sequence[str] | None = None) -> Any:
+        """Parse, check and run; a [`UsageError`] at any point: the usage and the message, exit code 2;
+        Ctrl-C: what to do next, exit code 130."""
+        arguments = self.parse(argv)
+        try:
+            result = load(self.run)(*arguments)
+        except UsageError as error:
+            self.parser().error(str(error))
+        except KeyboardInterrupt:
+            print(f"\n{self.name}: interrupted; {self.interrupted}", file=sys.stderr)
+            raise SystemExit(130) from None
+        if self.report is not None:
+            print(load(self.report)(result))
+        return result
+
+
+def load(reference: str) -> Callable[..., Any]:
+    """The function `"module:function"` names, imported now."""
+    module, function = reference.split(":")
+    return getattr(importlib.import_module(module), function)

@@ -102,3 +102,7 @@ class SimCLRConfig(PretrainedConfig):
                 "backbone_kwargs may not set 'num_classes' or 'pretrained': the backbone always gives "
                 "pooled features and is built from scratch."
             )
+
+
+# save_pretrained writes this file and an `auto_map` into every folder, for `trust_remote_code` loading.
+SimCLRConfig.register_for_auto_class()

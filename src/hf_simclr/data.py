@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from datasets import ClassLabel, Dataset, DatasetDict
 
-from hf_simclr.transforms import ImageBatchTransform, ImageDecodeError, decode_image, eval_view
+from .arguments import UsageError
+from .transforms import ImageBatchTransform, ImageDecodeError, decode_image, eval_view
 
 IMAGE_COLUMN = "image"
 LABEL_COLUMN = "label"
@@ -37,6 +38,7 @@ def load_image_dataset(
     revision: str | None = None,
     seed: int = 0,
     require_labels: bool = False,
+    split_flag: str = "split",
 ) -> Dataset:
     """Load one split of an image dataset, with its columns renamed to `image` and `label`.
 
@@ -55,21 +57,23 @@ def load_image_dataset(
         revision (`str`, *optional*): the Hub revision (branch, tag or commit) to pin.
         seed (`int`, defaults to 0): seed of the `max_samples` subset.
         require_labels (`bool`, defaults to False): fail unless every row has a label (for probes).
+        split_flag (`str`, defaults to `"split"`): the caller's flag for `split` (`train_split`,
+            `eval_split`), which the messages name.
 
     Returns:
         `datasets.Dataset` with columns `image` and, if found, `label`.
 
     Raises:
-        ValueError: for a dataset that cannot be loaded, an unknown or empty split, a missing image
-            column or (with `require_labels`) missing labels; the message says what to pass instead.
+        UsageError: for a dataset that cannot be loaded, an unknown or empty split, a missing image
+            column or (with `require_labels`) missing labels; the message names the flag and what to pass.
     """
     if max_samples is not None and max_samples < 1:
         raise ValueError(f"max_samples={max_samples} must be at least 1, or None for the whole split.")
     splits = _load_splits(dataset_name, dataset_config_name, revision)
-    dataset = _select_split(splits, split, dataset_name)
+    dataset = _select_split(splits, split, dataset_name, split_flag)
     dataset = _standardize_columns(dataset, image_column, label_column)
     if require_labels:
-        _check_labels(dataset, split)
+        _check_labels(dataset, split, split_flag)
     if max_samples is not None and max_samples < len(dataset):
         dataset = dataset.shuffle(seed=seed).select(range(max_samples))
     return dataset
@@ -79,12 +83,9 @@ def _load_splits(dataset_name: str, config_name: str | None, revision: str | Non
     """All splits of a Hub dataset or local directory, by name."""
     path = Path(dataset_name).expanduser()
     if path.is_dir():
-        if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
-            loaded = datasets.load_from_disk(str(path))
-        else:
-            loaded = datasets.load_dataset(str(path), config_name)
+        loaded = _load_local(path, config_name)
     elif path.is_absolute() or dataset_name.startswith((".", "~")):
-        raise ValueError(f"--dataset_name {dataset_name}: no such directory; pass an existing folder.")
+        raise UsageError(f"--dataset_name {dataset_name}: no such directory; pass an existing folder.")
     else:
         loaded = _load_from_hub(dataset_name, config_name, revision)
     if isinstance(loaded, Dataset):
@@ -93,30 +94,48 @@ def _load_splits(dataset_name: str, config_name: str | None, revision: str | Non
     return dict(loaded)
 
 
-def _load_from_hub(dataset_name: str, config_name: str | None, revision: str | None) -> DatasetDict:
+def _load_local(path: Path, config_name: str | None) -> Dataset | DatasetDict:
+    """A `save_to_disk` folder, or parquet files / an imagefolder through `load_dataset`."""
     try:
-        return datasets.load_dataset(dataset_name, config_name, revision=revision)
-    except (ConnectionError, FileNotFoundError, datasets.exceptions.DatasetNotFoundError) as error:
-        raise ValueError(
-            f"could not load {dataset_name!r} from the Hub (offline or unknown name): {error}. "
-            f"Download it where the Hub is reachable (`datasets.load_dataset({dataset_name!r})"
-            f".save_to_disk(dir)`) and pass the local directory as --dataset_name."
+        if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
+            return datasets.load_from_disk(str(path))
+        return datasets.load_dataset(str(path), config_name)
+    except (OSError, ValueError, datasets.exceptions.DatasetGenerationError) as error:
+        raise UsageError(
+            f"--dataset_name {path}: cannot read the dataset in this folder ({type(error).__name__}: {error}). "
+            f"Pass a folder of parquet files, an imagefolder (class sub-folders of images) or a save_to_disk "
+            f"folder, and check that its files are complete."
         ) from error
 
 
-def _select_split(splits: dict[str, Dataset], split: str, dataset_name: str) -> Dataset:
+def _load_from_hub(dataset_name: str, config_name: str | None, revision: str | None) -> DatasetDict:
+    try:
+        return datasets.load_dataset(dataset_name, config_name, revision=revision)
+    except (OSError, datasets.exceptions.DatasetNotFoundError) as error:  # ConnectionError is an OSError
+        raise UsageError(
+            f"--dataset_name {dataset_name}: cannot load it from the Hub (offline, or no such dataset). "
+            f"Pass a local copy instead: --dataset_name <folder> (parquet files, an imagefolder or a "
+            f"save_to_disk folder, e.g. made where the Hub is reachable with "
+            f"`datasets.load_dataset({dataset_name!r}).save_to_disk(folder)`)."
+        ) from error
+
+
+def _select_split(splits: dict[str, Dataset], split: str, dataset_name: str, split_flag: str) -> Dataset:
     """The split named `split`, or the concatenation of the `+`-joined splits it names."""
     names = [name.strip() for name in split.split("+")]
     unknown = [name for name in names if name not in splits]
     if unknown:
-        raise ValueError(
-            f"--split {split}: {dataset_name!r} has no split {unknown[0]!r}; its splits are {sorted(splits)}."
+        raise UsageError(
+            f"--{split_flag} {split}: {dataset_name!r} has no split {unknown[0]!r}; its splits are "
+            f"{sorted(splits)}."
         )
     parts = [splits[name] for name in names]
     dataset = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
     if len(dataset) == 0:
         non_empty = sorted(name for name, part in splits.items() if len(part) > 0)
-        raise ValueError(f"--split {split} of {dataset_name!r} is empty; non-empty splits: {non_empty}.")
+        raise UsageError(
+            f"--{split_flag} {split} of {dataset_name!r} is empty; non-empty splits: {non_empty}."
+        )
     return dataset
 
 
@@ -138,12 +157,12 @@ def _standardize_columns(dataset: Dataset, image_column: str | None, label_colum
     columns = {name: str(feature) for name, feature in dataset.features.items()}
     image = _find_column(dataset, image_column, IMAGE_COLUMN_NAMES, datasets.Image)
     if image is None:
-        raise ValueError(f"no image column found among {columns}; pass --image_column.")
+        raise UsageError(f"no image column found among {columns}; pass --image_column.")
     for flag, name in (("--image_column", image), ("--label_column", label_column)):
         if name is not None and name not in columns:
-            raise ValueError(f"{flag} {name} not in {sorted(columns)}.")
+            raise UsageError(f"{flag} {name} not in {sorted(columns)}.")
     if not isinstance(dataset.features[image], datasets.Image):
-        raise ValueError(f"--image_column {image} holds {columns[image]}, not images; columns: {columns}.")
+        raise UsageError(f"--image_column {image} holds {columns[image]}, not images; columns: {columns}.")
     label = _find_column(dataset, label_column, LABEL_COLUMN_NAMES, ClassLabel)
     kept = [image] if label is None else [image, label]
     dataset = dataset.select_columns(kept)
@@ -155,19 +174,19 @@ def _standardize_columns(dataset: Dataset, image_column: str | None, label_colum
     return dataset.rename_columns(renames) if renames else dataset
 
 
-def _check_labels(dataset: Dataset, split: str) -> None:
+def _check_labels(dataset: Dataset, split: str, split_flag: str) -> None:
     """Raise unless every row has a label (not -1, not None): a probe cannot use unlabeled rows."""
     if LABEL_COLUMN not in dataset.column_names:
-        raise ValueError(
-            f"--split {split} has no label column (columns: {dataset.column_names}); the probe needs "
-            f"labels: pass --label_column or a labeled dataset."
+        raise UsageError(
+            f"--{split_flag} {split} has no label column (columns: {dataset.column_names}); labels are needed "
+            f"here: pass --label_column or a labeled dataset."
         )
     labels = dataset.select_columns([LABEL_COLUMN]).to_pandas()[LABEL_COLUMN]
     missing = int((labels.isna() | (labels == -1)).sum())
     if missing:
-        raise ValueError(
-            f"{missing} of {len(labels)} rows of --split {split} have no label (-1); the probe needs "
-            f"labeled rows: choose a labeled split (e.g. 'train', not 'unlabeled')."
+        raise UsageError(
+            f"{missing} of {len(labels)} rows of --{split_flag} {split} have no label (-1); labels are needed "
+            f"here: choose a labeled split (e.g. 'train', not 'unlabeled')."
         )
 
 
@@ -215,7 +234,7 @@ class ImageViewDataset(torch.utils.data.Dataset):
         try:
             batch = self.transform(self.dataset[list(indices)])
         except ImageDecodeError as error:
-            raise ValueError(
+            raise UsageError(
                 f"row {indices[error.position]} of the dataset: cannot decode image ({error.reason}); "
                 f"remove or fix that row."
             ) from error
@@ -250,8 +269,11 @@ def decode_images(dataset: Dataset, image_size: int, cache_file: str | Path | No
         return torch.from_numpy(array)
     cache_file = Path(cache_file)
     if cache_file.is_file():
-        cached = np.load(cache_file, mmap_mode="c")
-        if cached.shape == shape and cached.dtype == np.uint8:
+        try:
+            cached = np.load(cache_file, mmap_mode="c")
+        except (OSError, ValueError):  # not a complete .npy (e.g. a damaged disk): decode it again
+            cached = None
+        if cached is not None and cached.shape == shape and cached.dtype == np.uint8:
             return torch.from_numpy(cached)
     _write_cache(dataset, cache_file, shape)
     return torch.from_numpy(np.load(cache_file, mmap_mode="c"))
@@ -295,7 +317,7 @@ def _decode_into(dataset: Dataset, out: np.ndarray) -> None:
             try:
                 image = decode_image(value)
             except ValueError as error:
-                raise ValueError(
+                raise UsageError(
                     f"row {start + offset} of the dataset: cannot decode image ({error}); remove or fix that row."
                 ) from error
             out[start + offset] = eval_view(image, image_size)

@@ -32,6 +32,15 @@ from transformers import EvalPrediction, Trainer, TrainingArguments, default_dat
 from transformers.trainer_utils import PredictionOutput
 from transformers.utils import logging as transformers_logging
 
+from .arguments import (
+    READ_DIR_OR_HUB,
+    WRITE_DIR,
+    Command,
+    UsageError,
+    check_arguments,
+    check_path,
+    check_paths,
+)
 from .data import ImageViewDataset, decode_labels, label_names, load_image_dataset
 from .devices import device_description
 from .evaluation.label_fractions import label_fraction_indices
@@ -108,18 +117,17 @@ class FinetuneArguments:
     )  # fmt: skip
 
     def __post_init__(self) -> None:
-        if self.init not in INITS:
-            raise ValueError(
-                f"--init {self.init} unknown; use simclr (pretrained encoder) or random (baseline)."
-            )
-        if not 0.0 < self.label_fraction <= 1.0:
-            raise ValueError(
-                f"--label_fraction {self.label_fraction} must lie in (0, 1], e.g. 0.01 or 0.1 (paper)."
-            )
-        if not 0.0 < self.crop_scale_min <= 1.0:
-            raise ValueError(f"--crop_scale_min {self.crop_scale_min} must lie in (0, 1], e.g. 0.08.")
-        if not 0.0 <= self.horizontal_flip_p <= 1.0:
-            raise ValueError(f"--horizontal_flip_p {self.horizontal_flip_p} is not a probability in [0, 1].")
+        check_paths(self, {"model_name_or_path": READ_DIR_OR_HUB, "dataset_name": READ_DIR_OR_HUB})
+        subset = "a positive number of images (unset: the whole split)"
+        check_arguments(self, {
+            "init": (self.init in INITS, "simclr (the pretrained encoder) or random (the baseline)"),
+            "label_fraction": (0 < self.label_fraction <= 1, "in (0, 1], e.g. 0.01 or 0.1 (paper)"),
+            "subset_seed": (0 <= self.subset_seed < 2**32, "in [0, 2**32)"),
+            "max_train_samples": (self.max_train_samples is None or self.max_train_samples >= 1, subset),
+            "max_eval_samples": (self.max_eval_samples is None or self.max_eval_samples >= 1, subset),
+            "crop_scale_min": (0 < self.crop_scale_min <= 1, "in (0, 1], e.g. 0.08"),
+            "horizontal_flip_p": (0 <= self.horizontal_flip_p <= 1, "a probability in [0, 1]"),
+        })  # fmt: skip
 
 
 def check_output_dir(output_dir: Path, overwrite: bool, resuming: bool, model_name_or_path: str) -> None:
@@ -134,7 +142,7 @@ def check_output_dir(output_dir: Path, overwrite: bool, resuming: bool, model_na
     """
     model_dir = Path(model_name_or_path)
     if model_dir.is_dir() and output_dir.resolve() == model_dir.resolve():
-        raise ValueError(
+        raise UsageError(
             f"--output_dir {output_dir} is the model to fine-tune (--model_name_or_path); the fine-tuned model "
             f"is a new one: pass another --output_dir."
         )
@@ -148,7 +156,7 @@ def check_output_dir(output_dir: Path, overwrite: bool, resuming: bool, model_na
     if not previous:
         return
     if not overwrite:
-        raise ValueError(
+        raise UsageError(
             f"--output_dir {output_dir} already holds a run ({', '.join(p.name for p in previous[:4])}); pass "
             f"--overwrite_output_dir to replace it, --resume_from_checkpoint to continue it, or another "
             f"--output_dir."
@@ -157,15 +165,36 @@ def check_output_dir(output_dir: Path, overwrite: bool, resuming: bool, model_na
         shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
+def check_resume(output_dir: Path, resume: str | None) -> None:
+    """Refuse `--resume_from_checkpoint` without a Trainer checkpoint to resume from, before any work.
+
+    Raises:
+        UsageError: for `latest` with no `checkpoint-*` in the output folder, or a path that is not one.
+    """
+    if resume is None:
+        return
+    if resume in ("latest", "True", "true"):
+        if not list(output_dir.glob("checkpoint-*")):
+            raise UsageError(
+                f"--resume_from_checkpoint {resume}: {output_dir} holds no checkpoint-* folder to resume from; "
+                f"run without --resume_from_checkpoint to start afresh (checkpoints come with --save_strategy)."
+            )
+        return
+    if not (Path(resume) / "trainer_state.json").is_file():
+        raise UsageError(
+            f"--resume_from_checkpoint {resume} is not a Trainer checkpoint (no trainer_state.json); pass one "
+            f"of the checkpoint-* folders of --output_dir, or latest."
+        )
+
+
 def load_labeled_splits(args: FinetuneArguments) -> tuple[datasets.Dataset, datasets.Dataset, list[str], int]:
     """The labeled fraction of the training split, the evaluation split, the class names, and the size
     of the training split the fraction was drawn from."""
     train_set, eval_set = (
-        load_image_dataset(args.dataset_name, args.dataset_config_name, split, args.image_column,
+        load_image_dataset(args.dataset_name, args.dataset_config_name, getattr(args, flag), args.image_column,
                            args.label_column, max_samples, args.dataset_revision, seed=args.subset_seed,
-                           require_labels=True)
-        for split, max_samples in ((args.train_split, args.max_train_samples),
-                                   (args.eval_split, args.max_eval_samples))
+                           require_labels=True, split_flag=flag)
+        for flag, max_samples in (("train_split", args.max_train_samples), ("eval_split", args.max_eval_samples))
     )  # fmt: skip
     labels = decode_labels(train_set)
     names = label_names(train_set, labels)
@@ -196,7 +225,7 @@ def build_classifier(args: FinetuneArguments, names: list[str], seed: int) -> Si
         transformers_logging.set_verbosity(verbosity)
     missing = [key for key in info["missing_keys"] if not key.startswith("classifier.")]
     if missing:
-        raise ValueError(
+        raise UsageError(
             f"{args.model_name_or_path}: the weights lack {len(missing)} encoder tensors (e.g. {missing[:3]}), "
             f"which would stay random. Pass a folder written by pretraining, or --init random on purpose."
         )
@@ -262,14 +291,19 @@ def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict[
         `wall_time_seconds`, the arguments.
 
     Raises:
-        ValueError: before any training, for a model that is not SimCLR, an output folder that holds
-            another run, a dataset without labels, or a fraction that leaves a class empty.
+        UsageError: before any training, for a model that is not SimCLR, an output folder that cannot be
+            written or holds another run, a resume without a checkpoint, a dataset without labels, or a
+            fraction that leaves a class empty.
     """
     started = time.perf_counter()
     output_dir = Path(training_args.output_dir)
+    check_path("output_dir", training_args.output_dir, WRITE_DIR)
     config = load_simclr_config(args.model_name_or_path, args.model_revision)
     resume = training_args.resume_from_checkpoint
+    check_resume(output_dir, resume)
     check_output_dir(output_dir, args.overwrite_output_dir, resume is not None, args.model_name_or_path)
+    if not torch.cuda.is_available():
+        training_args.dataloader_pin_memory = False  # pinned memory is for copies to a GPU
     eval_view = eval_augmentation_for(args.model_name_or_path, config, args.model_revision)
     train_view = dataclasses.replace(
         eval_view, crop_scale=(args.crop_scale_min, 1.0), horizontal_flip_p=args.horizontal_flip_p
@@ -299,6 +333,25 @@ def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict[
     return results
 
 
+def describe_finetuning(results: dict[str, Any]) -> str:
+    """One line for the terminal: what was fine-tuned and how it scores."""
+    return (
+        f"Fine-tuned ({results['init']} init, {100 * results['label_fraction']:g}% of the labels, "
+        f"{results['num_train_samples']} images): top-1 {100 * results['top1']:.2f}%, "
+        f"top-3 {100 * results['top3']:.2f}%, top-5 {100 * results['top5']:.2f}% on "
+        f"{results['split_sizes']['eval']} {results['dataset']['eval_split']} images."
+    )
+
+
 def write_finetune_results(results: dict[str, Any], output_dir: str | Path) -> Path:
     """Write `finetune_results.json` into `output_dir` (a temporary file renamed into place)."""
     return write_json_atomically(Path(output_dir) / FINETUNE_RESULTS_FILE, results)
+
+
+# `scripts/finetune.py`: ours, then every option of transformers' `TrainingArguments`.
+FINETUNE = Command(
+    "finetune.py", (FinetuneArguments, TrainingArguments), "hf_simclr.finetuning:finetune",
+    report="hf_simclr.finetuning:describe_finetuning",
+    interrupted="run the same command with --resume_from_checkpoint latest to continue from Trainer's last "
+    "checkpoint (--save_strategy), or with --overwrite_output_dir to start afresh.",
+)  # fmt: skip

@@ -4,12 +4,15 @@ before any network call, then everything goes up as one commit.
 
 from __future__ import annotations
 
+import importlib
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .configuration_simclr import SimCLRConfig
+from .arguments import READ_DIR, Command, UsageError, check_path, check_repo_id
 from .model_folder import (
     CODE_FILES,
     CONFIG_FILE,
@@ -19,6 +22,7 @@ from .model_folder import (
     RESULTS_FILE,
     TRAINING_ARGS_FILE,
     WEIGHTS_FILES,
+    check_generated,
     load_encoder,
     load_simclr_config,
 )
@@ -26,6 +30,8 @@ from .reports.card import render_model_card, save_model_card
 
 if TYPE_CHECKING:
     from huggingface_hub import ModelCard
+
+    from .configuration_simclr import SimCLRConfig
 
 # Everything a shared folder must hold besides the weights (plots are optional).
 REQUIRED_FILES = (
@@ -75,13 +81,12 @@ def check_model_folder(
         The folder's `SimCLRConfig`.
 
     Raises:
-        FileNotFoundError: if the folder or a required file is missing (the message says which and
-            what writes it).
-        ValueError: if it is not a SimCLR model or its weights do not load into the encoder.
+        UsageError: if the folder or a required file is missing (the message says which and what writes
+            it), or it is not a SimCLR model, or its weights do not load into the encoder.
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder} is not a folder; pass the model folder written by pretraining.")
+        raise UsageError(f"{folder} is not a folder; pass the model folder written by pretraining.")
     optional = () if require_results else (RESULTS_FILE, MODEL_CARD_FILE)
     optional += () if require_card else (MODEL_CARD_FILE,)
     required = [name for name in REQUIRED_FILES if name not in optional]
@@ -92,9 +97,9 @@ def check_model_folder(
         reasons = "; ".join(
             f"{name} (written by {_FILE_ORIGINS.get(name, 'pretraining')})" for name in missing
         )
-        raise FileNotFoundError(f"{folder} is not ready to share, it lacks: {reasons}.")
-    config = load_simclr_config(folder)
-    load_encoder(folder)
+        raise UsageError(f"{folder} is not ready to share, it lacks: {reasons}.")
+    config = load_simclr_config(folder, flag="model_dir")
+    load_encoder(folder, flag="model_dir")
     return config
 
 
@@ -109,37 +114,19 @@ OFFLINE_MESSAGE = (
 )
 
 
-def check_repo_id(repo_id: str) -> None:
-    """Refuse a repository id that the Hub would refuse, before any work.
-
-    Raises:
-        ValueError: naming the id, what is wrong with it and the accepted form.
-    """
-    from huggingface_hub.errors import HFValidationError
-    from huggingface_hub.utils import validate_repo_id
-
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as error:
-        raise ValueError(
-            f"{repo_id!r} is not a Hub repository id ({error}). Use 'user/name' or 'org/name': letters, "
-            f"digits, '-', '_' and '.', at most 96 characters."
-        ) from error
-
-
 def hub_token(token: str | None = None) -> str:
     """The token to push with: `token`, else `HF_TOKEN` or the one `hf auth login` stored.
 
     Raises:
-        RuntimeError: in offline mode, or when no token is found (the message says how to get one).
+        UsageError: in offline mode, or when no token is found (the message says how to get one).
     """
     from huggingface_hub import constants, get_token
 
     if constants.HF_HUB_OFFLINE or _truthy(os.environ.get("HF_HUB_OFFLINE")):
-        raise RuntimeError(OFFLINE_MESSAGE)
+        raise UsageError(OFFLINE_MESSAGE)
     token = token or get_token()
     if not token:
-        raise RuntimeError(
+        raise UsageError(
             "no Hugging Face token: run `hf auth login`, or set HF_TOKEN to a token with write access "
             "(https://huggingface.co/settings/tokens), or pass --token."
         )
@@ -181,19 +168,17 @@ def push_model_folder(
         `huggingface_hub.CommitInfo` of the commit (`.commit_url`, `.pr_url`).
 
     Raises:
-        ValueError: an invalid `repo_id`, or from [`check_model_folder`].
-        FileNotFoundError: from [`check_model_folder`].
-        RuntimeError: offline mode or no token.
+        UsageError: an invalid `repo_id`, offline mode or no token, a folder that is not ready (see
+            [`check_model_folder`]), and the Hub's refusals or an unreachable Hub (each named, with what to do).
     """
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import OfflineModeIsEnabled
 
     folder = Path(folder)
     check_repo_id(repo_id)
     token = hub_token(token)
     check_model_folder(folder, require_results=require_results, require_card=model_card is None)
     api = HfApi(token=token)
-    try:
+    with hub_errors(repo_id):
         api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
         if revision not in (None, "main") and not create_pr:
             api.create_branch(repo_id, branch=revision, exist_ok=True, repo_type="model")
@@ -208,8 +193,46 @@ def push_model_folder(
             commit_message=commit_message,
             ignore_patterns=UPLOAD_IGNORE_PATTERNS,
         )
+
+
+def network_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions of an unreachable Hub: `OSError`, and the HTTP clients' own (huggingface_hub 1.x uses
+    httpx, 2.x httpx2)."""
+    errors: list[type[BaseException]] = [OSError]
+    for module, name in (("httpx2", "HTTPError"), ("httpx", "HTTPError"), ("requests", "RequestException")):
+        try:
+            errors.append(getattr(importlib.import_module(module), name))
+        except ImportError:
+            continue
+    return tuple(errors)
+
+
+@contextmanager
+def hub_errors(repo_id: str) -> Iterator[None]:
+    """The Hub's errors (offline, unreachable, refused) as a [`UsageError`] that names the repository and the fix.
+
+    Raises:
+        UsageError: in place of `OfflineModeIsEnabled`, a connection error or an HTTP error of the Hub.
+    """
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    try:
+        yield
     except OfflineModeIsEnabled as error:
-        raise RuntimeError(OFFLINE_MESSAGE) from error
+        raise UsageError(OFFLINE_MESSAGE) from error
+    except HfHubHTTPError as error:
+        status = getattr(error.response, "status_code", None)
+        advice = {
+            401: "the token is not valid: run `hf auth login` again or set HF_TOKEN",
+            403: f"the token may not write to {repo_id}: use a token with write access to that namespace",
+            404: f"{repo_id} or its branch does not exist and could not be created: check the id and --revision",
+        }.get(status, "check the repository id and the token, then push again")
+        raise UsageError(f"the Hub refused the push to {repo_id} (HTTP {status}): {advice}.") from error
+    except network_errors() as error:  # no network, DNS, timeouts
+        raise UsageError(
+            f"cannot reach the Hub to push to {repo_id} ({type(error).__name__}: {error}): check the network "
+            f"(or a proxy), then push again; nothing was uploaded unless the commit went through."
+        ) from error
 
 
 @dataclass
@@ -238,6 +261,10 @@ class PushArguments:
         },
     )
 
+    def __post_init__(self) -> None:
+        check_path("model_dir", self.model_dir, READ_DIR)
+        check_repo_id(self.repo_id)
+
 
 def push_to_hub(args: PushArguments) -> Any:
     """Share a probed model folder: its card rendered again for `args.repo_id` (unless `--no_write_card`),
@@ -245,13 +272,19 @@ def push_to_hub(args: PushArguments) -> Any:
 
     Returns:
         `huggingface_hub.CommitInfo` of the commit.
+
+    Raises:
+        UsageError: see [`push_model_folder`]; also, with the card to write, a `README.md` that hf_simclr did
+            not write (it is kept: push it as it is with `--write_card false`).
     """
+    if args.write_card:
+        check_generated(Path(args.model_dir) / MODEL_CARD_FILE, "push it as it is with --write_card false")
     card = (
         render_model_card(args.model_dir, repo_id=args.repo_id, license=args.license)
         if args.write_card
         else None
     )
-    return push_model_folder(
+    commit = push_model_folder(
         args.model_dir,
         args.repo_id,
         private=args.private,
@@ -261,3 +294,9 @@ def push_to_hub(args: PushArguments) -> Any:
         commit_message=args.commit_message,
         model_card=card,
     )
+    print(f"Pushed {args.model_dir} to {commit.pr_url or commit.commit_url}")
+    return commit
+
+
+# `scripts/push_to_hub.py`.
+PUSH = Command("push_to_hub.py", (PushArguments,), "hf_simclr.hub:push_to_hub")

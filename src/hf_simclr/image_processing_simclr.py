@@ -113,3 +113,7 @@ def as_pil_image(image: Any) -> Image.Image:
         f"expected a PIL image or a numpy array, got {type(image).__name__}; open files with PIL.Image.open "
         f"(or transformers.image_utils.load_image for paths and URLs) first."
     )
+
+
+# save_pretrained writes this file and an `auto_map` into every folder's preprocessor_config.json.
+SimCLRImageProcessor.register_for_auto_class("AutoImageProcessor")

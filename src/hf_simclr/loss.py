@@ -43,16 +43,19 @@ def _world() -> tuple[int, int]:
 def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     """All-gather `tensor` (B, ...) from every process into (kB, ...), keeping the autograd graph.
 
-    `torch.distributed.nn.functional.all_gather` sums the incoming gradients over processes in its
-    backward (reduce-scatter), which is what contrastive negatives need; `accelerator.gather` has no
-    backward at all. With one process this is the identity.
+    torch's functional all-gather sums the incoming gradients over processes in its backward
+    (reduce-scatter), which is what contrastive negatives need; `accelerator.gather` has no backward at
+    all. With one process this is the identity. (`torch.distributed.nn.functional.all_gather` does the same
+    but is deprecated since torch 2.13.)
     """
     _, world_size = _world()
     if world_size == 1:
         return tensor
-    from torch.distributed.nn.functional import all_gather
+    from torch.distributed import _functional_collectives as collectives
 
-    return torch.cat(all_gather(tensor.contiguous()), dim=0)
+    # torch >= 2.13: all_gather_single (autograd-aware); earlier: all_gather_tensor_autograd.
+    gather = getattr(collectives, "all_gather_single", None) or collectives.all_gather_tensor_autograd
+    return gather(tensor.contiguous(), 0, dist.group.WORLD)
 
 
 def nt_xent_loss(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float = 0.5) -> NTXentOutput:

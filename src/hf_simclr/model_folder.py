@@ -14,18 +14,21 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from transformers import PreTrainedModel
-from transformers.utils import logging as transformers_logging
+from .arguments import UsageError
 
-from .configuration_simclr import SimCLRConfig
-from .image_processing_simclr import SimCLRImageProcessor
-from .modeling_simclr import SimCLRModel
-from .transforms import IMAGENET_MEAN, IMAGENET_STD, AugmentationConfig
+if TYPE_CHECKING:  # imported where used: the file names above need no torch
+    from transformers import PreTrainedModel
+
+    from .configuration_simclr import SimCLRConfig
+    from .image_processing_simclr import SimCLRImageProcessor
+    from .modeling_simclr import SimCLRModel
+    from .transforms import AugmentationConfig
 
 # ----------------------------------------------------------------------------------------------
 # File names
@@ -74,6 +77,12 @@ SEMI_SUPERVISED_TABLE = "semi_supervised.md"
 # Kept in results/ folders: the commands' wall times and `gpu` (the experiment runner writes it too).
 WALL_TIMES_FILE = "wall_times.json"
 
+# The first words of every Markdown file the package writes (cards, tables): a file without them is a user's,
+# which a generated one never replaces.
+GENERATED_MARK = "<!-- Written by hf_simclr"
+# What the files written before the mark existed hold instead (the card's template, the runner's table).
+LEGACY_MARKS = ("- **Code:** `hf_simclr`; the modeling code", "<!-- Written by scripts/run_experiments.py")
+
 
 # ----------------------------------------------------------------------------------------------
 # Writing files whole
@@ -95,6 +104,41 @@ def write_json_atomically(path: str | Path, content: Any) -> Path:
     return write_text_atomically(path, json.dumps(content, indent=2, default=str) + "\n")
 
 
+def is_generated(path: str | Path) -> bool:
+    """Whether `path` is a file the package wrote (it holds `GENERATED_MARK`), or no file at all."""
+    path = Path(path)
+    if not path.is_file():
+        return True
+    text = path.read_text(encoding="utf-8", errors="replace")
+    return any(mark in text for mark in (GENERATED_MARK, *LEGACY_MARKS))
+
+
+def check_generated(path: str | Path, keep_advice: str) -> None:
+    """Refuse to replace a file the package did not write.
+
+    Args:
+        keep_advice (`str`): how to go on while keeping the file, e.g. "pass --write_card false".
+
+    Raises:
+        UsageError: naming the file, and the two ways out (keep it, or move it away).
+    """
+    if not is_generated(path):
+        raise UsageError(
+            f"{path} was not written by hf_simclr (no '{GENERATED_MARK}' line), so it is kept: {keep_advice}, "
+            f"or move it away to have it written."
+        )
+
+
+def write_generated_text(path: str | Path, text: str, keep_advice: str) -> Path:
+    """[`write_text_atomically`] of a generated file (`text` must hold `GENERATED_MARK`): never over a user's.
+
+    Raises:
+        UsageError: from [`check_generated`]; nothing is written.
+    """
+    check_generated(path, keep_advice)
+    return write_text_atomically(path, text)
+
+
 def read_json(path: str | Path) -> Any:
     """The JSON content of `path`, or None when there is no such file."""
     path = Path(path)
@@ -108,6 +152,8 @@ def read_json(path: str | Path) -> Any:
 
 def image_processor_for(augmentation: AugmentationConfig) -> SimCLRImageProcessor:
     """The image processor of a model trained with `augmentation`: its evaluation view (size, statistics)."""
+    from .image_processing_simclr import SimCLRImageProcessor
+
     return SimCLRImageProcessor(
         image_size=augmentation.image_size, image_mean=augmentation.mean, image_std=augmentation.std
     )
@@ -133,9 +179,15 @@ def save_model_folder(
     Returns:
         `Path` of `output_dir`.
     """
+    from transformers.utils import logging as transformers_logging
+
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".tmp-save-", dir=output_dir))
+    staging = output_dir / ".tmp-save"  # one name: a save killed half-way is cleared by the next
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    bars = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()  # "Writing model shards" for one small file says nothing
     try:
         model.save_pretrained(staging, safe_serialization=True)
         image_processor_for(augmentation).save_pretrained(staging)
@@ -144,6 +196,8 @@ def save_model_folder(
         for path in staging.iterdir():
             os.replace(path, output_dir / path.name)
     finally:
+        if bars:
+            transformers_logging.enable_progress_bar()
         shutil.rmtree(staging, ignore_errors=True)
     return output_dir
 
@@ -182,34 +236,45 @@ def resolve_model_file(
         return None
 
 
-def load_simclr_config(model_name_or_path: str | Path, revision: str | None = None) -> SimCLRConfig:
+def load_simclr_config(
+    model_name_or_path: str | Path, revision: str | None = None, flag: str = "model_name_or_path"
+) -> SimCLRConfig:
     """Read the `SimCLRConfig` of a model folder, refusing anything that is not a SimCLR model.
 
+    Args:
+        flag (`str`): the caller's flag for the folder, which the messages name.
+
     Raises:
-        ValueError: if there is no `config.json` (not a model folder, a wrong path, or a Hub id that
+        UsageError: if there is no `config.json` (not a model folder, a wrong path, or a Hub id that
             is neither cached nor reachable), or its `model_type` is not `"simclr"`.
     """
+    from .configuration_simclr import SimCLRConfig
+
     path = resolve_model_file(model_name_or_path, CONFIG_FILE, revision)
     if path is None:
-        raise ValueError(
-            f"{model_name_or_path}: no {CONFIG_FILE} found, so it is not a model folder. Pass the folder "
+        raise UsageError(
+            f"--{flag} {model_name_or_path}: no {CONFIG_FILE} found, so it is not a model folder. Pass the folder "
             f"written by pretraining (config.json, model.safetensors, ...) or a Hub id of a SimCLR model "
             f"(offline, the repository must already be in the Hugging Face cache)."
         )
     try:
         config_dict = json.loads(path.read_text())
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON ({error}); re-save the model folder.") from error
+        raise UsageError(
+            f"--{flag} {model_name_or_path}: {path} is not valid JSON ({error}); re-save the model folder."
+        ) from error
     model_type = config_dict.get("model_type")
     if model_type != SimCLRConfig.model_type:
-        raise ValueError(
-            f"{model_name_or_path} holds a {model_type!r} model ({CONFIG_FILE} model_type), not a SimCLR "
+        raise UsageError(
+            f"--{flag} {model_name_or_path} holds a {model_type!r} model ({CONFIG_FILE} model_type), not a SimCLR "
             f"model ('simclr'). Pass a folder written by hf_simclr's pretraining."
         )
     return SimCLRConfig.from_dict(config_dict)
 
 
-def load_encoder(model_name_or_path: str | Path, revision: str | None = None) -> SimCLRModel:
+def load_encoder(
+    model_name_or_path: str | Path, revision: str | None = None, flag: str = "model_name_or_path"
+) -> SimCLRModel:
     """Load the encoder f(.) of a SimCLR model folder (a pretraining checkpoint or an encoder), in eval mode.
 
     Args:
@@ -220,30 +285,52 @@ def load_encoder(model_name_or_path: str | Path, revision: str | None = None) ->
         [`SimCLRModel`] in eval mode; its forward gives h as `pooler_output` `(B, hidden_size)`.
 
     Raises:
-        ValueError: if the folder is not a SimCLR model or its weights lack encoder tensors (which
-            would otherwise be left randomly initialised).
+        UsageError: if the folder is not a SimCLR model, its weights cannot be read, or they lack encoder
+            tensors (which would otherwise be left randomly initialised).
     """
-    load_simclr_config(model_name_or_path, revision)
+    from transformers.utils import logging as transformers_logging
+
+    from .modeling_simclr import SimCLRModel
+
+    load_simclr_config(model_name_or_path, revision, flag)
     verbosity = transformers_logging.get_verbosity()
     transformers_logging.set_verbosity_error()  # a pretraining folder's head weights are expected extras
     try:
-        encoder, info = SimCLRModel.from_pretrained(
-            model_name_or_path, revision=revision, output_loading_info=True
-        )
-    except OSError as error:
-        raise ValueError(
-            f"{model_name_or_path}: cannot load the weights ({error}); the folder needs model.safetensors "
-            f"as written by hf_simclr.model_folder.save_model_folder."
-        ) from error
+        with weights_errors(model_name_or_path, flag):
+            encoder, info = SimCLRModel.from_pretrained(
+                model_name_or_path, revision=revision, output_loading_info=True
+            )
     finally:
         transformers_logging.set_verbosity(verbosity)
     missing = list(info["missing_keys"])
     if missing:
-        raise ValueError(
-            f"{model_name_or_path}: the weights lack {len(missing)} encoder tensors (e.g. {missing[:3]}), "
+        raise UsageError(
+            f"--{flag} {model_name_or_path}: the weights lack {len(missing)} encoder tensors (e.g. {missing[:3]}), "
             f"which would stay random. Pass a folder saved from SimCLRModel or SimCLRForPreTraining."
         )
     return encoder.eval()
+
+
+@contextmanager
+def weights_errors(model_name_or_path: str | Path, flag: str) -> Iterator[None]:
+    """The errors of reading a folder's weights (missing, truncated, not safetensors) as a [`UsageError`]."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except UsageError:
+        raise
+    except (
+        OSError,
+        ValueError,
+        RuntimeError,
+        SafetensorError,
+    ) as error:  # missing, truncated, not safetensors
+        raise UsageError(
+            f"--{flag} {model_name_or_path}: cannot read the model's weights ({type(error).__name__}: {error}). "
+            f"The folder needs a complete model.safetensors, as hf_simclr's save_model_folder writes it: "
+            f"save or download it again."
+        ) from error
 
 
 def eval_augmentation_for(
@@ -257,6 +344,8 @@ def eval_augmentation_for(
     Returns:
         `AugmentationConfig` whose `image_size`, `mean` and `std` are the model's (other fields default).
     """
+    from .transforms import IMAGENET_MEAN, IMAGENET_STD, AugmentationConfig
+
     path = resolve_model_file(model_name_or_path, IMAGE_PROCESSOR_FILE, revision)
     if path is not None:
         processor = json.loads(path.read_text())

@@ -61,7 +61,8 @@ def create_backbone(config: SimCLRConfig) -> nn.Module:
         if not isinstance(conv1, nn.Conv2d) or not hasattr(backbone, "maxpool"):
             raise ValueError(
                 f"cifar_stem=True needs a backbone with a single `conv1` convolution and a `maxpool` "
-                f"(timm's plain ResNets); {config.backbone!r} has none. Use e.g. 'resnet18' or cifar_stem=False."
+                f"(timm's plain ResNets); {config.backbone!r} has none. Use e.g. backbone='resnet18', or cifar_stem=False "
+                f"with a backbone that takes images of image_size={config.image_size}."
             )
         # Paper, Appendix B.9: 3x3 stride-1 first conv, no max-pool, for 32x32 inputs.
         backbone.conv1 = nn.Conv2d(conv1.in_channels, conv1.out_channels, 3, stride=1, padding=1, bias=False)
@@ -269,3 +270,9 @@ class SimCLRForImageClassification(SimCLRPreTrainedModel):
                 )
             loss = F.cross_entropy(logits, labels)
         return ImageClassifierOutput(loss=loss, logits=logits)
+
+
+# save_pretrained writes the code files and an `auto_map` into every folder, for `trust_remote_code` loading.
+SimCLRModel.register_for_auto_class("AutoModel")
+SimCLRForPreTraining.register_for_auto_class("AutoModelForPreTraining")
+SimCLRForImageClassification.register_for_auto_class("AutoModelForImageClassification")

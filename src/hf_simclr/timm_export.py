@@ -30,19 +30,23 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .configuration_simclr import SimCLRConfig
+from .arguments import READ_DIR, WRITE_DIR, Command, UsageError, check_path
 from .model_folder import (
     CONFIG_FILE,
     DEFAULT_LICENSE,
+    IMAGE_PROCESSOR_FILE,
     eval_augmentation_for,
     load_encoder,
     load_simclr_config,
     read_json,
     write_json_atomically,
 )
-from .transforms import AugmentationConfig
+
+if TYPE_CHECKING:
+    from .configuration_simclr import SimCLRConfig
+    from .transforms import AugmentationConfig
 
 TIMM_SUBFOLDER = "timm"
 WEIGHTS_FILE = "model.safetensors"
@@ -57,6 +61,21 @@ class ExportArguments:
 
     model_dir: str = field(metadata={"help": "The SimCLR model folder (pretraining output)."})
     license: str = field(default=DEFAULT_LICENSE, metadata={"help": "License recorded in timm's config."})
+
+    def __post_init__(self) -> None:
+        check_path("model_dir", self.model_dir, READ_DIR)
+        check_path("model_dir", self.model_dir, WRITE_DIR)  # the timm/ copy is written into it
+
+
+def export(args: ExportArguments) -> Path:
+    """`scripts/export_timm.py`: [`export_timm`], and how to load the copy."""
+    folder = export_timm(args.model_dir, license=args.license)
+    print(f"timm copy written to {folder}: timm.create_model('local-dir:{folder}', pretrained=True)")
+    return folder
+
+
+# `scripts/export_timm.py`.
+EXPORT = Command("export_timm.py", (ExportArguments,), "hf_simclr.timm_export:export")
 
 
 def timm_export_problem(config: SimCLRConfig) -> str | None:
@@ -102,18 +121,24 @@ def export_timm(model_dir: str | Path, license: str = DEFAULT_LICENSE) -> Path:
         `Path` of the `timm/` subfolder.
 
     Raises:
-        ValueError: if the folder is not a SimCLR model, or its encoder is not a stock timm architecture.
+        UsageError: if the folder is not a SimCLR model, its encoder is not a stock timm architecture, or its
+            `timm/` subfolder was not written by this export (it is kept).
     """
     from timm.models import save_for_hf
 
     model_dir = Path(model_dir)
-    config = load_simclr_config(model_dir)
+    config = load_simclr_config(model_dir, flag="model_dir")
     problem = timm_export_problem(config)
     if problem:
-        raise ValueError(f"{model_dir}: cannot export to timm: {problem}")
-    encoder = load_encoder(model_dir)
-    view = eval_augmentation_for(model_dir, config)
+        raise UsageError(f"--model_dir {model_dir}: cannot export to timm: {problem}")
     final = model_dir / TIMM_SUBFOLDER
+    if final.exists() and "exported_from" not in (read_json(final / CONFIG_FILE) or {}):
+        raise UsageError(
+            f"--model_dir {model_dir}: {final} was not written by hf_simclr's export, so it is kept; move it "
+            f"away to export the encoder there."
+        )
+    encoder = load_encoder(model_dir, flag="model_dir")
+    view = eval_augmentation_for(model_dir, config)
     staging = Path(tempfile.mkdtemp(prefix=".tmp-timm-", dir=model_dir))
     try:
         model_args = dict(config.backbone_kwargs)
@@ -135,6 +160,13 @@ def export_timm(model_dir: str | Path, license: str = DEFAULT_LICENSE) -> Path:
         **timm_config["pretrained_cfg"],
         "hf_hub_filename": f"{TIMM_SUBFOLDER}/{WEIGHTS_FILE}",
     }
+    # With `pretrained_cfg` here transformers takes a local folder for a timm checkpoint and reads its image
+    # processor from config.json: pointing config.json's auto_map at ours keeps AutoImageProcessor and pipeline
+    # working (they then read preprocessor_config.json).
+    processor = read_json(model_dir / IMAGE_PROCESSOR_FILE) or {}
+    auto_map = (processor.get("auto_map") or {}).get("AutoImageProcessor")
+    if auto_map:
+        root_config["auto_map"] = {**root_config.get("auto_map", {}), "AutoImageProcessor": auto_map}
     write_json_atomically(model_dir / CONFIG_FILE, root_config)
     return final
 

@@ -108,7 +108,7 @@ def augmentation_preset(name: str, **overrides) -> AugmentationConfig:
         ValueError: if `name` is not a known preset or an override is not a field.
     """
     if name not in PRESETS:
-        raise ValueError(f"Unknown augmentation preset {name!r}; choose one of {sorted(PRESETS)}.")
+        raise ValueError(f"preset={name!r} is not a preset; choose one of {sorted(PRESETS)}.")
     fields = {f.name for f in dataclasses.fields(AugmentationConfig)}
     unknown = sorted(set(overrides) - fields)
     if unknown:

@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..arguments import (
+    READ_DIR,
+    READ_DIR_OR_HUB,
+    WRITE_DIR,
+    Command,
+    UsageError,
+    check_arguments,
+    check_paths,
+)
 
 DEFAULT_WEIGHT_DECAYS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
 FEATURE_CHOICES = {"h": ("h",), "z": ("z",), "both": ("h", "z")}
@@ -91,22 +104,29 @@ class LinearProbeArguments:
     )
 
     def __post_init__(self) -> None:
-        if self.features not in FEATURE_CHOICES:
-            raise ValueError(f"--features {self.features} unknown; use h, z or both.")
-        if any(k < 1 for k in self.knn_k):
-            raise ValueError(f"--knn_k {self.knn_k}: every k must be >= 1.")
-        for fraction in self.label_fractions:
-            if not 0.0 < fraction <= 1.0:
-                raise ValueError(
-                    f"--label_fractions {fraction}: a fraction of the labels must lie in (0, 1]."
-                )
-        if not 0.0 < self.holdout_fraction < 1.0:
-            raise ValueError(f"--holdout_fraction {self.holdout_fraction} must lie in (0, 1), e.g. 0.1.")
-        if not self.weight_decays or any(wd < 0 for wd in self.weight_decays):
-            raise ValueError(f"--weight_decays {self.weight_decays}: give one or more values >= 0.")
-        for name in ("batch_size", "max_iter"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name} {getattr(self, name)} must be a positive integer.")
+        check_paths(self, {"model_name_or_path": READ_DIR_OR_HUB, "dataset_name": READ_DIR_OR_HUB,
+                           "output_dir": WRITE_DIR, "decoded_cache_dir": WRITE_DIR})  # fmt: skip
+        subset = "a positive number of images (unset: the whole split)"
+        check_arguments(self, {
+            "features": (self.features in FEATURE_CHOICES, "h, z or both"),
+            "max_train_samples": (self.max_train_samples is None or self.max_train_samples >= 1, subset),
+            "max_eval_samples": (self.max_eval_samples is None or self.max_eval_samples >= 1, subset),
+            "seed": (0 <= self.seed < 2**32, "in [0, 2**32)"),
+            "batch_size": (self.batch_size >= 1, "a positive integer"),
+            "knn_k": (bool(self.knn_k) and all(k >= 1 for k in self.knn_k), "one or more positive integers"),
+            "label_fractions": (all(0 < f <= 1 for f in self.label_fractions),
+                                "fractions in (0, 1], e.g. 0.01 0.1 (none: no label-fraction probes)"),
+            "weight_decays": (bool(self.weight_decays) and all(math.isfinite(wd) and wd >= 0 for wd in self.weight_decays),
+                              "one or more values >= 0"),
+            "holdout_fraction": (0 < self.holdout_fraction < 1, "in (0, 1), e.g. 0.1"),
+            "max_iter": (self.max_iter >= 1, "a positive integer"),
+            "device": (self.device is None or re.fullmatch(r"cpu|cuda(:\d+)?|mps", self.device) is not None,
+                       "cpu, cuda, cuda:N or mps (unset: cuda when available)"),
+        })  # fmt: skip
+        if self.output_dir is None and not Path(self.model_name_or_path).is_dir():
+            raise UsageError(
+                f"--model_name_or_path {self.model_name_or_path} is a Hub id: pass --output_dir."
+            )
 
 
 @dataclass
@@ -120,3 +140,22 @@ class SnapshotArguments:
         },
     )
     tsne_points: int = field(default=2000, metadata={"help": "Evaluation images per t-SNE panel."})
+
+    def __post_init__(self) -> None:
+        check_paths(self, {"snapshots": READ_DIR})
+        check_arguments(
+            self, {"tsne_points": (self.tsne_points >= 5, "at least 5 images (t-SNE needs a few)")}
+        )
+
+
+# `scripts/linear_probe.py` and `scripts/snapshot_curve.py`.
+LINEAR_PROBE = Command(
+    "linear_probe.py", (LinearProbeArguments,), "hf_simclr.evaluation.probe:run_linear_probe",
+    report="hf_simclr.reports.tables:format_results_table",
+    interrupted="features already extracted are cached (feature_cache/): run the same command again.",
+)  # fmt: skip
+SNAPSHOT_CURVE = Command(
+    "snapshot_curve.py", (LinearProbeArguments, SnapshotArguments), "hf_simclr.evaluation.snapshots:snapshot_curve",
+    report="hf_simclr.reports.tables:format_snapshot_rows",
+    interrupted="features already extracted are cached (feature_cache/): run the same command again.",
+)  # fmt: skip

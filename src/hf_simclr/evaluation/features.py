@@ -20,10 +20,11 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..arguments import UsageError
 from ..configuration_simclr import SimCLRConfig
 from ..data import decode_images, decode_labels, decoded_cache_file
 from ..devices import default_device
-from ..model_folder import eval_augmentation_for, load_encoder, load_simclr_config
+from ..model_folder import eval_augmentation_for, load_encoder, load_simclr_config, weights_errors
 from ..modeling_simclr import SimCLRForPreTraining, SimCLRModel
 from ..transforms import AugmentationConfig, to_model_input
 
@@ -52,19 +53,20 @@ def load_frozen_model(model_name_or_path: str | Path, revision: str | None = Non
     be probed; a folder saved from [`SimCLRModel`] holds the encoder only.
 
     Raises:
-        ValueError: if the folder is not a SimCLR model or its weights lack tensors of the model.
+        UsageError: if the folder is not a SimCLR model, or its weights cannot be read or lack tensors.
     """
     config = load_simclr_config(model_name_or_path, revision)
     view = eval_augmentation_for(model_name_or_path, config, revision)
     if "SimCLRForPreTraining" not in (config.architectures or []):
         return FrozenModel(load_encoder(model_name_or_path, revision), None, view, config)
-    model, info = SimCLRForPreTraining.from_pretrained(
-        model_name_or_path, revision=revision, output_loading_info=True
-    )
+    with weights_errors(model_name_or_path, "model_name_or_path"):
+        model, info = SimCLRForPreTraining.from_pretrained(
+            model_name_or_path, revision=revision, output_loading_info=True
+        )
     if info["missing_keys"]:
         missing = sorted(info["missing_keys"])
-        raise ValueError(
-            f"{model_name_or_path}: the weights lack {len(missing)} tensors of the pretraining model (e.g. "
+        raise UsageError(
+            f"--model_name_or_path {model_name_or_path}: the weights lack {len(missing)} tensors of the pretraining model (e.g. "
             f"{missing[:3]}), which would stay random. Re-save the folder from SimCLRForPreTraining."
         )
     model.eval()

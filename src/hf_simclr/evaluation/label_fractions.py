@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 import torch
 
+from ..arguments import UsageError
+
 
 def label_fraction_indices(
     labels: torch.Tensor, fraction: float, seed: int = 0, names: Sequence[str] | None = None
@@ -40,7 +42,7 @@ def label_fraction_indices(
         count = math.floor(fraction * len(members) + 0.5)
         if count == 0:
             name = names[label] if names is not None and 0 <= label < len(names) else str(label)
-            raise ValueError(
+            raise UsageError(
                 f"label fraction {fraction} leaves class {name!r} (label {label}, {len(members)} training "
                 f"examples) with no example; use a fraction of at least {0.5 / len(members):.3g} or more "
                 f"training samples (--max_train_samples)."

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
 from ..devices import default_device
 from .arguments import DEFAULT_WEIGHT_DECAYS
@@ -96,6 +97,7 @@ def fit_linear_probe(
     holdout_fraction: float = 0.1,
     seed: int = 0,
     max_iter: int = 500,
+    progress: str | None = None,
 ) -> LinearProbe:
     """Pick the weight decay on a held-out slice of the training data, then fit on all of it.
 
@@ -107,24 +109,30 @@ def fit_linear_probe(
         holdout_fraction (`float`, defaults to 0.1): seeded random share of the rows held out.
         seed (`int`, defaults to 0): seed of the held-out split.
         max_iter (`int`, defaults to 500): L-BFGS iterations per fit.
+        progress (`str`, *optional*): a label for a progress bar over the fits (minutes on a busy CPU);
+            None shows none.
 
     Returns:
         [`LinearProbe`] trained on all rows with the best weight decay (ties go to the larger one);
         its `holdout_top1` lists every candidate's held-out accuracy.
     """
     holdout_top1: dict[float, float] = {}
-    if len(weight_decays) > 1:
-        count = h.shape[0]
-        held = min(count - 1, max(1, round(holdout_fraction * count)))
-        order = torch.randperm(count, generator=torch.Generator().manual_seed(seed)).to(h.device)
-        held_out, kept = order[:held], order[held:]
-        for weight_decay in weight_decays:
-            probe = train_linear_classifier(h[kept], y[kept], num_classes, weight_decay, max_iter)
-            holdout_top1[weight_decay] = top_k_accuracy(probe.logits(h[held_out]), y[held_out], 1)
-        best = max(weight_decays, key=lambda weight_decay: (holdout_top1[weight_decay], weight_decay))
-    else:
-        best = weight_decays[0]
-    probe = train_linear_classifier(h, y, num_classes, best, max_iter)
+    fits = len(weight_decays) + 1 if len(weight_decays) > 1 else 1
+    with tqdm(total=fits, desc=progress, disable=progress is None, leave=False, unit="fit") as bar:
+        if len(weight_decays) > 1:
+            count = h.shape[0]
+            held = min(count - 1, max(1, round(holdout_fraction * count)))
+            order = torch.randperm(count, generator=torch.Generator().manual_seed(seed)).to(h.device)
+            held_out, kept = order[:held], order[held:]
+            for weight_decay in weight_decays:
+                probe = train_linear_classifier(h[kept], y[kept], num_classes, weight_decay, max_iter)
+                holdout_top1[weight_decay] = top_k_accuracy(probe.logits(h[held_out]), y[held_out], 1)
+                bar.update()
+            best = max(weight_decays, key=lambda weight_decay: (holdout_top1[weight_decay], weight_decay))
+        else:
+            best = weight_decays[0]
+        probe = train_linear_classifier(h, y, num_classes, best, max_iter)
+        bar.update()
     probe.holdout_top1 = holdout_top1
     return probe
 
@@ -148,6 +156,7 @@ def evaluate_representations(
     seed: int = 0,
     max_iter: int = 500,
     device: torch.device | str | None = None,
+    progress: str | None = None,
 ) -> tuple[dict[str, Any], LinearProbe]:
     """Linear probe (top-1, top-3, top-5) and kNN accuracies of one set of representations (h or z).
 
@@ -166,7 +175,9 @@ def evaluate_representations(
     device = torch.device(device) if device is not None else default_device()
     train_h, train_y = train_h.to(device), train_y.to(device)
     eval_h, eval_y = eval_h.to(device), eval_y.to(device)
-    probe = fit_linear_probe(train_h, train_y, num_classes, weight_decays, holdout_fraction, seed, max_iter)
+    probe = fit_linear_probe(
+        train_h, train_y, num_classes, weight_decays, holdout_fraction, seed, max_iter, progress=progress
+    )
     knn = knn_accuracies(train_h, train_y, eval_h, eval_y, knn_k, num_classes=num_classes)
     metrics = {
         **probe_metrics(probe, eval_h, eval_y),

@@ -15,9 +15,17 @@ from typing import Any
 
 import torch
 
+from ..arguments import UsageError
 from ..data import label_names, load_image_dataset
 from ..devices import default_device, device_description
-from ..model_folder import CONFIG_FILE, FEATURE_CACHE_DIR, RESULTS_FILE, write_json_atomically
+from ..model_folder import (
+    CONFIG_FILE,
+    FEATURE_CACHE_DIR,
+    MODEL_CARD_FILE,
+    RESULTS_FILE,
+    is_generated,
+    write_json_atomically,
+)
 from ..modeling_simclr import SimCLRModel
 from ..reports.card import write_model_card
 from ..reports.plots import write_probe_plots
@@ -55,6 +63,7 @@ def run_linear_probe(args: LinearProbeArguments) -> dict[str, Any]:
     started = time.perf_counter()
     timer = StepTimer()
     output_dir = resolve_output_dir(args)
+    write_card = card_wanted(args, output_dir)
     cache_dir = output_dir / FEATURE_CACHE_DIR
     device = torch.device(args.device) if args.device else default_device()
     with timer("load_model"):
@@ -72,7 +81,7 @@ def run_linear_probe(args: LinearProbeArguments) -> dict[str, Any]:
         for name in wanted:
             metrics[name], probes[name] = evaluate_representations(
                 features["train"][name], features["train"]["y"], features["eval"][name], features["eval"]["y"],
-                len(names), **probe_options(args, device),
+                len(names), **probe_options(args, device), progress=f"linear probe on {name}",
             )  # fmt: skip
     results = results_record(args, model, splits, names, metrics, device)
     results["z_skipped"] = z_skipped
@@ -85,10 +94,24 @@ def run_linear_probe(args: LinearProbeArguments) -> dict[str, Any]:
     results["timings_seconds"] = timer.seconds
     results["wall_time_seconds"] = round(time.perf_counter() - started, 1)
     write_results(results, output_dir)
-    is_model_folder = output_dir.resolve() == Path(args.model_name_or_path).resolve()
-    if args.write_card and "h" in wanted and is_model_folder and (output_dir / CONFIG_FILE).is_file():
+    if write_card and "h" in wanted:
         write_model_card(output_dir, results=results)
     return results
+
+
+def card_wanted(args: LinearProbeArguments, output_dir: Path) -> bool:
+    """Whether to write the model card: asked for, into the model folder itself, over no file but one the
+    package wrote (a user's README.md is kept, and this says so now, before the work)."""
+    is_model_folder = output_dir.resolve() == Path(args.model_name_or_path).resolve()
+    if not (args.write_card and is_model_folder and (output_dir / CONFIG_FILE).is_file()):
+        return False
+    if not is_generated(output_dir / MODEL_CARD_FILE):
+        print(
+            f"{output_dir / MODEL_CARD_FILE} was not written by hf_simclr, so it is kept and no model card is "
+            f"written (results.json is): pass --write_card false to say so, or move it away and run again."
+        )
+        return False
+    return True
 
 
 def steps_on_h(
@@ -219,7 +242,7 @@ def resolve_output_dir(args: LinearProbeArguments) -> Path:
         return Path(args.output_dir)
     if Path(args.model_name_or_path).is_dir():
         return Path(args.model_name_or_path)
-    raise ValueError(f"--model_name_or_path {args.model_name_or_path} is a Hub id: pass --output_dir.")
+    raise UsageError(f"--model_name_or_path {args.model_name_or_path} is a Hub id: pass --output_dir.")
 
 
 def features_to_probe(requested: str, model: FrozenModel) -> tuple[tuple[str, ...], str | None]:
@@ -235,24 +258,36 @@ def features_to_probe(requested: str, model: FrozenModel) -> tuple[tuple[str, ..
             "evaluate the folder written by pretraining (SimCLRForPreTraining) to probe z"
         )
         if wanted == ("z",):
-            raise ValueError(f"--features z: {reason}.")
+            raise UsageError(f"--features z: {reason}.")
         return ("h",), reason
     return wanted, None
 
 
 def load_labeled_splits(args: LinearProbeArguments, view: AugmentationConfig) -> dict[str, LabeledSplit]:
-    """The train and eval splits of `args`, decoded to the view's size (through the decoded cache)."""
-    splits = {}
-    for name, split, max_samples in (
-        ("train", args.train_split, args.max_train_samples),
-        ("eval", args.eval_split, args.max_eval_samples),
-    ):
-        dataset = load_image_dataset(
-            args.dataset_name, args.dataset_config_name, split, args.image_column, args.label_column,
-            max_samples, args.dataset_revision, seed=args.seed, require_labels=True,
+    """The train and eval splits of `args`, decoded to the view's size (through the decoded cache); both are
+    loaded (and so checked: present, labeled) before either is decoded."""
+    rows = {
+        name: load_image_dataset(
+            args.dataset_name,
+            args.dataset_config_name,
+            getattr(args, flag),
+            args.image_column,
+            args.label_column,
+            max_samples,
+            args.dataset_revision,
+            seed=args.seed,
+            require_labels=True,
+            split_flag=flag,
         )  # fmt: skip
-        splits[name] = decode_labeled_split(dataset, view.image_size, args.decoded_cache_dir)
-    return splits
+        for name, flag, max_samples in (
+            ("train", "train_split", args.max_train_samples),
+            ("eval", "eval_split", args.max_eval_samples),
+        )
+    }
+    return {
+        name: decode_labeled_split(dataset, view.image_size, args.decoded_cache_dir)
+        for name, dataset in rows.items()
+    }
 
 
 def split_features(
@@ -303,6 +338,7 @@ def probe_label_fractions(
         probe = fit_linear_probe(
             train["h"][subset].to(device), train["y"][subset].to(device), num_classes,
             args.weight_decays, args.holdout_fraction, args.seed, args.max_iter,
+            progress=f"linear probe on {100 * fraction:g}% of the labels",
         )  # fmt: skip
         metrics = probe_metrics(probe, evaluation["h"].to(device), evaluation["y"].to(device))
         results[f"{fraction:g}"] = {**metrics, "num_train_samples": len(subset)}
@@ -324,7 +360,7 @@ def random_init_baseline(
     features = split_features(args, model, splits, cache_dir, "random_init", device, encoder=random_encoder)
     metrics, _ = evaluate_representations(
         features["train"]["h"], features["train"]["y"], features["eval"]["h"], features["eval"]["y"],
-        num_classes, **probe_options(args, device),
+        num_classes, **probe_options(args, device), progress="random-init baseline: linear probe",
     )  # fmt: skip
     return {
         key: metrics[key] for key in ("linear_top1", "linear_top3", "linear_top5", "knn_top1", "weight_decay")

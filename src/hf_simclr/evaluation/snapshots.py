@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from ..arguments import UsageError
 from ..data import label_names
 from ..devices import default_device, device_description
 from ..model_folder import (
@@ -30,7 +31,7 @@ from ..model_folder import (
 )
 from ..reports.plots import plot_quality_curve, plot_tsne_panels
 from ..reports.tables import format_snapshot_table
-from .arguments import LinearProbeArguments
+from .arguments import LinearProbeArguments, SnapshotArguments
 from .features import load_frozen_model
 from .linear import evaluate_representations
 from .metrics import classification_report_dict
@@ -57,14 +58,14 @@ def find_snapshots(folders: Sequence[str | Path]) -> list[tuple[int, Path]]:
         record = folder / TRAINING_ARGS_FILE
         epoch = json.loads(record.read_text()).get("snapshot_epoch") if record.is_file() else None
         if epoch is None:
-            raise ValueError(
+            raise UsageError(
                 f"{folder} is neither a pretraining folder with snapshots/epoch_N (pretrain with "
                 f"--snapshot_epochs 1,25,50,100) nor a snapshot folder."
             )
         found.append((int(epoch), folder))
     epochs = [epoch for epoch, _ in found]
     if len(set(epochs)) != len(epochs):
-        raise ValueError(f"two snapshots of the same epoch among {[str(path) for _, path in found]}.")
+        raise UsageError(f"two snapshots of the same epoch among {[str(path) for _, path in found]}.")
     return sorted(found)
 
 
@@ -102,13 +103,9 @@ def run_snapshot_curve(
         )
         train, evaluation = features["train"], features["eval"]
         metrics, probe = evaluate_representations(
-            train["h"],
-            train["y"],
-            evaluation["h"],
-            evaluation["y"],
-            len(names),
-            **probe_options(args, device),
-        )
+            train["h"], train["y"], evaluation["h"], evaluation["y"], len(names), **probe_options(args, device),
+            progress=f"epoch {epoch}: linear probe",
+        )  # fmt: skip
         rows.append({"epoch": epoch, **{key: metrics[key] for key in CURVE_METRICS}, "snapshot": str(folder)})
         panels.append((f"epoch {epoch}", evaluation["h"]))
         last = (probe, evaluation)
@@ -137,3 +134,10 @@ def run_snapshot_curve(
     write_results(curve, output_dir, SNAPSHOT_CURVE_FILE)
     write_text_atomically(output_dir / SNAPSHOT_TABLE_FILE, format_snapshot_table(curve))
     return curve
+
+
+def snapshot_curve(args: LinearProbeArguments, snapshot_args: SnapshotArguments) -> dict[str, Any]:
+    """`scripts/snapshot_curve.py`: [`run_snapshot_curve`] of `--snapshots`, by default every snapshot of the
+    run folder `--model_name_or_path`."""
+    snapshots = snapshot_args.snapshots or [args.model_name_or_path]
+    return run_snapshot_curve(args, snapshots, snapshot_args.tsne_points)

@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from ..arguments import recipe_arguments, run_arguments
+from ..arguments import UsageError, flag_arguments, recipe_arguments, run_arguments
 from ..evaluation.arguments import LinearProbeArguments
 from ..pretraining.arguments import PRETRAINING_ARGUMENTS, DataArguments, ModelArguments, PretrainingArguments
 
@@ -80,24 +80,24 @@ def load_grid(path: str | Path) -> Grid:
     """
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"grid file {path} not found; pass a YAML file with `base` and `variants`.")
+        raise UsageError(f"grid file {path} not found; pass a YAML file with `base` and `variants`.")
     spec = yaml.safe_load(path.read_text()) or {}
     unknown = sorted(set(spec) - {"base", "overrides", "evaluation", "variants", "sections", "spread"})
     if unknown:
-        raise ValueError(f"{path}: unknown keys {unknown}; a grid has base, overrides, evaluation, variants, "
+        raise UsageError(f"{path}: unknown keys {unknown}; a grid has base, overrides, evaluation, variants, "
                          f"sections, spread.")  # fmt: skip
     if "base" not in spec or not spec.get("variants"):
-        raise ValueError(f"{path}: a grid needs `base` (a recipe file) and at least one entry in `variants`.")
+        raise UsageError(f"{path}: a grid needs `base` (a recipe file) and at least one entry in `variants`.")
     base = Path(spec["base"])
     if not base.is_file() and (path.parent / base).is_file():
         base = Path(os.path.normpath(path.parent / base))
     if not base.is_file():
-        raise ValueError(f"{path}: base recipe {spec['base']} not found (relative to the working directory or "
+        raise UsageError(f"{path}: base recipe {spec['base']} not found (relative to the working directory or "
                          f"to the grid file).")  # fmt: skip
     variants = {str(name): dict(overrides or {}) for name, overrides in spec["variants"].items()}
     for name in variants:
         if not name or name.startswith(".") or "/" in name or name != name.strip():
-            raise ValueError(
+            raise UsageError(
                 f"{path}: variant name {name!r} must be usable as a folder name (no '/', no dot first)."
             )
     sections = [Section(**section) for section in spec.get("sections") or []]
@@ -105,11 +105,11 @@ def load_grid(path: str | Path) -> Grid:
     for section in sections:
         missing = [name for name in section.variants if name not in variants]
         if missing:
-            raise ValueError(f"{path}: section {section.title!r} names unknown variants {missing}; "
+            raise UsageError(f"{path}: section {section.title!r} names unknown variants {missing}; "
                              f"variants are {list(variants)}.")  # fmt: skip
     spread = list(spec.get("spread") or [])
     if spread and (len(spread) != 2 or any(name not in variants for name in spread)):
-        raise ValueError(f"{path}: spread must name two variants (two seeds of one recipe); got {spread}.")
+        raise UsageError(f"{path}: spread must name two variants (two seeds of one recipe); got {spread}.")
     grid = Grid(path, base, dict(spec.get("overrides") or {}), dict(spec.get("evaluation") or {}), variants,
                 sections, spread)  # fmt: skip
     for name in variants:  # parse every variant now: a typo fails here, not after hours of the grid
@@ -124,8 +124,12 @@ class VariantArguments:
     model: ModelArguments
     data: DataArguments
     training: PretrainingArguments
-    evaluation: LinearProbeArguments
+    evaluation: LinearProbeArguments  # of the model folder `training.output_dir`, once pretraining wrote it
     overrides: dict[str, Any]  # the grid's, the command line's and the variant's, merged
+
+    def evaluation_of_the_model(self) -> LinearProbeArguments:
+        """The evaluation's arguments, pointed at the model folder pretraining wrote."""
+        return dataclasses.replace(self.evaluation, model_name_or_path=self.training.output_dir)
 
     def settings(self) -> dict[str, Any]:
         """What the variant's results depend on (paths left out): stored with the results, compared on rerun."""
@@ -139,13 +143,35 @@ class VariantArguments:
 
 
 def _as_argv(overrides: dict[str, Any]) -> list[str]:
-    return [item for key, value in overrides.items() for item in (f"--{key}", argument_text(value))]
+    return [item for key, value in overrides.items() for item in flag_arguments(key, value)]
 
 
 def argument_text(value: Any) -> str:
+    """A setting's value as typed after `--override key=`."""
     if isinstance(value, (list, tuple)):
         return " ".join(str(item) for item in value)
-    return str(value)
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def parse_variant(argv: list[str], source: str) -> tuple[ModelArguments, DataArguments, PretrainingArguments]:
+    """The pretraining arguments of a variant's command line, every check run (as `scripts/pretrain.py` does).
+
+    Raises:
+        UsageError: naming `source` (where the variant's settings come from) and what is wrong.
+    """
+    import argparse
+
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(PRETRAINING_ARGUMENTS, exit_on_error=False)
+    try:
+        arguments = parser.parse_args_into_dataclasses(args=argv)
+        for instance in arguments:
+            if hasattr(instance, "check"):  # as `scripts/pretrain.py` parses
+                instance.check()
+    except (argparse.ArgumentError, ValueError) as error:
+        raise UsageError(f"{source}: {error}") from error
+    return arguments
 
 
 def variant_arguments(
@@ -156,34 +182,41 @@ def variant_arguments(
     Raises:
         ValueError: for an argument no dataclass knows (the message names the variant and the argument).
     """
-    overrides = {**grid.overrides, **command_line, **grid.variants[name]}
+    sources = {
+        f"{grid.path}: overrides": grid.overrides,
+        "--override": command_line,
+        f"{grid.path}: variant {name!r}": grid.variants[name],
+    }
+    overrides = {key: value for settings in sources.values() for key, value in settings.items()}
     pretraining_fields = {f.name for cls in PRETRAINING_ARGUMENTS for f in dataclasses.fields(cls)}
-    unknown = sorted(set(overrides) - pretraining_fields)
-    if unknown:
-        raise ValueError(f"{grid.path}: variant {name!r} sets {unknown}, which scripts/pretrain.py does not take "
-                         f"(see `python scripts/pretrain.py --help`).")  # fmt: skip
+    for source, settings in sources.items():
+        unknown = sorted(set(settings) - pretraining_fields)
+        if unknown:
+            raise UsageError(f"{source} sets {unknown}, which scripts/pretrain.py does not take (see "
+                             f"`python scripts/pretrain.py --help` for its settings).")  # fmt: skip
     argv = recipe_arguments(str(grid.base)) + _as_argv(overrides)
     argv += ["--output_dir", str(work_dir / name), "--decoded_cache_dir", str(cache_dir)]
-    from transformers import HfArgumentParser
-
-    parser = HfArgumentParser(PRETRAINING_ARGUMENTS)
-    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    shown = "; ".join(f"{source} {settings}" for source, settings in sources.items() if settings)
+    model_args, data_args, training_args = parse_variant(
+        argv, f"variant {name!r} ({shown or 'the base recipe'})"
+    )
 
     probe_fields = {f.name for f in dataclasses.fields(LinearProbeArguments)}
     unknown = sorted(set(grid.evaluation) - probe_fields)
     if unknown:
-        raise ValueError(
+        raise UsageError(
             f"{grid.path}: evaluation sets {unknown}, which scripts/linear_probe.py does not take."
         )
     shared = {key: getattr(data_args, key) for key in SHARED_DATA_ARGUMENTS}
     evaluation = {"features": "both", "skip_baseline": False, **shared, **grid.evaluation}
+    # Checked now; the model folder it evaluates is written by the variant's pretraining (`for_model` then).
     evaluation_args = LinearProbeArguments(
         **{
             **evaluation,
-            "model_name_or_path": str(work_dir / name),
+            "model_name_or_path": ".",
             "output_dir": str(work_dir / name),
             "decoded_cache_dir": str(cache_dir),
-        }  # fmt: skip
+        }
     )
     return VariantArguments(model_args, data_args, training_args, evaluation_args, overrides)
 
@@ -198,6 +231,6 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     for item in items:
         key, separator, value = item.partition("=")
         if not separator or not key:
-            raise ValueError(f"--override {item!r}: write key=value, e.g. --override num_train_epochs=1.")
+            raise UsageError(f"--override {item!r}: write key=value, e.g. --override num_train_epochs=1.")
         parsed[key.strip().lstrip("-")] = yaml.safe_load(value)
     return parsed

@@ -21,6 +21,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from ..arguments import UsageError
 from ..evaluation.probe import run_linear_probe
 from ..model_folder import (
     CONFIG_FILE,
@@ -31,7 +32,16 @@ from ..model_folder import (
     WALL_TIMES_FILE,
 )
 from ..pretraining.loop import pretrain
-from .grid import Grid, VariantArguments, argument_text, load_grid, parse_overrides, variant_arguments
+from .arguments import ExperimentArguments
+from .grid import (
+    LOCATION_ARGUMENTS,
+    Grid,
+    VariantArguments,
+    argument_text,
+    load_grid,
+    parse_overrides,
+    variant_arguments,
+)
 from .summary import EXPERIMENT_FILE, stored_settings, write_summary
 
 COPIED_FILES = (RESULTS_FILE, TRAINING_ARGS_FILE, LOG_HISTORY_FILE, CONFIG_FILE, IMAGE_PROCESSOR_FILE)
@@ -56,7 +66,7 @@ def check_stored_results(results_dir: Path, name: str, settings: dict[str, Any])
     stored = stored_settings(results_dir, name)
     if stored is None:
         if (results_dir / name).exists() and any((results_dir / name).iterdir()):
-            raise ValueError(
+            raise UsageError(
                 f"{results_dir / name} exists but holds no complete results of the runner ({RESULTS_FILE} and "
                 f"{EXPERIMENT_FILE}); move it away or pass another --results_dir."
             )
@@ -65,7 +75,7 @@ def check_stored_results(results_dir: Path, name: str, settings: dict[str, Any])
     changed.update({key: (value, None) for key, value in stored.items() if key not in settings})
     if changed:
         shown = "; ".join(f"{key}: {old!r} -> {new!r}" for key, (old, new) in sorted(changed.items())[:6])
-        raise ValueError(
+        raise UsageError(
             f"{results_dir / name} holds results of other settings ({shown}). Remove that folder to rerun the "
             f"variant, or pass another --results_dir."
         )
@@ -121,7 +131,7 @@ def run_grid(
     names = list(grid.variants) if not variants else list(variants)
     unknown = [name for name in names if name not in grid.variants]
     if unknown:
-        raise ValueError(f"--variants {unknown} not in {grid.path}; its variants are {list(grid.variants)}.")
+        raise UsageError(f"--variants {unknown} not in {grid.path}; its variants are {list(grid.variants)}.")
     plan = {name: variant_arguments(grid, name, command_line, work_dir, cache_dir) for name in names}
     report = RunReport()
     for name in names:  # check every stored result first: a mismatch stops the grid before any work
@@ -163,7 +173,7 @@ def run_variant(
     print(f"[runner] {name}: pretraining with {arguments.overrides}")
     pretraining = pretrain(arguments.model, arguments.data, arguments.training)
     print(f"[runner] {name}: evaluating on h and z")
-    results = run_linear_probe(arguments.evaluation)
+    results = run_linear_probe(arguments.evaluation_of_the_model())
     wall_times = {
         "pretrain_seconds": round(pretraining["wall_time_seconds"], 1),
         "evaluation_seconds": results["wall_time_seconds"],
@@ -214,6 +224,7 @@ def write_variant_files(
         "base": str(grid.base),
         "variant": name,
         "overrides": arguments.overrides,
+        "command_line": {key: value for key, value in command_line.items() if key not in LOCATION_ARGUMENTS},
         "reproduce": reproduce_command(grid, name, command_line, folder.parent),
         "command": command,
         "settings": arguments.settings(),
@@ -227,47 +238,6 @@ def write_variant_files(
 def command_string() -> str:
     """This process's command line, as typed (for the record)."""
     return shlex.join(["python", *sys.argv])
-
-
-@dataclass
-class ExperimentArguments:
-    """Arguments of `scripts/run_experiments.py` (and of [`run_experiments`])."""
-
-    grid: str = field(metadata={"help": "The grid file (YAML): base recipe, overrides, variants, sections."})
-    results_dir: str = field(metadata={"help": "Results of each variant and the table (no weights)."})
-    work_dir: str = field(
-        default="runs/experiments", metadata={"help": "Model folders (weights) and decoded data."}
-    )
-    dataset_name: str | None = field(
-        default=None, metadata={"help": "Data for every variant (e.g. a local CIFAR-10 copy)."}
-    )
-    variants: list[str] | None = field(
-        default=None, metadata={"help": "Run only these variants (default: all)."}
-    )
-    override: list[str] = field(
-        default_factory=list,
-        metadata={
-            "help": "Settings for every variant, KEY=VALUE, e.g. num_train_epochs=1 max_train_samples=512."
-        },
-    )
-    time_budget_minutes: float | None = field(
-        default=None,
-        metadata={"help": "Do not start a variant that would end after this many minutes (estimated)."},
-    )
-    table: str | None = field(
-        default=None, metadata={"help": "Also write the markdown table here (e.g. results/ablations.md)."}
-    )
-    summary_only: bool = field(default=False, metadata={"help": "Rewrite the table from the results only."})
-
-
-def parse_experiment_arguments(argv: list[str]) -> ExperimentArguments:
-    """`scripts/run_experiments.py`'s command line: the grid file first (or `--grid`), then flags."""
-    from transformers import HfArgumentParser
-
-    if argv and not argv[0].startswith("-"):
-        argv = ["--grid", *argv]
-    (args,) = HfArgumentParser(ExperimentArguments).parse_args_into_dataclasses(args=argv)
-    return args
 
 
 def run_experiments(args: ExperimentArguments) -> RunReport | None:

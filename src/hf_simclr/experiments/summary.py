@@ -6,7 +6,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..model_folder import RESULTS_FILE, WALL_TIMES_FILE, write_text_atomically
+from ..model_folder import (
+    GENERATED_MARK,
+    RESULTS_FILE,
+    WALL_TIMES_FILE,
+    write_generated_text,
+    write_text_atomically,
+)
 from ..reports.tables import percent
 from .grid import Grid
 
@@ -54,6 +60,7 @@ def summary_row(grid: Grid, name: str, results_dir: Path) -> dict[str, Any]:
         "device": wall_times["device"],
         "date": wall_times["date"],
         "reproduce": experiment["reproduce"],
+        "command_line": experiment.get("command_line", {}),
         "split_sizes": results["split_sizes"],
     }
 
@@ -85,11 +92,28 @@ def write_summary(
         "seed_spread": spread,
     }
     markdown = render_summary(grid, rows, spread, results_dir)
-    outputs = [(results_dir / SUMMARY_JSON, json.dumps(summary, indent=2) + "\n")]
-    outputs += [(results_dir / SUMMARY_MARKDOWN, markdown)] + ([(Path(table), markdown)] if table else [])
-    for path, text in outputs:
-        write_text_atomically(path, text)
+    for path in [results_dir / SUMMARY_MARKDOWN] + ([Path(table)] if table else []):
+        write_generated_text(path, markdown, "pass another --table" if path != results_dir / SUMMARY_MARKDOWN
+                             else "pass another --results_dir")  # fmt: skip
+    write_text_atomically(results_dir / SUMMARY_JSON, json.dumps(summary, indent=2) + "\n")
     return list(rows.values())
+
+
+def _command_line_note(rows: dict[str, dict[str, Any]]) -> list[str]:
+    """What the rows were run with beyond the grid file (`--override`), as the results files record it."""
+    groups: dict[str, list[str]] = {}
+    for row in rows.values():
+        if row["status"] == "done" and row.get("command_line"):
+            groups.setdefault(_changed(row["command_line"]), []).append(row["variant"])
+    if not groups:
+        return []
+    notes = [
+        f"{changed} (rows {', '.join(f'`{name}`' for name in names)})" for changed, names in groups.items()
+    ]
+    return [
+        f"Run with these command-line overrides, which the grid file does not hold: {'; '.join(notes)}.",
+        "",
+    ]
 
 
 def _changed(overrides: dict[str, Any]) -> str:
@@ -102,7 +126,7 @@ def render_summary(
     """The markdown table of a grid: one section per `sections` entry, every number from `rows`."""
     columns = metric_columns(grid)
     lines = [
-        f"<!-- Written by scripts/run_experiments.py from the results files in {results_dir.as_posix()}/; "
+        f"{GENERATED_MARK} (scripts/run_experiments.py) from the results files in {results_dir.as_posix()}/; "
         "do not edit. -->",
         f"# Results of `{grid.path.as_posix()}`",
         "",
@@ -111,6 +135,7 @@ def render_summary(
         "picked on a held-out 10% of train) are measured on the test split, in percent; h is the encoder's "
         "output, z the projection head's.",
         "",
+        *_command_line_note(rows),
     ]
     base = rows[grid.spread[0]] if grid.spread else None
     if spread is not None:

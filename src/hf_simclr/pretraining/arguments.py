@@ -1,22 +1,40 @@
 """What a pretraining run is: the model, the data and views, and how long and how to optimise.
 
-Each dataclass checks its values when the arguments are parsed ([`hf_simclr.arguments.check_arguments`]),
-before any data is loaded; every hyperparameter has its unit and a tuning hint in its help.
+Each dataclass checks its values when the arguments are parsed ([`hf_simclr.arguments.check_arguments`],
+[`hf_simclr.arguments.check_paths`]), before any data is loaded; the checks that build the model's config
+and the augmentation (which need torch) run in `check()`, also before any data. Every hyperparameter has
+its unit and a tuning hint in its help. Nothing heavy is imported here: `--help` answers at once.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING
 
-import datasets
+from ..arguments import (
+    READ_DIR,
+    READ_DIR_OR_HUB,
+    WRITE_DIR,
+    Command,
+    UsageError,
+    as_usage_error,
+    check_arguments,
+    check_path,
+    check_paths,
+    check_repo_id,
+)
 
-from ..arguments import check_arguments, recipe_arguments
-from ..configuration_simclr import SimCLRConfig
-from ..data import load_image_dataset
-from ..hub import check_repo_id
-from ..transforms import AugmentationConfig, augmentation_preset
+if TYPE_CHECKING:
+    import datasets
+
+    from ..configuration_simclr import SimCLRConfig
+    from ..transforms import AugmentationConfig
+
+# The trackers Accelerate logs to (`--report_to`).
+TRACKERS = ("tensorboard", "wandb", "comet_ml", "mlflow", "clearml", "dvclive", "aim", "swanlab", "trackio")
 
 # Base learning rates for a global batch of 256 (scaled linearly, Goyal et al. 2017) and weight decay.
 OPTIMIZER_DEFAULTS = {
@@ -51,30 +69,49 @@ class ModelArguments:
     )
 
     def __post_init__(self) -> None:
+        check_path("model_name_or_path", self.model_name_or_path, READ_DIR_OR_HUB)
+        check_arguments(self, {
+            "backbone_kwargs": (self.backbone_kwargs_dict() is not None,
+                                """a JSON dict, e.g. '{"drop_path_rate": 0.1}'"""),
+        })  # fmt: skip
+
+    def check(self) -> None:
+        """The checks that build the config (torch): every `SimCLRConfig` value, the backbone's name."""
         if self.model_name_or_path is None:
-            self.config(image_size=224)  # SimCLRConfig checks every value; the view size is checked later
+            self.config(image_size=224)  # the view size is checked with the data
+            with as_usage_error(MODEL_FLAGS):
+                from ..modeling_simclr import create_backbone
+
+                create_backbone(self.config(image_size=224))
+
+    def backbone_kwargs_dict(self) -> dict | None:
+        """`--backbone_kwargs` as a dict (None when it is not a JSON dict)."""
+        try:
+            value = json.loads(self.backbone_kwargs) if self.backbone_kwargs else {}
+        except json.JSONDecodeError:
+            return None
+        return value if isinstance(value, dict) else None
 
     def config(self, image_size: int) -> SimCLRConfig:
-        """The `SimCLRConfig` these arguments describe, for views of `image_size` pixels."""
-        try:
-            backbone_kwargs = json.loads(self.backbone_kwargs) if self.backbone_kwargs else {}
-        except json.JSONDecodeError:
-            backbone_kwargs = None
-        example = """'{"drop_path_rate": 0.1}'"""
-        check_arguments(
-            self, {"backbone_kwargs": (isinstance(backbone_kwargs, dict), f"a JSON dict, e.g. {example}")}
-        )
-        return SimCLRConfig(
-            backbone=self.backbone,
-            cifar_stem=image_size <= 64 if self.cifar_stem is None else self.cifar_stem,
-            backbone_kwargs=backbone_kwargs,
-            projection_layers=self.projection_layers,
-            projection_hidden_dim=self.projection_hidden_dim,
-            projection_dim=self.projection_dim,
-            projection_batch_norm=self.projection_batch_norm,
-            loss_temperature=self.loss_temperature,
-            image_size=image_size,
-        )
+        """The `SimCLRConfig` these arguments describe, for views of `image_size` pixels.
+
+        Raises:
+            UsageError: for a value the config refuses, named as its flag.
+        """
+        from ..configuration_simclr import SimCLRConfig
+
+        with as_usage_error(MODEL_FLAGS):
+            return SimCLRConfig(
+                backbone=self.backbone,
+                cifar_stem=image_size <= 64 if self.cifar_stem is None else self.cifar_stem,
+                backbone_kwargs=self.backbone_kwargs_dict(),
+                projection_layers=self.projection_layers,
+                projection_hidden_dim=self.projection_hidden_dim,
+                projection_dim=self.projection_dim,
+                projection_batch_norm=self.projection_batch_norm,
+                loss_temperature=self.loss_temperature,
+                image_size=image_size,
+            )
 
 
 @dataclass
@@ -82,9 +119,10 @@ class DataArguments:
     """Where the images come from and how the two views are made."""
 
     dataset_name: str = field(
+        default="uoft-cs/cifar10",
         metadata={
             "help": "Hub name (uoft-cs/cifar10, jxie/stl10), local parquet/imagefolder dir or save_to_disk dir."
-        }
+        },
     )
     dataset_config_name: str | None = field(default=None, metadata={"help": "Dataset configuration name."})
     dataset_revision: str | None = field(default=None, metadata={"help": "Pin the dataset's Hub revision."})
@@ -131,24 +169,52 @@ class DataArguments:
 
     def __post_init__(self) -> None:
         subset = "a positive number of images (unset: the whole split)"
+        probability = "a probability in [0, 1] (unset: the preset's)"
+        scale = "in (0, 1] (unset: the preset's)"
+        check_paths(self, {"dataset_name": READ_DIR_OR_HUB, "decoded_cache_dir": WRITE_DIR})
         check_arguments(self, {
             "max_train_samples": (self.max_train_samples is None or self.max_train_samples >= 1, subset),
             "max_eval_samples": (self.max_eval_samples is None or self.max_eval_samples >= 1, subset),
-            "dataloader_num_workers": (self.dataloader_num_workers >= 0, ">= 0 (0: decode in the main process)"),
+            "image_size": (self.image_size is None or self.image_size >= 8, "at least 8 pixels (unset: the preset's)"),
+            "crop_scale_min": (self.crop_scale_min is None or 0 < self.crop_scale_min <= 1, scale),
+            "crop_scale_max": (self.crop_scale_max is None or 0 < self.crop_scale_max <= 1, scale),
+            "horizontal_flip_p": (self.horizontal_flip_p is None or 0 <= self.horizontal_flip_p <= 1, probability),
+            "color_jitter_strength": (self.color_jitter_strength is None or 0 <= self.color_jitter_strength <= 2.5,
+                                      "in [0, 2.5] (hue jitter 0.2 x s must stay <= 0.5)"),
+            "color_jitter_p": (self.color_jitter_p is None or 0 <= self.color_jitter_p <= 1, probability),
+            "grayscale_p": (self.grayscale_p is None or 0 <= self.grayscale_p <= 1, probability),
+            "blur_p": (self.blur_p is None or 0 <= self.blur_p <= 1, probability),
             "augment_on": (self.augment_on in ("auto", "gpu", "cpu"), "gpu, cpu or auto"),
+            "dataloader_num_workers": (self.dataloader_num_workers >= 0, ">= 0 (0: decode in the main process)"),
         })  # fmt: skip
-        self.augmentation()  # AugmentationConfig checks the preset, view size, crop scale and probabilities
+
+    def check(self) -> None:
+        """The checks that build the augmentation (torch): the preset with every override."""
+        self.augmentation()
 
     def load_split(
-        self, split: str, max_samples: int | None, seed: int = 0, require_labels: bool = False
+        self, split_flag: str, max_samples: int | None, seed: int = 0, require_labels: bool = False
     ) -> datasets.Dataset:
-        """`split` of `--dataset_name` in the package's one layout (`image`, optional `label`)."""
+        """The split named by `split_flag` (`train_split` or `eval_split`) of `--dataset_name`, in the package's
+        one layout (`image`, optional `label`); a missing split is named by that flag."""
+        from ..data import load_image_dataset
+
         return load_image_dataset(
-            self.dataset_name, self.dataset_config_name, split, self.image_column, self.label_column,
-            max_samples, self.dataset_revision, seed=seed, require_labels=require_labels,
+            self.dataset_name, self.dataset_config_name, getattr(self, split_flag), self.image_column,
+            self.label_column, max_samples, self.dataset_revision, seed=seed, require_labels=require_labels,
+            split_flag=split_flag,
         )  # fmt: skip
 
     def augmentation(self) -> AugmentationConfig:
+        """The recipe: the preset with every override set here.
+
+        Raises:
+            UsageError: for values the recipe refuses together (e.g. a minimum crop above the maximum).
+        """
+        from ..transforms import augmentation_preset
+
+        with as_usage_error(DATA_FLAGS):
+            base = augmentation_preset(self.preset).crop_scale
         overrides = {
             "image_size": self.image_size,
             "horizontal_flip_p": self.horizontal_flip_p,
@@ -157,20 +223,26 @@ class DataArguments:
             "grayscale_p": self.grayscale_p,
             "blur_p": self.blur_p,
         }
-        if self.crop_scale_min is not None or self.crop_scale_max is not None:
-            base = augmentation_preset(self.preset).crop_scale
-            overrides["crop_scale"] = (
-                base[0] if self.crop_scale_min is None else self.crop_scale_min,
-                base[1] if self.crop_scale_max is None else self.crop_scale_max,
+        low = base[0] if self.crop_scale_min is None else self.crop_scale_min
+        high = base[1] if self.crop_scale_max is None else self.crop_scale_max
+        if low > high:
+            raise UsageError(
+                f"--crop_scale_min {low} is above --crop_scale_max {high}; the smallest crop area must not "
+                f"exceed the largest."
             )
-        return augmentation_preset(self.preset, **overrides)
+        with as_usage_error(DATA_FLAGS):
+            return augmentation_preset(self.preset, crop_scale=(low, high), **overrides)
 
 
 @dataclass
 class PretrainingArguments:
     """How long and how to optimise; saved with every checkpoint and the final model."""
 
-    output_dir: str = field(metadata={"help": "Model folder, checkpoints/ and logs are written here."})
+    output_dir: str | None = field(
+        default=None,
+        metadata={"help": "Model folder, checkpoints/ and logs are written here; default: "
+                  "runs/simclr-<dataset>-<backbone>, e.g. runs/simclr-cifar10-resnet18."},
+    )  # fmt: skip
     overwrite_output_dir: bool = field(
         default=False,
         metadata={"help": "Start afresh in an --output_dir that holds another run: its checkpoints, model, "
@@ -198,9 +270,11 @@ class PretrainingArguments:
     )
     seed: int = field(default=42, metadata={"help": "Seeds model init, data order and augmentation."})
     mixed_precision: str = field(default="auto", metadata={"help": "no, bf16, fp16, or auto (bf16 on GPU)."})
-    torch_compile: bool = field(
-        default=False, metadata={"help": "torch.compile the model (faster on GPU after a ~1 min compile)."}
-    )
+    torch_compile: bool | None = field(
+        default=None,
+        metadata={"help": "torch.compile the model and the GPU views (faster after a ~1 min compile); default: "
+                  "on with CUDA, off on CPU (where the first step would take minutes)."},
+    )  # fmt: skip
     sync_batchnorm: bool = field(default=True, metadata={"help": "SyncBatchNorm with >1 GPU process."})
     logging_steps: int = field(default=50, metadata={"help": "Log (and sync with the device) every N steps."})
     checkpointing_steps: str = field(
@@ -237,17 +311,16 @@ class PretrainingArguments:
     )  # fmt: skip
 
     def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZER_DEFAULTS:
-            raise ValueError(
-                f"--optimizer {self.optimizer} unknown; choose one of {sorted(OPTIMIZER_DEFAULTS)}."
-            )
+        check_arguments(self, {
+            "optimizer": (self.optimizer in OPTIMIZER_DEFAULTS, f"one of {', '.join(OPTIMIZER_DEFAULTS)}"),
+            "mixed_precision": (self.mixed_precision in ("auto", "no", "bf16", "fp16"), "no, bf16, fp16 or auto"),
+            "report_to": (self.report_to in ("all", "none", *TRACKERS), f"all, none or one of {', '.join(TRACKERS)}"),
+        })  # fmt: skip
         defaults = OPTIMIZER_DEFAULTS[self.optimizer]
         if self.learning_rate is None:
             self.learning_rate = defaults["learning_rate"]
         if self.weight_decay is None:
             self.weight_decay = defaults["weight_decay"]
-        if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
-            raise ValueError(f"--mixed_precision {self.mixed_precision} unknown; use no, bf16, fp16 or auto.")
         finite, every = math.isfinite, self.checkpointing_steps
         check_arguments(self, {
             "num_train_epochs": ((finite(self.num_train_epochs) and self.num_train_epochs > 0) or self.max_steps > 0,
@@ -268,15 +341,18 @@ class PretrainingArguments:
             "knn_every_epochs": (self.knn_every_epochs >= 0, ">= 0 (0: no kNN monitor)"),
             "knn_k": (self.knn_k >= 1, "a positive integer"),
         })  # fmt: skip
+        check_path("output_dir", self.output_dir, WRITE_DIR)
+        if self.resume_from_checkpoint not in (None, "latest"):
+            check_path("resume_from_checkpoint", self.resume_from_checkpoint, READ_DIR)
         if self.overwrite_output_dir and self.resume_from_checkpoint:
-            raise ValueError(
+            raise UsageError(
                 "--overwrite_output_dir deletes the run that --resume_from_checkpoint continues: give one of them "
                 "(resume an interrupted run, or start afresh)."
             )
         if self.push_to_hub and not self.hub_model_id:
-            raise ValueError("--push_to_hub needs --hub_model_id (e.g. org/simclr-resnet18-stl10).")
+            raise UsageError("--push_to_hub needs --hub_model_id (e.g. org/simclr-resnet18-stl10).")
         if self.push_to_hub:
-            check_repo_id(self.hub_model_id)
+            check_repo_id(self.hub_model_id, "hub_model_id")
         self.snapshot_epochs = parse_snapshot_epochs(self.snapshot_epochs)
         if self.max_steps <= 0:  # with --max_steps the last epoch is known once the data is loaded
             check_snapshot_epochs(self.snapshot_epochs, math.floor(self.num_train_epochs))
@@ -286,7 +362,7 @@ def parse_snapshot_epochs(value: str | list[int] | tuple[int, ...] | None) -> li
     """`--snapshot_epochs` (`"1,25,50"` or a list of ints) as a sorted list of distinct positive epochs.
 
     Raises:
-        ValueError: for anything that is not a positive integer.
+        UsageError: for anything that is not a positive integer.
     """
     if value is None or value == "":
         return []
@@ -294,7 +370,7 @@ def parse_snapshot_epochs(value: str | list[int] | tuple[int, ...] | None) -> li
     epochs = []
     for item in items:
         if isinstance(item, bool) or not str(item).isdigit() or int(item) < 1:
-            raise ValueError(
+            raise UsageError(
                 f"--snapshot_epochs {value}: {item!r} is not a positive whole epoch; give epochs such as 1,25,50,100."
             )
         epochs.append(int(item))
@@ -305,26 +381,24 @@ def check_snapshot_epochs(epochs: list[int], last_epoch: int) -> None:
     """Refuse snapshot epochs the run never finishes (`last_epoch`: its last complete epoch)."""
     beyond = [epoch for epoch in epochs if epoch > last_epoch]
     if beyond:
-        raise ValueError(
+        raise UsageError(
             f"--snapshot_epochs: epoch {beyond[0]} is beyond the end of the run, whose last complete epoch is "
             f"{last_epoch}; drop it or train longer (--num_train_epochs / --max_steps)."
         )
 
 
+def default_output_dir(model_args: ModelArguments, data_args: DataArguments) -> str:
+    """The folder a run is named for when `--output_dir` is not given: `runs/simclr-<dataset>-<backbone>`."""
+    dataset = re.sub(r"[^\w.-]+", "-", data_args.dataset_name.rstrip("/").split("/")[-1]) or "data"
+    return f"runs/simclr-{dataset}-{model_args.backbone}"
+
+
+MODEL_FLAGS = tuple(f.name for f in fields(ModelArguments))
+DATA_FLAGS = tuple(f.name for f in fields(DataArguments))
 PRETRAINING_ARGUMENTS = (ModelArguments, DataArguments, PretrainingArguments)
-
-
-def parse_pretraining_arguments(
-    argv: list[str],
-) -> tuple[ModelArguments, DataArguments, PretrainingArguments]:
-    """`scripts/pretrain.py`'s command line: an optional recipe file first (`configs/*.yaml`), then flags
-    that override it. A value out of range prints the usage and the message, and exits with code 2."""
-    from transformers import HfArgumentParser
-
-    if argv and argv[0].endswith((".json", ".yaml", ".yml")):
-        argv = recipe_arguments(argv[0]) + argv[1:]
-    parser = HfArgumentParser(PRETRAINING_ARGUMENTS)
-    try:
-        return tuple(parser.parse_args_into_dataclasses(args=argv))
-    except ValueError as error:  # a value out of range: usage and the message, no traceback (exit code 2)
-        parser.error(str(error))
+# `scripts/pretrain.py`: an optional recipe file first (`configs/*.yaml`), then flags that override it.
+PRETRAIN = Command(
+    "pretrain.py", PRETRAINING_ARGUMENTS, "hf_simclr.pretraining.loop:pretrain", first_positional="recipe",
+    interrupted="the folder keeps its last complete checkpoint: run the same command with --resume_from_checkpoint "
+    "latest to continue (before the first checkpoint: the same command starts again).",
+)  # fmt: skip

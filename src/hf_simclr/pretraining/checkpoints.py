@@ -19,9 +19,12 @@ from typing import Any
 import datasets
 from accelerate import Accelerator
 
+from ..arguments import UsageError
 from ..configuration_simclr import SimCLRConfig
 from ..model_folder import CHECKPOINT_DIR
 
+# What `accelerator.save_state` writes for the model and the optimizer (the weights may be pytorch_model.bin).
+CHECKPOINT_FILES = ("model.safetensors", "optimizer.bin")
 # Written into each checkpoint: what a resumed run must share with it (see `resume_settings`).
 RESUME_SETTINGS_FILE = "resume_settings.json"
 # The architecture a resume must keep: every argument of SimCLRConfig (backbone, head, image size, ...).
@@ -65,16 +68,35 @@ def list_checkpoints(output_dir: Path) -> list[Path]:
 
 
 def find_checkpoint(output_dir: Path, resume_from_checkpoint: str) -> Path:
-    """Resolve `latest` (the highest `checkpoints/step_N`) or a path; clear error if there is none."""
+    """Resolve `latest` (the highest `checkpoints/step_N`) or a path to a checkpoint folder.
+
+    Raises:
+        UsageError: when there is no checkpoint, or the path is not one (a model folder, an empty folder):
+            before any data is read.
+    """
     if resume_from_checkpoint != "latest":
         path = Path(resume_from_checkpoint)
-        if not path.is_dir():
-            raise ValueError(f"--resume_from_checkpoint {path} is not a checkpoint folder.")
+        if not is_checkpoint(path):
+            raise UsageError(
+                f"--resume_from_checkpoint {path} is not a checkpoint folder (it lacks the model and optimizer "
+                f"state {', '.join(CHECKPOINT_FILES)} that checkpoints/step_N folders hold); pass one of those, "
+                f"or latest."
+            )
         return path
     candidates = list_checkpoints(output_dir)
     if not candidates:
-        raise ValueError(f"--resume_from_checkpoint latest: no checkpoint in {output_dir / CHECKPOINT_DIR}.")
+        raise UsageError(
+            f"--resume_from_checkpoint latest: no checkpoint in {output_dir / CHECKPOINT_DIR} (a run writes one "
+            f"every --checkpointing_steps); start afresh: the same command without --resume_from_checkpoint."
+        )
     return candidates[-1]
+
+
+def is_checkpoint(path: Path) -> bool:
+    """Whether `path` holds what `accelerator.load_state` reads: the weights and the optimizer's state."""
+    return (path / CHECKPOINT_FILES[1]).is_file() and any(
+        (path / name).is_file() for name in ("model.safetensors", "pytorch_model.bin")
+    )
 
 
 def resume_settings(
@@ -131,7 +153,7 @@ def check_resume_settings(checkpoint: Path, settings: dict[str, Any]) -> None:
         if saved.get(name) != value
     ]
     if differences:
-        raise ValueError(
+        raise UsageError(
             f"Cannot resume from {checkpoint}: this run's settings differ from those of the run that wrote it.\n  "
             + "\n  ".join(differences)
             + "\nResume with the checkpoint's settings, or start a new run (another --output_dir, or "

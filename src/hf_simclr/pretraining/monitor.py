@@ -69,26 +69,25 @@ class KNNMonitor:
 def build_knn_monitor(
     data_args: DataArguments,
     train_set: datasets.Dataset,
+    queries: datasets.Dataset | None,
     train_images: torch.Tensor | None,
     augmentation: AugmentationConfig,
     k: int,
-    seed: int,
 ) -> KNNMonitor | None:
-    """The kNN monitor of a run: the pretraining rows as memory, a labeled eval split as queries.
+    """The kNN monitor of a run: the pretraining rows as memory, the labeled `queries` (see
+    [`hf_simclr.pretraining.setup.monitor_queries`]), or None without queries.
 
     The memory follows the training subset (`--max_train_samples`), reusing its decoded images
-    (`train_images`, already on the device with GPU views). The queries are `--max_eval_samples` rows
-    of `--eval_split`, by default at most as many as the memory has, so that a tiny run's monitor costs
-    a fraction of an epoch instead of encoding a whole test split. None when there are no labels.
+    (`train_images`, already on the device with GPU views). The queries are by default at most as many as
+    the memory has, so that a tiny run's monitor costs a fraction of an epoch instead of encoding a whole
+    test split.
     """
-    labels = decode_labels(train_set)
-    if labels is None or not (labels >= 0).any():
+    if queries is None:
         return None
+    labels = decode_labels(train_set)
     if train_images is None:
         cache = decoded_cache_file(data_args.decoded_cache_dir, train_set, augmentation.image_size)
         train_images = decode_images(train_set, augmentation.image_size, cache)
-    max_queries = data_args.max_eval_samples or len(train_set)
-    queries = data_args.load_split(data_args.eval_split, max_queries, seed=seed, require_labels=True)
     cache = decoded_cache_file(data_args.decoded_cache_dir, queries, augmentation.image_size)
     query_images = decode_images(queries, augmentation.image_size, cache)
     return KNNMonitor(train_images, labels, query_images, decode_labels(queries), augmentation, k)

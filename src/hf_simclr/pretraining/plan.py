@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ..arguments import UsageError
 from .arguments import PretrainingArguments, check_snapshot_epochs
 
 
@@ -129,11 +130,11 @@ def check_batch_fits(num_images: int, local_batch: int, world_size: int) -> None
     """Refuse a global batch larger than the data, or one without a negative (NT-Xent needs 2 images)."""
     global_batch = local_batch * world_size
     if global_batch > num_images:
-        raise ValueError(
+        raise UsageError(
             f"The global batch ({local_batch} per device x {world_size} processes = {global_batch}) is larger "
             f"than the {num_images} training images; lower --per_device_train_batch_size or use more data."
         )
     if global_batch < 2:
-        raise ValueError(
+        raise UsageError(
             "NT-Xent needs at least 2 images per global batch; raise --per_device_train_batch_size."
         )

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from accelerate import Accelerator
 
+from ..arguments import UsageError
 from ..model_folder import (
     CHECKPOINT_DIR,
     CODE_FILES,
@@ -38,6 +39,9 @@ RUN_FILES = (CHECKPOINT_DIR, SNAPSHOT_DIR, LOG_HISTORY_FILE, TRACKER_PROJECT, TR
              IMAGE_PROCESSOR_FILE, *WEIGHTS_FILES, *CODE_FILES, RESULTS_FILE, MODEL_CARD_FILE, TSNE_FILE,
              NEIGHBORS_FILE, CONFUSION_FILE, CURVES_FILE)  # fmt: skip
 RUN_FILE_PATTERNS = (r"model-\d+-of-\d+\.safetensors", r"\.tmp-.*")
+# What a run writes before its first complete checkpoint or model: an interrupted start, which cannot be
+# resumed and holds nothing to keep, so the same command simply starts it again.
+START_UP_FILES = (LOG_HISTORY_FILE, TRACKER_PROJECT, SNAPSHOT_DIR)
 
 
 def earlier_run_files(output_dir: Path) -> list[Path]:
@@ -50,6 +54,16 @@ def earlier_run_files(output_dir: Path) -> list[Path]:
     )
 
 
+def interrupted_start(output_dir: Path, found: list[Path]) -> bool:
+    """Whether `found` (a folder's run files) is only what a run writes before its first checkpoint."""
+    from .checkpoints import list_checkpoints
+
+    pattern = re.compile(RUN_FILE_PATTERNS[1])
+    start_up = [path for path in found if path.name in START_UP_FILES or pattern.fullmatch(path.name)]
+    checkpoints = [path for path in found if path.name == CHECKPOINT_DIR]
+    return len(start_up) + len(checkpoints) == len(found) and not list_checkpoints(output_dir)
+
+
 def prepare_output_dir(
     accelerator: Accelerator, output_dir: Path, checkpoint: Path | None, overwrite: bool
 ) -> None:
@@ -57,18 +71,21 @@ def prepare_output_dir(
 
     A run that resumes from one of the folder's own checkpoints continues the run there. Any other run
     (a fresh one, or one resuming from a checkpoint elsewhere) needs a folder free of another run's
-    files (`earlier_run_files`): it is refused, or with `overwrite` those files are deleted first.
+    files (`earlier_run_files`): it is refused, or with `overwrite` those files are deleted first. What a run
+    interrupted before its first checkpoint left (its log, tracker files, half-written checkpoint) is
+    deleted without asking: that start cannot be resumed, and the same command starts it again.
 
     Raises:
-        ValueError: if the folder holds another run and `overwrite` is False; the message names the files
+        UsageError: if the folder holds another run and `overwrite` is False; the message names the files
             and the ways out (--resume_from_checkpoint, --overwrite_output_dir, another --output_dir).
     """
     if checkpoint is not None and checkpoint.resolve().parent == (output_dir / CHECKPOINT_DIR).resolve():
         return
     found = earlier_run_files(output_dir)
     names = ", ".join(path.name for path in found)
-    if found and not overwrite:
-        raise ValueError(
+    restart = bool(found) and interrupted_start(output_dir, found)
+    if found and not (overwrite or restart):
+        raise UsageError(
             f"--output_dir {output_dir} holds another run ({names}). Continue it with --resume_from_checkpoint "
             f"latest, delete it and start afresh with --overwrite_output_dir, or pick another --output_dir; "
             f"two runs in one folder would prune each other's checkpoints and resume the wrong one."
@@ -80,5 +97,10 @@ def prepare_output_dir(
                 shutil.rmtree(path)
             else:
                 path.unlink()
-        accelerator.print(f"--overwrite_output_dir: deleted the earlier run's {names} in {output_dir}.")
+        why = (
+            "an earlier start interrupted before its first checkpoint"
+            if restart
+            else "--overwrite_output_dir"
+        )
+        accelerator.print(f"{why}: deleted the earlier run's {names} in {output_dir}.")
     accelerator.wait_for_everyone()

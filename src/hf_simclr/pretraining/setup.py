@@ -7,6 +7,7 @@ run happens here, before the first step.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,13 +18,14 @@ from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.utils import set_seed
 from torch import nn
 
-from ..arguments import run_arguments
+from ..arguments import WRITE_DIR, WRITE_FILE, UsageError, as_usage_error, check_path, run_arguments
+from ..data import decode_labels
 from ..devices import resolve_mixed_precision
 from ..hub import hub_token
-from ..model_folder import LOG_HISTORY_FILE, TRACKER_PROJECT
+from ..model_folder import CHECKPOINT_DIR, LOG_HISTORY_FILE, SNAPSHOT_DIR, TRACKER_PROJECT, weights_errors
 from ..modeling_simclr import SimCLRForPreTraining
 from ..transforms import AugmentationConfig
-from .arguments import DataArguments, ModelArguments, PretrainingArguments
+from .arguments import MODEL_FLAGS, DataArguments, ModelArguments, PretrainingArguments, default_output_dir
 from .checkpoints import TrainState, check_resume_settings, find_checkpoint, resume_settings
 from .log import IntervalLog
 from .monitor import KNNMonitor, build_knn_monitor
@@ -58,23 +60,26 @@ def start_run(model_args: ModelArguments, data_args: DataArguments, args: Pretra
     """Set up a run (see the module docstring); nothing is trained yet.
 
     Raises:
-        ValueError: for a folder that holds another run, a resume whose settings differ from its
-            checkpoint's, data that cannot be loaded or is smaller than the global batch.
-        RuntimeError: with `--push_to_hub`, offline mode or no token.
+        UsageError: for a folder that holds another run or cannot be written, a resume without a checkpoint
+            or whose settings differ from its checkpoint's, splits that cannot be loaded, data smaller than
+            the global batch, a model that does not take the views, offline mode with `--push_to_hub`.
     """
+    for arguments in (model_args, data_args):
+        arguments.check()  # as the script's parsing does, for runs started from Python
+    named = args.output_dir is None
+    args.output_dir = default_output_dir(model_args, data_args) if named else args.output_dir
     if args.push_to_hub:
         hub_token()  # offline mode or no token: say so now, not after the run
     output_dir = Path(args.output_dir)
     accelerator = build_accelerator(args, output_dir)
-    # The output folder first: a resume needs a checkpoint, a fresh run a folder free of other runs.
-    checkpoint = (
-        find_checkpoint(output_dir, args.resume_from_checkpoint) if args.resume_from_checkpoint else None
-    )
-    prepare_output_dir(accelerator, output_dir, checkpoint, args.overwrite_output_dir)
+    announce(accelerator, output_dir, named)
+    checkpoint = open_output_dir(accelerator, output_dir, args)
     set_seed(args.seed)
     augmentation = data_args.augmentation()
-    # Data: every process reads the same split; batches are sharded by rank.
-    dataset = data_args.load_split(data_args.train_split, data_args.max_train_samples, seed=args.seed)
+    # Data: every process reads the same split (batches are sharded by rank); the kNN monitor's queries are
+    # loaded (and so checked) before anything is decoded.
+    dataset = data_args.load_split("train_split", data_args.max_train_samples, seed=args.seed)
+    queries = monitor_queries(accelerator, data_args, args, dataset)
     plan = RunPlan.create(args, len(dataset), accelerator.num_processes)
     model = build_model(model_args, augmentation)
     settings = resume_settings(
@@ -84,29 +89,60 @@ def start_run(model_args: ModelArguments, data_args: DataArguments, args: Pretra
         check_resume_settings(checkpoint, settings)  # before decoding the data and loading the state
     model = place_model(model, accelerator, args.sync_batchnorm)
     optimizer = build_optimizer(model, args, plan.peak_learning_rate)
-    views = build_views(data_args, dataset, augmentation, plan, accelerator, args.seed, args.torch_compile)
+    compile = torch_compile(args, accelerator)
+    views = build_views(data_args, dataset, augmentation, plan, accelerator, args.seed, compile)
     model, optimizer = views.prepare(model, optimizer)
-    if args.torch_compile:
-        model = torch.compile(model)
+    model = torch.compile(model) if compile else model
     state = TrainState()
     accelerator.register_for_checkpointing(state)
     if checkpoint is not None:
         accelerator.load_state(str(checkpoint))
         accelerator.print(f"Resumed from {checkpoint} at step {state.step}.")
-    monitor = start_monitor(accelerator, data_args, args, dataset, views, augmentation)
+    monitor = build_knn_monitor(data_args, dataset, queries, views.memory_images, augmentation, args.knn_k)
     config = run_arguments(model_args, data_args, args)
     config.update(global_batch_size=plan.global_batch, num_processes=plan.world_size,
                   peak_learning_rate=plan.peak_learning_rate, total_steps=plan.total_steps,
-                  augment_on=views.name, augmentation=augmentation.to_dict())  # fmt: skip
+                  augment_on=views.name, augmentation=augmentation.to_dict(), torch_compile=compile)  # fmt: skip
+    output_dir.mkdir(parents=True, exist_ok=True)  # every check passed: the run's files come from here on
     accelerator.init_trackers(TRACKER_PROJECT, config={k: str(v) for k, v in config.items()})
-    accelerator.print(
-        f"SimCLR: {len(dataset)} images, global batch {plan.global_batch} ({plan.local_batch} x "
-        f"{plan.world_size} processes), {plan.total_steps} steps, peak lr {plan.peak_learning_rate:.4g} "
-        f"({args.optimizer}), views on {views.name}, device {accelerator.device}."
-    )
-    log = IntervalLog(accelerator, start_log(accelerator, output_dir, resuming=checkpoint is not None), plan)
+    describe_run(accelerator, plan, args, views, dataset, monitor, data_args)
+    log = IntervalLog(accelerator, output_dir / LOG_HISTORY_FILE, plan)
     return Run(accelerator, args, output_dir, plan, augmentation, model, optimizer, views, state, settings,
                config, monitor, log, NonFiniteWatch(accelerator, output_dir))  # fmt: skip
+
+
+def announce(accelerator: Accelerator, output_dir: Path, named: bool) -> None:
+    """The first line a run prints: how many processes it sees, on what, and where it writes."""
+    accelerator.print(
+        f"SimCLR pretraining: {accelerator.num_processes} process(es) ({accelerator.distributed_type.value}), "
+        f"device {accelerator.device}, writing to {output_dir}{' (--output_dir not given)' if named else ''}."
+    )
+    asked_for_more = (
+        "MASTER_ADDR" in os.environ and "WORLD_SIZE" not in os.environ
+    )  # `accelerate launch --cpu`
+    if accelerator.num_processes == 1 and asked_for_more:
+        accelerator.print(
+            "Note: one process only: `accelerate launch --cpu --num_processes N` starts one. For N processes on "
+            "CPU use `torchrun --nproc_per_node N` or `accelerate launch --multi_gpu --num_processes N`."
+        )
+
+
+def open_output_dir(accelerator: Accelerator, output_dir: Path, args: PretrainingArguments) -> Path | None:
+    """The output folder first: a resume needs a checkpoint, a fresh run a folder free of other runs, and
+    every folder the run will write must be writable. Returns the checkpoint to resume from, if any."""
+    for name in (CHECKPOINT_DIR, SNAPSHOT_DIR, TRACKER_PROJECT):
+        check_path("output_dir", str(output_dir / name), WRITE_DIR)
+    check_path("output_dir", str(output_dir / LOG_HISTORY_FILE), WRITE_FILE)
+    checkpoint = (
+        find_checkpoint(output_dir, args.resume_from_checkpoint) if args.resume_from_checkpoint else None
+    )
+    prepare_output_dir(accelerator, output_dir, checkpoint, args.overwrite_output_dir)
+    return checkpoint
+
+
+def torch_compile(args: PretrainingArguments, accelerator: Accelerator) -> bool:
+    """`--torch_compile`, by default on where it pays: CUDA (on a CPU the first step would take minutes)."""
+    return args.torch_compile if args.torch_compile is not None else accelerator.device.type == "cuda"
 
 
 def build_accelerator(args: PretrainingArguments, output_dir: Path) -> Accelerator:
@@ -121,10 +157,28 @@ def build_accelerator(args: PretrainingArguments, output_dir: Path) -> Accelerat
 
 
 def build_model(model_args: ModelArguments, augmentation: AugmentationConfig) -> SimCLRForPreTraining:
-    """A fresh model of `model_args` for views of the augmentation's size, or `--model_name_or_path`'s."""
+    """A fresh model of `model_args` for views of the augmentation's size, or `--model_name_or_path`'s.
+
+    Raises:
+        UsageError: for a model that does not take views of that size (one forward pass of two views tells).
+    """
     if model_args.model_name_or_path:
-        return SimCLRForPreTraining.from_pretrained(model_args.model_name_or_path)
-    return SimCLRForPreTraining(model_args.config(augmentation.image_size))
+        with weights_errors(model_args.model_name_or_path, "model_name_or_path"):
+            model = SimCLRForPreTraining.from_pretrained(model_args.model_name_or_path)
+    else:
+        with as_usage_error(MODEL_FLAGS):  # e.g. a backbone the CIFAR stem does not fit
+            model = SimCLRForPreTraining(model_args.config(augmentation.image_size))
+    size = augmentation.image_size
+    model.eval()
+    try:
+        with torch.no_grad():
+            model.simclr(torch.zeros(2, 3, size, size))
+    except (AssertionError, RuntimeError, ValueError) as error:
+        raise UsageError(
+            f"--backbone {model.config.backbone} does not take {size}px views ({type(error).__name__}: {error}): "
+            f"pass the --image_size it was built for (e.g. 224 for a ViT), or a CNN such as --backbone resnet18."
+        ) from error
+    return model.train()
 
 
 def place_model(model: nn.Module, accelerator: Accelerator, sync_batchnorm: bool) -> nn.Module:
@@ -136,31 +190,54 @@ def place_model(model: nn.Module, accelerator: Accelerator, sync_batchnorm: bool
     return model.to(memory_format=torch.channels_last)
 
 
-def start_monitor(
-    accelerator: Accelerator,
-    data_args: DataArguments,
-    args: PretrainingArguments,
-    dataset: datasets.Dataset,
-    views: GPUViews | CPUViews,
-    augmentation: AugmentationConfig,
-) -> KNNMonitor | None:
-    """The kNN monitor on the main process (None when off, or when the data has no labels)."""
+def monitor_queries(
+    accelerator: Accelerator, data_args: DataArguments, args: PretrainingArguments, dataset: datasets.Dataset
+) -> datasets.Dataset | None:
+    """The labeled rows the kNN monitor queries (main process), or None when the monitor is off or the training
+    split has no labels to vote with.
+
+    Raises:
+        UsageError: when `--eval_split` cannot serve as the monitor's queries (missing, unlabeled).
+    """
     if args.knn_every_epochs == 0 or not data_args.eval_split or not accelerator.is_main_process:
         return None
-    monitor = build_knn_monitor(data_args, dataset, views.memory_images, augmentation, args.knn_k, args.seed)
+    labels = dataset.features.get("label") is not None and (decode_labels(dataset) >= 0).any()
+    if not labels:
+        return None
+    max_queries = data_args.max_eval_samples or len(dataset)
+    try:
+        return data_args.load_split("eval_split", max_queries, seed=args.seed, require_labels=True)
+    except UsageError as error:
+        raise UsageError(
+            f"{error} The kNN monitor queries this split: pass another --eval_split, or --knn_every_epochs 0 "
+            f"to pretrain without the monitor."
+        ) from error
+
+
+def describe_run(
+    accelerator: Accelerator,
+    plan: RunPlan,
+    args: PretrainingArguments,
+    views: GPUViews | CPUViews,
+    dataset: datasets.Dataset,
+    monitor: KNNMonitor | None,
+    data_args: DataArguments,
+) -> None:
+    """The run's headline (processes, batch, steps, learning rate, device), and what it should know."""
+    accelerator.print(
+        f"SimCLR: {len(dataset)} images, global batch {plan.global_batch} ({plan.local_batch} x "
+        f"{plan.world_size} processes), {plan.total_steps} steps, peak lr {plan.peak_learning_rate:.4g} "
+        f"({args.optimizer}), views on {views.name}, device {accelerator.device}, output {args.output_dir}."
+    )
     if monitor is not None:
         accelerator.print(
             "kNN monitor every {} epochs: {} training images as memory, {} {} images as queries.".format(
                 args.knn_every_epochs, *monitor.sizes, data_args.eval_split
             )
         )
-    return monitor
-
-
-def start_log(accelerator: Accelerator, output_dir: Path, resuming: bool) -> Path:
-    """`log_history.jsonl`: a fresh run starts a fresh log; a resumed one appends."""
-    log_file = output_dir / LOG_HISTORY_FILE
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    if accelerator.is_main_process and not resuming:
-        log_file.write_text("")
-    return log_file
+    if plan.warmup_steps > plan.total_steps / 2:
+        accelerator.print(
+            f"Note: --warmup_epochs {args.warmup_epochs:g} makes {plan.warmup_steps} of the {plan.total_steps} "
+            f"steps warmup: the learning rate peaks late and the cosine decay is short; lower --warmup_epochs "
+            f"for a run this short."
+        )

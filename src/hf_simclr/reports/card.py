@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..configuration_simclr import SimCLRConfig
+from ..arguments import UsageError
 from ..model_folder import (
     DEFAULT_LICENSE,
     IMAGE_PROCESSOR_FILE,
@@ -23,7 +23,7 @@ from ..model_folder import (
     WALL_TIMES_FILE,
     load_simclr_config,
     read_json,
-    write_text_atomically,
+    write_generated_text,
 )
 from ..timm_export import timm_export_is_current, timm_export_problem
 from .semi_supervised import format_semi_supervised_table
@@ -31,6 +31,8 @@ from .tables import percent
 
 if TYPE_CHECKING:
     from huggingface_hub import ModelCard
+
+    from ..configuration_simclr import SimCLRConfig
 
 # Package data (pyproject.toml), so that every install, editable or not, can write model cards.
 MODEL_CARD_TEMPLATE = Path(__file__).resolve().with_name("model_card_template.md")
@@ -130,43 +132,13 @@ def save_model_card(card: ModelCard, model_dir: str | Path) -> Path:
     Returns:
         `Path` of the `README.md`.
     """
-    return write_text_atomically(Path(model_dir) / MODEL_CARD_FILE, str(card))
-
-
-def render_published_cards(
-    results_dir: str | Path, cards_dir: str | Path, published: dict[str, str], dataset_root: str | Path | None
-) -> list[Path]:
-    """The card of each published recipe, from `<results_dir>/<name>/` (results files, no weights), written
-    to `<cards_dir>/<name>.md` and `<results_dir>/<name>/README.md`, as the Hub would show it.
-
-    Args:
-        results_dir, cards_dir (`str` or `Path`): the repository's `results/` and `model_cards/`.
-        published (`dict[str, str]`): results folder name -> the Hub repository it is (to be) published as.
-        dataset_root (`str` or `Path`, *optional*): see [`describe_dataset`].
-
-    Returns:
-        The files written.
-
-    Raises:
-        ValueError: for a results folder that `published` does not list.
-    """
-    results_dir, cards_dir = Path(results_dir), Path(cards_dir)
-    unlisted = sorted(
-        p.parent.name for p in results_dir.glob(f"*/{RESULTS_FILE}") if p.parent.name not in published
-    )
-    if unlisted:
-        raise ValueError(f"results/{unlisted[0]} has no Hub repository: add it to PUBLISHED_REPOS.")
-    written = []
-    for name, repo_id in published.items():
-        readme = write_model_card(results_dir / name, repo_id=repo_id, dataset_root=dataset_root)
-        written += [write_text_atomically(cards_dir / f"{name}.md", readme.read_text()), readme]
-    return written
+    return write_generated_text(Path(model_dir) / MODEL_CARD_FILE, str(card), "pass --write_card false")
 
 
 def _read_results(model_dir: Path) -> dict[str, Any]:
     results = read_json(model_dir / RESULTS_FILE)
     if results is None:
-        raise FileNotFoundError(
+        raise UsageError(
             f"{model_dir} has no {RESULTS_FILE}: run `python scripts/linear_probe.py --model_name_or_path "
             f"{model_dir} --dataset_name ...` first, or pass results=."
         )
@@ -245,10 +217,24 @@ def _card_data(
 
 
 def _summary(config: SimCLRConfig, results: dict[str, Any], eval_dataset: dict[str, Any]) -> str:
-    return (
+    summary = (
         f"A SimCLR encoder (timm `{config.backbone}`) pretrained with contrastive learning; its frozen features "
         f"reach {percent(results['linear_top1'])}% linear-probe top-1 on {eval_dataset['name']} "
         f"(split `{results['dataset']['eval_split']}`)."
+    )
+    warning = _below_baseline(results)
+    return f"{summary}\n\n**{warning}**" if warning else summary
+
+
+def _below_baseline(results: dict[str, Any]) -> str | None:
+    """A warning when the probe on h does not beat the same probe on a random-init encoder, else None."""
+    baseline = (results.get("random_init_baseline") or {}).get("linear_top1")
+    if baseline is None or results["linear_top1"] > baseline:
+        return None
+    return (
+        f"Warning: this is not above the {percent(baseline)}% of the same probe on an encoder with random "
+        f"weights: the pretraining did not give a better representation than no training (too short a run, "
+        f"too little data, or a failed one). Do not use these weights as a pretrained encoder."
     )
 
 
@@ -357,6 +343,8 @@ def _limitations(
         f"All numbers come from one pretraining run and one probe seed ({results['seed']}); run-to-run "
         "variation is not measured.",
     ]
+    if _below_baseline(results):
+        limitations.insert(0, _below_baseline(results))
     if results["dataset"].get("max_train_samples") or results["dataset"].get("max_eval_samples"):
         limitations.append(
             f"The probes used a subset of the data ({results['split_sizes']['train']} training and "

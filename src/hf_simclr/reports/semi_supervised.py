@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..arguments import UsageError
 from ..model_folder import (
     FINETUNE_RESULTS_FILE,
+    GENERATED_MARK,
     RESULTS_FILE,
     SEMI_SUPERVISED_FILE,
     SEMI_SUPERVISED_TABLE,
+    write_generated_text,
     write_json_atomically,
-    write_text_atomically,
 )
 from .tables import percent
 
@@ -49,7 +50,7 @@ def _check_same_data(runs: list[tuple[str, dict[str, Any], int]]) -> dict[str, A
         data = _evaluation_data(results, seed)
         if data != evaluation:
             field = next(key for key in data if data[key] != evaluation[key])
-            raise ValueError(
+            raise UsageError(
                 f"{source} and {first_source} were not trained and scored on the same data ({field}: "
                 f"{data[field]!r} vs {evaluation[field]!r}); rerun one of them with the other's settings."
             )
@@ -88,7 +89,7 @@ def collect_semi_supervised(
     runs = [(source, results, results["dataset"]["subset_seed"]) for source, results in finetune_results]
     runs += [(*probe_results, probe_results[1]["seed"])] if probe_results is not None else []
     if not runs:
-        raise ValueError("no results to tabulate: pass fine-tuning runs and/or the probe's results.")
+        raise UsageError("no results to tabulate: pass fine-tuning runs and/or the probe's results.")
     evaluation = _check_same_data(runs)
     entries = [
         {"method": "finetune_simclr" if results["init"] == "simclr" else "finetune_random",
@@ -103,7 +104,7 @@ def collect_semi_supervised(
             if results["init"] == "simclr" and not _same_model(
                 results["model_name_or_path"], probe["model_name_or_path"]
             ):
-                raise ValueError(
+                raise UsageError(
                     f"{source} fine-tuned {results['model_name_or_path']}, but {probe_source} probed "
                     f"{probe['model_name_or_path']}: the table compares one SimCLR model; pass runs of one."
                 )
@@ -124,7 +125,7 @@ def _check_entries(entries: list[dict[str, Any]]) -> None:
     for entry in entries:
         key = (entry["method"], entry["label_fraction"])
         if key in seen:
-            raise ValueError(
+            raise UsageError(
                 f"two results for {METHODS[key[0]]} at {100 * key[1]:g}% of the labels: {seen[key]} and "
                 f"{entry['source']}; pass one of them."
             )
@@ -133,7 +134,7 @@ def _check_entries(entries: list[dict[str, Any]]) -> None:
             entry["label_fraction"], (entry["num_train_samples"], entry["source"])
         )
         if entry["num_train_samples"] != size:
-            raise ValueError(
+            raise UsageError(
                 f"at {100 * entry['label_fraction']:g}% of the labels {entry['source']} trained on "
                 f"{entry['num_train_samples']} images but {source} on {size}: the label subsets differ "
                 f"(same --max_train_samples and seed give the same subset)."
@@ -169,9 +170,7 @@ def _read_results(path: str | Path, default_name: str) -> tuple[str, dict[str, A
     path = Path(path)
     file = path / default_name if path.is_dir() else path
     if not file.is_file():
-        raise FileNotFoundError(
-            f"{file} not found: pass a run folder that holds {default_name}, or the file."
-        )
+        raise UsageError(f"{file} not found: pass a run folder that holds {default_name}, or the file.")
     return str(file), json.loads(file.read_text())
 
 
@@ -192,38 +191,8 @@ def write_semi_supervised_table(
         [_read_results(run, FINETUNE_RESULTS_FILE) for run in finetune_runs],
         _read_results(probe_run, RESULTS_FILE) if probe_run is not None else None,
     )
+    markdown = f"{GENERATED_MARK} (scripts/semi_supervised_table.py) from the runs' results files; do not edit. -->\n"
+    markdown += format_semi_supervised_table(table)
+    write_generated_text(Path(output_dir) / SEMI_SUPERVISED_TABLE, markdown, "pick another --output_dir")
     write_json_atomically(Path(output_dir) / SEMI_SUPERVISED_FILE, table)
-    write_text_atomically(Path(output_dir) / SEMI_SUPERVISED_TABLE, format_semi_supervised_table(table))
     return table
-
-
-@dataclass
-class TableArguments:
-    """Arguments of `scripts/semi_supervised_table.py`."""
-
-    finetune_runs: list[str] = field(
-        default_factory=list,
-        metadata={"help": "Output folders of scripts/finetune.py (or their finetune_results.json)."},
-    )
-    probe_run: str | None = field(
-        default=None,
-        metadata={"help": "The probe's output folder (or its results.json): the linear-probe row."},
-    )
-    output_dir: str | None = field(
-        default=None, metadata={"help": "Where the table goes; default --probe_run."}
-    )
-
-
-def semi_supervised_table(args: TableArguments) -> dict[str, Any]:
-    """[`write_semi_supervised_table`] into `--output_dir`, by default the probe's folder (the model folder).
-
-    Raises:
-        ValueError: without `--output_dir` and `--probe_run`.
-    """
-    output_dir = args.output_dir
-    if output_dir is None:
-        if args.probe_run is None:
-            raise ValueError("pass --output_dir (or --probe_run, whose folder is then the default).")
-        probe = Path(args.probe_run)
-        output_dir = probe if probe.is_dir() else probe.parent
-    return write_semi_supervised_table(args.finetune_runs, args.probe_run, output_dir)

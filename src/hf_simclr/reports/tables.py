@@ -68,3 +68,12 @@ def format_snapshot_table(curve: dict[str, Any]) -> str:
         scores = " | ".join(percent(row[key]) for key in ("precision", "recall", "f1"))
         lines.append(f"| {row['name']} | {scores} | {row['support']} |")
     return "\n".join(lines) + "\n"
+
+
+def format_snapshot_rows(curve: dict[str, Any]) -> str:
+    """One line per snapshot for the terminal: `epoch N: linear X, kNN@k Y, ...` (percent)."""
+    lines = []
+    for row in curve["rows"]:
+        knn = ", ".join(f"kNN@{k} {percent(value)}" for k, value in row["knn_top1"].items())
+        lines.append(f"epoch {row['epoch']:>4}: linear {percent(row['linear_top1'])}, {knn}")
+    return "\n".join(lines)

@@ -1,0 +1,89 @@
+"""Arguments of `scripts/benchmark.py`, and the cases the training benchmark times."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..arguments import READ_DIR_OR_HUB, WRITE_DIR, WRITE_FILE, Command, check_arguments, check_paths
+
+
+@dataclass
+class TrainingCase:
+    """One model/image-size setting of the training benchmark.
+
+    Args:
+        name (`str`): e.g. `"cifar10-32px-resnet18"`.
+        backbone (`str`): timm backbone.
+        preset (`str`): augmentation preset (`cifar10`: 32px with CIFAR stem; `stl10`: 96px).
+        batch_size (`int`): images per step (each gives 2 views).
+    """
+
+    name: str
+    backbone: str
+    preset: str
+    batch_size: int
+
+
+TRAINING_CASES = (
+    TrainingCase("cifar10-32px-resnet18", "resnet18", "cifar10", 512),
+    TrainingCase("stl10-96px-resnet18", "resnet18", "stl10", 512),
+    TrainingCase("stl10-96px-resnet50", "resnet50", "stl10", 256),
+)
+
+
+@dataclass
+class BenchmarkArguments:
+    """Arguments of `scripts/benchmark.py` (and of [`run_benchmark`])."""
+
+    mode: str = field(metadata={"help": "What to time: data (CPU pipeline) or training (GPU only)."})
+    output_json: str | None = field(
+        default=None, metadata={"help": "Write the report here (printed only when unset)."}
+    )
+    dataset_name: str = field(
+        default="uoft-cs/cifar10",
+        metadata={
+            "help": "CIFAR-10: a Hub name or a local copy (directory of parquet files, save_to_disk folder)."
+        },
+    )
+    split: str = field(default="train", metadata={"help": "--mode data: the split read."})
+    num_workers: list[int] = field(
+        default_factory=lambda: [0, 1, 2], metadata={"help": "--mode data: DataLoader worker counts to time."}
+    )
+    batch_size: int = field(default=256, metadata={"help": "--mode data: images per batch."})
+    cifar_batches: int = field(
+        default=32, metadata={"help": "--mode data: batches timed per 32px setting (after 2 warm-up)."}
+    )
+    stl10_batches: int = field(
+        default=12, metadata={"help": "--mode data: batches timed per 96px setting (after 2 warm-up)."}
+    )
+    stl10_samples: int = field(
+        default=4096, metadata={"help": "--mode data: CIFAR-10 images upsampled to 96px for that case."}
+    )
+    work_dir: str = field(
+        default="outputs/benchmark-training", metadata={"help": "--mode training: scratch."}
+    )
+    cases: list[str] | None = field(
+        default=None,
+        metadata={"help": f"--mode training: a subset of {[case.name for case in TRAINING_CASES]}."},
+    )
+    cpu_workers: int | None = field(
+        default=None, metadata={"help": "--mode training: CPU pipeline workers (default: all cores)."}
+    )
+
+    def __post_init__(self) -> None:
+        check_paths(self, {"output_json": WRITE_FILE, "dataset_name": READ_DIR_OR_HUB, "work_dir": WRITE_DIR})
+        names = [case.name for case in TRAINING_CASES]
+        check_arguments(self, {
+            "mode": (self.mode in ("data", "training"), "data or training"),
+            "num_workers": (bool(self.num_workers) and min(self.num_workers) >= 0, "worker counts >= 0"),
+            "batch_size": (self.batch_size >= 1, "a positive integer"),
+            "cifar_batches": (self.cifar_batches >= 1, "a positive integer"),
+            "stl10_batches": (self.stl10_batches >= 1, "a positive integer"),
+            "stl10_samples": (self.stl10_samples >= 1, "a positive integer"),
+            "cases": (all(case in names for case in self.cases or []), f"some of {names}"),
+            "cpu_workers": (self.cpu_workers is None or self.cpu_workers >= 1, "a positive integer"),
+        })  # fmt: skip
+
+
+# `scripts/benchmark.py`.
+BENCHMARK = Command("benchmark.py", (BenchmarkArguments,), "hf_simclr.benchmark.report:run_benchmark")

@@ -1,0 +1,62 @@
+"""The run of `scripts/benchmark.py`: one mode timed, printed row by row, written as one JSON report."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict
+from datetime import date
+from pathlib import Path
+
+import torch
+
+from .arguments import TRAINING_CASES, BenchmarkArguments
+from .data_pipeline import benchmark_data_pipeline, machine_description
+from .training import benchmark_training
+
+
+def run_benchmark(args: BenchmarkArguments) -> dict:
+    """Time what `args.mode` names; print each row; write the report (machine, command, date) as JSON.
+
+    Returns:
+        The report.
+    """
+    report = {
+        "mode": args.mode,
+        "date": date.today().isoformat(),
+        "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+        "arguments": asdict(args),
+        "machine": machine_description(),
+        # Other processes slow every number down: a load near 0 before the run means a quiet machine.
+        "load_average_1min_before": os.getloadavg()[0],
+    }
+    report.update(_time_data(args) if args.mode == "data" else _time_training(args))
+    report["load_average_1min_after"] = os.getloadavg()[0]
+    if args.output_json is not None:
+        output = Path(args.output_json)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {output}")
+    return report
+
+
+def _time_data(args: BenchmarkArguments) -> dict:
+    results = benchmark_data_pipeline(
+        args.dataset_name, split=args.split, worker_counts=tuple(args.num_workers), batch_size=args.batch_size,
+        cifar_batches=args.cifar_batches, stl10_batches=args.stl10_batches, stl10_samples=args.stl10_samples,
+    )  # fmt: skip
+    for result in results:
+        print(
+            f"{result.case:<38} workers={result.num_workers}  "
+            f"{result.two_view_images_per_s:8.1f} two-view images/s  {result.views_per_s:8.1f} views/s  "
+            f"{result.two_view_images_per_s_per_worker:7.1f} per worker  "
+            f"(other processes: {100 * result.other_processes_cpu_share:.0f}% of the CPU)"
+        )
+    return {"results": [asdict(result) for result in results]}
+
+
+def _time_training(args: BenchmarkArguments) -> dict:
+    cases = tuple(case for case in TRAINING_CASES if not args.cases or case.name in args.cases)
+    results = benchmark_training(args.dataset_name, args.work_dir, cases, cpu_workers=args.cpu_workers)
+    return {"gpu": torch.cuda.get_device_name(), "results": results}

@@ -1,0 +1,64 @@
+"""Arguments of the experiment runner (`scripts/run_experiments.py`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..arguments import (
+    READ_DIR_OR_HUB,
+    READ_FILE,
+    WRITE_DIR,
+    WRITE_FILE,
+    Command,
+    check_arguments,
+    check_paths,
+    positive,
+)
+
+
+@dataclass
+class ExperimentArguments:
+    """Arguments of `scripts/run_experiments.py` (and of [`run_experiments`])."""
+
+    grid: str = field(metadata={"help": "The grid file (YAML): base recipe, overrides, variants, sections."})
+    results_dir: str = field(metadata={"help": "Results of each variant and the table (no weights)."})
+    work_dir: str = field(
+        default="runs/experiments", metadata={"help": "Model folders (weights) and decoded data."}
+    )
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "Data for every variant (e.g. a local CIFAR-10 copy)."}
+    )
+    variants: list[str] | None = field(
+        default=None, metadata={"help": "Run only these variants (default: all)."}
+    )
+    override: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Settings for every variant, KEY=VALUE, e.g. num_train_epochs=1 max_train_samples=512."
+        },
+    )
+    time_budget_minutes: float | None = field(
+        default=None,
+        metadata={"help": "Do not start a variant that would end after this many minutes (estimated)."},
+    )
+    table: str | None = field(
+        default=None, metadata={"help": "Also write the markdown table here (e.g. results/ablations.md)."}
+    )
+    summary_only: bool = field(default=False, metadata={"help": "Rewrite the table from the results only."})
+
+    def __post_init__(self) -> None:
+        check_paths(self, {"grid": READ_FILE, "results_dir": WRITE_DIR, "work_dir": WRITE_DIR,
+                           "dataset_name": READ_DIR_OR_HUB, "table": WRITE_FILE})  # fmt: skip
+        malformed = [item for item in self.override if "=" not in item or item.startswith("=")]
+        check_arguments(self, {
+            "override": (not malformed, f"KEY=VALUE items, e.g. num_train_epochs=1 (not {malformed[:1]})"),
+            "time_budget_minutes": (positive(self.time_budget_minutes), "> 0 minutes (unset: no budget)"),
+        })  # fmt: skip
+
+
+# `scripts/run_experiments.py`: the grid file first (or `--grid`), then flags.
+RUN_EXPERIMENTS = Command(
+    "run_experiments.py", (ExperimentArguments,), "hf_simclr.experiments.runner:run_experiments",
+    first_positional="grid",
+    interrupted="finished variants are kept in --results_dir: run the same command again to continue the grid.",
+)  # fmt: skip

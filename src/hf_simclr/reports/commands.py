@@ -1,0 +1,148 @@
+"""The commands that write reports into folders: the published cards, the semi-supervised table (and the card
+that shows it). Each reads results files only, and never replaces a file the package did not write.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..arguments import (
+    READ_DIR,
+    READ_DIR_OR_FILE,
+    READ_FILE,
+    WRITE_DIR,
+    Command,
+    UsageError,
+    check_path,
+    check_paths,
+)
+from ..model_folder import (
+    CONFIG_FILE,
+    MODEL_CARD_FILE,
+    RESULTS_FILE,
+    SEMI_SUPERVISED_FILE,
+    SEMI_SUPERVISED_TABLE,
+    check_generated,
+    write_generated_text,
+)
+from .card import write_model_card
+from .semi_supervised import write_semi_supervised_table
+
+# In a results folder: which of its runs are (to be) published, as which Hub repository.
+PUBLISHED_FILE = "published.yaml"
+
+
+@dataclass
+class RenderArguments:
+    """Arguments of `scripts/render_cards.py` (run from the repository's root)."""
+
+    results_dir: str = field(
+        default="results",
+        metadata={"help": f"Published runs: <name>/ folders and {PUBLISHED_FILE} (name: Hub repository)."},
+    )
+    cards_dir: str = field(default="model_cards", metadata={"help": "Where <name>.md goes."})
+    dataset_root: str | None = field(
+        default="../shared/datasets",
+        metadata={"help": "Folder holding the local datasets the runs recorded (by folder name), if here."},
+    )
+
+    def __post_init__(self) -> None:
+        check_paths(self, {"results_dir": READ_DIR, "cards_dir": WRITE_DIR})
+        check_path("results_dir", str(Path(self.results_dir) / PUBLISHED_FILE), READ_FILE)
+
+
+def render_published_cards(args: RenderArguments) -> list[Path]:
+    """The card of each run `<results_dir>/published.yaml` lists, from its folder's results files (no
+    weights, no network), written to `<cards_dir>/<name>.md` and `<results_dir>/<name>/README.md`, as the
+    Hub would show it; prints each file written.
+
+    Returns:
+        The files written.
+
+    Raises:
+        UsageError: for a folder of results that `published.yaml` does not list.
+    """
+    import yaml
+
+    results_dir, cards_dir = Path(args.results_dir), Path(args.cards_dir)
+    dataset_root = args.dataset_root if args.dataset_root and Path(args.dataset_root).is_dir() else None
+    published = yaml.safe_load((results_dir / PUBLISHED_FILE).read_text()) or {}
+    unlisted = sorted(
+        p.parent.name for p in results_dir.glob(f"*/{RESULTS_FILE}") if p.parent.name not in published
+    )
+    if unlisted:
+        raise UsageError(
+            f"--results_dir {results_dir}: {unlisted[0]}/ has no Hub repository: add `{unlisted[0]}: org/name` to "
+            f"{results_dir / PUBLISHED_FILE}."
+        )
+    written = []
+    for name, repo_id in published.items():
+        readme = write_model_card(results_dir / name, repo_id=repo_id, dataset_root=dataset_root)
+        card = write_generated_text(cards_dir / f"{name}.md", readme.read_text(), "pick another --cards_dir")
+        written += [card, readme]
+    for path in written:
+        print(f"wrote {path}")
+    return written
+
+
+# `scripts/render_cards.py`.
+RENDER = Command("render_cards.py", (RenderArguments,), "hf_simclr.reports.commands:render_published_cards")
+
+
+@dataclass
+class TableArguments:
+    """Arguments of `scripts/semi_supervised_table.py`."""
+
+    finetune_runs: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Output folders of scripts/finetune.py (or their finetune_results.json)."},
+    )
+    probe_run: str | None = field(
+        default=None,
+        metadata={"help": "The probe's output folder (or its results.json): the linear-probe row."},
+    )
+    output_dir: str | None = field(
+        default=None, metadata={"help": "Where the table goes; default --probe_run."}
+    )
+
+    def __post_init__(self) -> None:
+        check_paths(
+            self, {"finetune_runs": READ_DIR_OR_FILE, "probe_run": READ_DIR_OR_FILE, "output_dir": WRITE_DIR}
+        )
+
+
+def semi_supervised_table(args: TableArguments) -> dict[str, Any]:
+    """[`write_semi_supervised_table`] into `--output_dir`, by default the probe's folder (the model folder),
+    whose model card is then rendered again with the table; prints the files written.
+
+    Raises:
+        UsageError: without `--output_dir` and `--probe_run`, or for runs that cannot be compared.
+    """
+    output_dir = args.output_dir
+    if output_dir is None:
+        if args.probe_run is None:
+            raise UsageError("pass --output_dir (or --probe_run, whose folder is then the default).")
+        probe = Path(args.probe_run)
+        output_dir = probe if probe.is_dir() else probe.parent
+    output_dir = Path(output_dir)
+    card = output_dir / MODEL_CARD_FILE
+    if (output_dir / RESULTS_FILE).is_file() and (output_dir / CONFIG_FILE).is_file():
+        check_generated(card, "pass another --output_dir to keep it and write the table there")
+    table = write_semi_supervised_table(args.finetune_runs, args.probe_run, output_dir)
+    written = [output_dir / SEMI_SUPERVISED_FILE, output_dir / SEMI_SUPERVISED_TABLE]
+    if (output_dir / RESULTS_FILE).is_file() and (
+        output_dir / CONFIG_FILE
+    ).is_file():  # a probed model folder
+        written.append(write_model_card(output_dir))
+    for path in written:
+        print(f"wrote {path}")
+    return table
+
+
+# `scripts/semi_supervised_table.py`.
+TABLE = Command(
+    "semi_supervised_table.py", (TableArguments,), "hf_simclr.reports.commands:semi_supervised_table",
+    report="hf_simclr.reports.semi_supervised:format_semi_supervised_table",
+)  # fmt: skip

@@ -1,0 +1,78 @@
+"""What a reader of a shared folder runs, in a process that cannot import hf_simclr (the Hub's readers): every
+Python block of the model card and of the README's usage, on a probed folder that was also exported to timm,
+so that AutoModel, AutoImageProcessor, pipeline and timm all load it."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from test_evaluation import save_tiny_dataset
+from test_timm_export import pretraining_folder
+
+from hf_simclr.evaluation.arguments import LinearProbeArguments
+from hf_simclr.evaluation.probe import run_linear_probe
+from hf_simclr.timm_export import export_timm
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+WITHOUT_HF_SIMCLR = (
+    'import sys\nsys.modules["hf_simclr"] = None  # not importable here, as for the Hub\'s readers\n'
+)
+
+
+@pytest.fixture(scope="module")
+def shared_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A stock-architecture folder (32px, no CIFAR stem), exported to timm, then probed (card written)."""
+    root = tmp_path_factory.mktemp("card-usage")
+    folder = pretraining_folder(root / "model", cifar_stem=False)
+    export_timm(folder)
+    data = save_tiny_dataset(root / "data", per_class=(4, 2))
+    run_linear_probe(LinearProbeArguments(str(folder), str(data), knn_k=[3], label_fractions=[], skip_baseline=True,
+                                          max_iter=5, device="cpu"))  # fmt: skip
+    return folder
+
+
+def python_blocks(markdown: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", markdown, flags=re.DOTALL)
+
+
+def run_without_hf_simclr(code: str, cwd: Path) -> subprocess.CompletedProcess:
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(
+        cwd / "image.jpg"
+    )
+    return subprocess.run([sys.executable, "-c", WITHOUT_HF_SIMCLR + code], capture_output=True, text=True,
+                          timeout=300, cwd=cwd)  # fmt: skip
+
+
+def test_every_code_block_of_the_card_runs_without_hf_simclr(shared_folder: Path, tmp_path: Path) -> None:
+    card = (shared_folder / "README.md").read_text()
+    blocks = python_blocks(card)
+    assert len(blocks) == 2 and "timm.create_model" in blocks[1]  # the usage, and timm's (a current export)
+    checks = textwrap.dedent("""
+        import torch
+        assert "hf_simclr" not in type(model).__module__ and h.shape == (1, 512)
+        torch.testing.assert_close(torch.tensor(features).reshape(1, -1), h.detach(), atol=1e-4, rtol=1e-4)
+        pixels = processor(images=Image.open("image.jpg"), return_tensors="pt")["pixel_values"]
+        with torch.no_grad():
+            assert (model(pixels) - h.detach()).abs().max() < 1e-4  # timm's copy gives the same h
+    """)
+    result = run_without_hf_simclr("\n".join(blocks) + checks, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_the_readme_usage_runs_on_an_exported_folder_without_hf_simclr(
+    shared_folder: Path, tmp_path: Path
+) -> None:
+    # Before: the export's timm keys in config.json made transformers read the image processor from there.
+    readme = (REPO_ROOT / "README.md").read_text()
+    usage = readme.split("\n## Usage\n", 1)[1].split("\n## ", 1)[0]
+    code = "\n".join(python_blocks(usage)).replace('"runs/simclr-cifar10"', repr(str(shared_folder)))
+    checks = "\nassert h.shape == (1, 512) and classifier.config.num_labels == 10\n"
+    result = run_without_hf_simclr(code + checks, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]

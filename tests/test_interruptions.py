@@ -1,0 +1,99 @@
+"""Safe to interrupt at any moment: each script stopped by Ctrl-C (SIGINT) or a lost machine (SIGKILL) before
+the first step, mid-epoch, during a checkpoint write, during the final save, during feature extraction; then
+the same command again (or the documented resume) finishes the job. See tests/interrupt.py for the moments."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_evaluation import save_tiny_dataset, save_tiny_model
+from transformers import AutoModel
+
+from hf_simclr import SimCLRModel
+
+pytestmark = pytest.mark.slow
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+INTERRUPT = Path(__file__).resolve().with_name("interrupt.py")
+# 32 images of 16px in batches of 8: 4 steps per epoch, 8 steps, a checkpoint at the end of each epoch.
+PRETRAIN = ["--image_size", "16", "--max_train_samples", "32", "--per_device_train_batch_size", "8",
+            "--max_steps", "8", "--knn_every_epochs", "0", "--report_to", "none", "--logging_steps", "1",
+            "--warmup_epochs", "0", "--backbone_kwargs", '{"norm_layer": "groupnorm"}']  # fmt: skip
+
+
+def run(
+    *argv: str, cwd: Path, interrupt: str | None = None, signal: str = "SIGKILL"
+) -> subprocess.CompletedProcess:
+    prefix = [str(INTERRUPT), interrupt, signal] if interrupt else []
+    return subprocess.run(
+        [sys.executable, *prefix, *argv], capture_output=True, text=True, timeout=300, cwd=cwd
+    )
+
+
+def pretrain(output_dir: Path, cifar10_path: Path, *extra: str, **interrupt) -> subprocess.CompletedProcess:
+    script = str(REPO_ROOT / "scripts" / "pretrain.py")
+    return run(script, "--dataset_name", str(cifar10_path), "--output_dir", str(output_dir), *PRETRAIN, *extra,
+               cwd=output_dir.parent, **interrupt)  # fmt: skip
+
+
+def finished(output_dir: Path) -> None:
+    assert isinstance(AutoModel.from_pretrained(output_dir), SimCLRModel)
+    assert not list(output_dir.rglob(".tmp-*")), list(output_dir.rglob(".tmp-*"))
+
+
+def test_ctrl_c_before_the_first_step_says_what_to_do_and_the_same_command_starts_again(
+    cifar10_path, tmp_path
+):
+    output_dir = tmp_path / "run"
+    stopped = pretrain(output_dir, cifar10_path, interrupt="step:1", signal="SIGINT")
+    assert stopped.returncode == 130 and "interrupted" in stopped.stderr and "Traceback" not in stopped.stderr
+    again = pretrain(output_dir, cifar10_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    finished(output_dir)
+
+
+def test_killed_mid_epoch_before_any_checkpoint_the_same_command_starts_again(cifar10_path, tmp_path):
+    output_dir = tmp_path / "run"
+    assert pretrain(output_dir, cifar10_path, interrupt="step:3").returncode != 0
+    assert (output_dir / "log_history.jsonl").is_file()  # the interrupted start left its log behind
+    again = pretrain(output_dir, cifar10_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "interrupted before its first checkpoint" in again.stdout + again.stderr
+    finished(output_dir)
+
+
+def test_killed_during_a_checkpoint_write_the_resume_continues_from_the_last_complete_one(
+    cifar10_path, tmp_path
+):
+    output_dir = tmp_path / "run"
+    assert pretrain(output_dir, cifar10_path, interrupt="checkpoint:2").returncode != 0
+    checkpoints = sorted(path.name for path in (output_dir / "checkpoints").iterdir())
+    assert checkpoints == [".tmp-step_8", "step_4"]
+    refused = pretrain(output_dir, cifar10_path)  # the same command: the folder holds a resumable run
+    assert refused.returncode == 2 and "--resume_from_checkpoint latest" in refused.stderr
+    resumed = pretrain(output_dir, cifar10_path, "--resume_from_checkpoint", "latest")
+    assert resumed.returncode == 0 and "Resumed from" in resumed.stdout, resumed.stderr[-3000:]
+    finished(output_dir)
+
+
+def test_killed_during_the_final_save_the_resume_saves_the_model_again(cifar10_path, tmp_path):
+    output_dir = tmp_path / "run"
+    assert pretrain(output_dir, cifar10_path, interrupt="final_save:2").returncode != 0
+    resumed = pretrain(output_dir, cifar10_path, "--resume_from_checkpoint", "latest")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    finished(output_dir)
+
+
+def test_the_probe_killed_during_feature_extraction_finishes_when_run_again(tmp_path):
+    model = save_tiny_model(tmp_path / "model", log_history=False)
+    data = save_tiny_dataset(tmp_path / "data", per_class=(4, 2))
+    argv = [str(REPO_ROOT / "scripts" / "linear_probe.py"), "--model_name_or_path", str(model), "--dataset_name",
+            str(data), "--knn_k", "3", "--label_fractions", "0.5", "--skip_baseline", "--max_iter", "20"]  # fmt: skip
+    assert run(*argv, cwd=tmp_path, interrupt="features:2").returncode != 0
+    assert not (model / "results.json").exists() and not list(model.rglob(".*.tmp"))
+    again = run(*argv, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (model / "results.json").is_file() and (model / "README.md").is_file()
