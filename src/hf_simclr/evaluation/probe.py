@@ -233,16 +233,9 @@ class StepTimer:
 
 
 def resolve_output_dir(args: LinearProbeArguments) -> Path:
-    """`--output_dir`, or the model folder itself when that is local.
-
-    Raises:
-        ValueError: for a Hub model id without `--output_dir`.
-    """
-    if args.output_dir is not None:
-        return Path(args.output_dir)
-    if Path(args.model_name_or_path).is_dir():
-        return Path(args.model_name_or_path)
-    raise UsageError(f"--model_name_or_path {args.model_name_or_path} is a Hub id: pass --output_dir.")
+    """`--output_dir`, or the model folder itself (a Hub id without `--output_dir` is refused when the
+    arguments are built: [`LinearProbeArguments`])."""
+    return Path(args.output_dir if args.output_dir is not None else args.model_name_or_path)
 
 
 def features_to_probe(requested: str, model: FrozenModel) -> tuple[tuple[str, ...], str | None]:

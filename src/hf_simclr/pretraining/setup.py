@@ -91,7 +91,7 @@ def start_run(model_args: ModelArguments, data_args: DataArguments, args: Pretra
     optimizer = build_optimizer(model, args, plan.peak_learning_rate)
     compile = torch_compile(args, accelerator)
     views = build_views(data_args, dataset, augmentation, plan, accelerator, args.seed, compile)
-    model, optimizer = views.prepare(model, optimizer)
+    model, optimizer = accelerator.prepare(model, optimizer)  # the views follow their own BatchOrder
     model = torch.compile(model) if compile else model
     state = TrainState()
     accelerator.register_for_checkpointing(state)

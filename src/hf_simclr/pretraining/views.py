@@ -22,7 +22,6 @@ from collections.abc import Iterator
 import datasets
 import torch
 from accelerate import Accelerator
-from torch import nn
 
 from ..data import ImageViewDataset, decode_images, decoded_cache_file
 from ..gpu_transforms import GPUTwoViewAugmentation
@@ -75,7 +74,7 @@ class GPUViews:
         dataset (`datasets.Dataset`): the training split.
         augmentation (`AugmentationConfig`): the recipe.
         order ([`BatchOrder`]): the images and the seed of each step.
-        accelerator (`Accelerator`): gives the device and prepares the model and optimizer.
+        device (`torch.device`): the training device, where the split is kept and augmented.
         cache_dir (`str`, *optional*): `--decoded_cache_dir`, where the decoded split is cached.
         compile (`bool`): `torch.compile` the augmentation (deterministic, fixed shapes; ~9x faster at 32px on
             an H100). The parameter draw uses a `torch.Generator`, which compile cannot trace.
@@ -88,11 +87,11 @@ class GPUViews:
         dataset: datasets.Dataset,
         augmentation: AugmentationConfig,
         order: BatchOrder,
-        accelerator: Accelerator,
+        device: torch.device,
         cache_dir: str | None,
         compile: bool,
     ) -> None:
-        self.order, self.accelerator, self.device = order, accelerator, accelerator.device
+        self.order, self.device = order, device
         cache = decoded_cache_file(cache_dir, dataset, augmentation.image_size)
         self.images = decode_images(dataset, augmentation.image_size, cache).to(self.device)
         self.augmentation = GPUTwoViewAugmentation(augmentation).to(self.device)
@@ -103,12 +102,6 @@ class GPUViews:
     def memory_images(self) -> torch.Tensor | None:
         """The decoded training split on the device, for the kNN monitor's memory."""
         return self.images
-
-    def prepare(
-        self, model: nn.Module, optimizer: torch.optim.Optimizer
-    ) -> tuple[nn.Module, torch.optim.Optimizer]:
-        """`accelerator.prepare` of the model and optimizer."""
-        return self.accelerator.prepare(model, optimizer)
 
     def from_step(self, first: int) -> Iterator[torch.Tensor]:
         """The views of step `first`, then of every later step, to the end of the run."""
@@ -128,7 +121,7 @@ class CPUViews:
         dataset (`datasets.Dataset`): the training split.
         augmentation (`AugmentationConfig`): the recipe.
         order ([`BatchOrder`]): the images and the seed of each step.
-        accelerator (`Accelerator`): gives the device and prepares the model and optimizer.
+        device (`torch.device`): the training device, where each batch of views goes.
         num_workers (`int`): DataLoader worker processes (0: augment in the main process).
     """
 
@@ -140,17 +133,11 @@ class CPUViews:
         dataset: datasets.Dataset,
         augmentation: AugmentationConfig,
         order: BatchOrder,
-        accelerator: Accelerator,
+        device: torch.device,
         num_workers: int,
     ) -> None:
         self.views = StepSeededViews(dataset, augmentation)
-        self.order, self.accelerator, self.num_workers = order, accelerator, num_workers
-
-    def prepare(
-        self, model: nn.Module, optimizer: torch.optim.Optimizer
-    ) -> tuple[nn.Module, torch.optim.Optimizer]:
-        """`accelerator.prepare` of the model and optimizer (the loader follows the batch order itself)."""
-        return self.accelerator.prepare(model, optimizer)
+        self.order, self.device, self.num_workers = order, device, num_workers
 
     def from_step(self, first: int) -> Iterator[torch.Tensor]:
         """The views of step `first`, then of every later step, to the end of the run."""
@@ -158,12 +145,14 @@ class CPUViews:
             [(self.order.step_seed(step), int(row)) for row in rows]
             for step, rows in self.order.from_step(first)
         )
-        device = self.accelerator.device
         loader = torch.utils.data.DataLoader(
-            self.views, batch_sampler=keys, num_workers=self.num_workers, pin_memory=device.type == "cuda"
+            self.views,
+            batch_sampler=keys,
+            num_workers=self.num_workers,
+            pin_memory=self.device.type == "cuda",
         )
         for batch in loader:
-            pixel_values = batch["pixel_values"].to(device, non_blocking=True)
+            pixel_values = batch["pixel_values"].to(self.device, non_blocking=True)
             yield channels_last_on_cuda(split_views(pixel_values))  # (2B, 3, S, S)
 
 
@@ -198,8 +187,8 @@ def build_views(
     """The views `--augment_on` asks for (`auto`: gpu)."""
     order = BatchOrder(len(dataset), plan, accelerator.process_index, seed)
     if data_args.augment_on == "cpu":
-        return CPUViews(dataset, augmentation, order, accelerator, data_args.dataloader_num_workers)
-    return GPUViews(dataset, augmentation, order, accelerator, data_args.decoded_cache_dir, compile)
+        return CPUViews(dataset, augmentation, order, accelerator.device, data_args.dataloader_num_workers)
+    return GPUViews(dataset, augmentation, order, accelerator.device, data_args.decoded_cache_dir, compile)
 
 
 def channels_last_on_cuda(pixel_values: torch.Tensor) -> torch.Tensor:

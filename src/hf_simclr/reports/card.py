@@ -343,8 +343,9 @@ def _limitations(
         f"All numbers come from one pretraining run and one probe seed ({results['seed']}); run-to-run "
         "variation is not measured.",
     ]
-    if _below_baseline(results):
-        limitations.insert(0, _below_baseline(results))
+    warning = _below_baseline(results)
+    if warning:
+        limitations.insert(0, warning)
     if results["dataset"].get("max_train_samples") or results["dataset"].get("max_eval_samples"):
         limitations.append(
             f"The probes used a subset of the data ({results['split_sizes']['train']} training and "

@@ -127,14 +127,14 @@ def semi_supervised_table(args: TableArguments) -> dict[str, Any]:
         probe = Path(args.probe_run)
         output_dir = probe if probe.is_dir() else probe.parent
     output_dir = Path(output_dir)
-    card = output_dir / MODEL_CARD_FILE
-    if (output_dir / RESULTS_FILE).is_file() and (output_dir / CONFIG_FILE).is_file():
-        check_generated(card, "pass another --output_dir to keep it and write the table there")
+    probed_model_folder = (output_dir / RESULTS_FILE).is_file() and (output_dir / CONFIG_FILE).is_file()
+    if probed_model_folder:  # its card shows the table: it is rendered again, if it is ours
+        check_generated(
+            output_dir / MODEL_CARD_FILE, "pass another --output_dir to keep it and write the table there"
+        )
     table = write_semi_supervised_table(args.finetune_runs, args.probe_run, output_dir)
     written = [output_dir / SEMI_SUPERVISED_FILE, output_dir / SEMI_SUPERVISED_TABLE]
-    if (output_dir / RESULTS_FILE).is_file() and (
-        output_dir / CONFIG_FILE
-    ).is_file():  # a probed model folder
+    if probed_model_folder:
         written.append(write_model_card(output_dir))
     for path in written:
         print(f"wrote {path}")
