@@ -277,6 +277,10 @@ def test_weights_and_datasets_that_cannot_be_read_are_named_with_the_fix(world, 
     weights.write_bytes(weights.read_bytes()[:1000])  # truncated, as by a full disk
     with pytest.raises(UsageError, match=r"--model_name_or_path .*broken: cannot read the model's weights"):
         load_encoder(broken)
+    from hf_simclr.finetuning import FinetuneArguments, build_classifier
+
+    with pytest.raises(UsageError, match=r"--model_name_or_path .*broken: cannot read the model's weights"):
+        build_classifier(FinetuneArguments(str(broken), str(world["data"])), ["a", "b"], seed=0)
     (tmp_path / "parquet").mkdir()
     (tmp_path / "parquet" / "train.parquet").write_bytes(b"PAR1 not really parquet")
     with pytest.raises(UsageError, match=r"--dataset_name .*parquet: cannot read the dataset"):

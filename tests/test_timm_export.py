@@ -90,3 +90,11 @@ def test_cifar_stem_is_refused_with_the_reason(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="CIFAR stem .* not a stock timm architecture"):
         export_timm(folder)
     assert not (folder / "timm").exists() and not any(p.name.startswith(".tmp") for p in folder.iterdir())
+
+
+def test_an_export_killed_half_way_is_cleared_by_the_next(tmp_path: Path) -> None:
+    folder = pretraining_folder(tmp_path / "model", cifar_stem=False)
+    (folder / ".tmp-timm").mkdir()
+    (folder / ".tmp-timm" / "model.safetensors").write_bytes(b"half written")  # a SIGKILL mid-export
+    export_timm(folder)
+    assert not (folder / ".tmp-timm").exists() and timm_export_is_current(folder)

@@ -55,6 +55,7 @@ from .model_folder import (
     eval_augmentation_for,
     load_simclr_config,
     save_model_folder,
+    weights_errors,
     write_json_atomically,
 )
 from .modeling_simclr import SimCLRForImageClassification
@@ -218,15 +219,16 @@ def build_classifier(args: FinetuneArguments, names: list[str], seed: int) -> Si
     verbosity = transformers_logging.get_verbosity()
     transformers_logging.set_verbosity_error()  # a new classifier and a dropped projection head are expected
     try:
-        model, info = SimCLRForImageClassification.from_pretrained(
-            args.model_name_or_path, revision=args.model_revision, output_loading_info=True, **labels
-        )
+        with weights_errors(args.model_name_or_path, "model_name_or_path"):
+            model, info = SimCLRForImageClassification.from_pretrained(
+                args.model_name_or_path, revision=args.model_revision, output_loading_info=True, **labels
+            )
     finally:
         transformers_logging.set_verbosity(verbosity)
     missing = [key for key in info["missing_keys"] if not key.startswith("classifier.")]
     if missing:
         raise UsageError(
-            f"{args.model_name_or_path}: the weights lack {len(missing)} encoder tensors (e.g. {missing[:3]}), "
+            f"--model_name_or_path {args.model_name_or_path}: the weights lack {len(missing)} encoder tensors (e.g. {missing[:3]}), "
             f"which would stay random. Pass a folder written by pretraining, or --init random on purpose."
         )
     return model

@@ -27,7 +27,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -139,7 +138,8 @@ def export_timm(model_dir: str | Path, license: str = DEFAULT_LICENSE) -> Path:
         )
     encoder = load_encoder(model_dir, flag="model_dir")
     view = eval_augmentation_for(model_dir, config)
-    staging = Path(tempfile.mkdtemp(prefix=".tmp-timm-", dir=model_dir))
+    staging = model_dir / ".tmp-timm"  # one name: an export killed half-way is cleared by the next
+    shutil.rmtree(staging, ignore_errors=True)
     try:
         model_args = dict(config.backbone_kwargs)
         save_for_hf(encoder.backbone, staging, model_args=model_args or None, safe_serialization=True)
