@@ -1,5 +1,8 @@
 """Training throughput: the model alone (the bound no data pipeline can beat), and real pretraining steps
-fed by the GPU views and by the CPU views; peak GPU memory. GPU only.
+fed by the GPU views and by the CPU views; peak GPU memory.
+
+Its numbers mean something on a GPU only; on a machine without one the same code runs on the CPU (no autocast,
+no fused optimizer, no peak memory), which is how a test keeps it runnable at a tiny size between GPU loans.
 """
 
 from __future__ import annotations
@@ -7,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass
 
 import torch
 
@@ -16,22 +20,56 @@ from ..transforms import augmentation_preset
 from .arguments import TRAINING_CASES, TrainingCase
 from .data_pipeline import upsampled_copy
 
+STL10_LIKE_FOLDER = "stl10-like"  # moves to folder_format at merge
+
+
+@dataclass(frozen=True)
+class BenchmarkScale:
+    """How many steps each measurement times; the first logging interval of a pipeline run is left out."""
+
+    model_steps: int = 30
+    model_warmup: int = 10
+    gpu_pipeline_steps: int = 120
+    gpu_pipeline_log_every: int = 20
+    cpu_pipeline_steps: int = 60
+    cpu_pipeline_log_every: int = 10
+    compile_model: bool = True
+
+
+FULL_SCALE = BenchmarkScale()
+
+
+def benchmark_device() -> torch.device:
+    """The GPU when there is one, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def device_name(device: torch.device) -> str:
+    """`NVIDIA H200`, or `cpu`: what every number of the report was measured on."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
 
 def model_only_views_per_s(
     case: TrainingCase, compile_model: bool, steps: int = 30, warmup: int = 10
 ) -> float:
-    """Views/s of forward + NT-Xent + backward + SGD on random batches already on the GPU.
+    """Views/s of forward + NT-Xent + backward + SGD on random batches already on the device.
 
-    The bound no data pipeline can beat: bf16 autocast, channels_last, fused SGD, as pretraining does.
+    The bound no data pipeline can beat: bf16 autocast, channels_last, fused SGD, as pretraining does on a GPU.
     """
-    from .pretraining.arguments import ModelArguments
-    from .pretraining.setup import build_model
+    from ..pretraining.arguments import ModelArguments
+    from ..pretraining.setup import build_model
 
-    device = torch.device("cuda")
+    device = benchmark_device()
+    on_gpu = device.type == "cuda"
     augmentation = augmentation_preset(case.preset)
     model = build_model(ModelArguments(backbone=case.backbone), augmentation).to(device)
     model = model.to(memory_format=torch.channels_last).train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, fused=True)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, fused=on_gpu)
     step_model = torch.compile(model) if compile_model else model
     size = augmentation.image_size
     pixels = torch.randn(2 * case.batch_size, 3, size, size, device=device).contiguous(
@@ -39,7 +77,7 @@ def model_only_views_per_s(
     )
 
     def step() -> None:
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_gpu):
             loss = step_model(pixel_values=pixels).loss
         loss.backward()
         optimizer.step()
@@ -47,11 +85,11 @@ def model_only_views_per_s(
 
     for _ in range(warmup):
         step()
-    torch.cuda.synchronize()
+    _synchronize(device)
     start = time.perf_counter()
     for _ in range(steps):
         step()
-    torch.cuda.synchronize()
+    _synchronize(device)
     return steps * 2 * case.batch_size / (time.perf_counter() - start)
 
 
@@ -69,8 +107,8 @@ def pipeline_views_per_s(
 
     The first logging interval (compilation, worker start-up) is left out; the rest is steady state.
     """
-    from .pretraining.arguments import DataArguments, ModelArguments, PretrainingArguments
-    from .pretraining.loop import pretrain
+    from ..pretraining.arguments import DataArguments, ModelArguments, PretrainingArguments
+    from ..pretraining.loop import pretrain
 
     pretrain(
         ModelArguments(backbone=case.backbone),
@@ -97,47 +135,63 @@ def benchmark_training(
     cases: tuple[TrainingCase, ...] = TRAINING_CASES,
     stl10_samples: int = 8192,
     cpu_workers: int | None = None,
+    scale: BenchmarkScale = FULL_SCALE,
 ) -> list[dict]:
     """Model-only bound (eager and compiled) and the full step with each pipeline, per case.
 
-    The 96px cases read `stl10_samples` CIFAR-10 images upsampled to 96px (`upsampled_copy`).
+    The 96px cases read `stl10_samples` CIFAR-10 images upsampled to 96px (`upsampled_copy`). `scale` sets the
+    steps timed (a test runs a tiny one on the CPU).
 
     Returns:
         One dict per case with `model_only_views_per_s` (compiled), `model_only_eager_views_per_s`,
-        `cpu_pipeline_views_per_s`, `gpu_pipeline_views_per_s` and `peak_gpu_memory_gib`.
+        `cpu_pipeline_views_per_s`, `gpu_pipeline_views_per_s` and `peak_gpu_memory_gib` (None on the CPU).
     """
     cifar = load_image_dataset(cifar_dir)
-    stl10_dir = os.path.join(work_dir, "stl10-like")
+    stl10_dir = os.path.join(work_dir, STL10_LIKE_FOLDER)
     if not os.path.isdir(stl10_dir):
         upsampled_copy(cifar, 96, stl10_samples).save_to_disk(stl10_dir)
     workers = cpu_workers or len(os.sched_getaffinity(0))
+    on_gpu = benchmark_device().type == "cuda"
     results = []
     for case in cases:
         data_dir = cifar_dir if case.preset == "cifar10" else stl10_dir
-        torch.cuda.reset_peak_memory_stats()
-        row = {"case": case.name, "backbone": case.backbone, "image_size": augmentation_preset(case.preset).image_size,
-               "batch_size": case.batch_size, "views_per_step": 2 * case.batch_size, "cpu_workers": workers}  # fmt: skip
-        row["model_only_eager_views_per_s"] = round(model_only_views_per_s(case, compile_model=False))
+        if on_gpu:
+            torch.cuda.reset_peak_memory_stats()
+        row = {
+            "case": case.name,
+            "backbone": case.backbone,
+            "image_size": augmentation_preset(case.preset).image_size,
+            "batch_size": case.batch_size,
+            "views_per_step": 2 * case.batch_size,
+            "cpu_workers": workers,
+        }
+        model_steps = {"steps": scale.model_steps, "warmup": scale.model_warmup}
+        row["model_only_eager_views_per_s"] = round(model_only_views_per_s(case, False, **model_steps))
         print(json.dumps(row), flush=True)
-        row["model_only_views_per_s"] = round(model_only_views_per_s(case, compile_model=True))
-        row["gpu_pipeline_views_per_s"] = round(
-            pipeline_views_per_s(case, data_dir, "gpu", os.path.join(work_dir, case.name + "-gpu"))
+        row["model_only_views_per_s"] = round(model_only_views_per_s(case, scale.compile_model, **model_steps))
+        gpu_views = pipeline_views_per_s(
+            case,
+            data_dir,
+            "gpu",
+            os.path.join(work_dir, case.name + "-gpu"),
+            steps=scale.gpu_pipeline_steps,
+            log_every=scale.gpu_pipeline_log_every,
+            compile_model=scale.compile_model,
         )
-        row["peak_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
-        row["cpu_pipeline_views_per_s"] = round(
-            pipeline_views_per_s(
-                case,
-                data_dir,
-                "cpu",
-                os.path.join(work_dir, case.name + "-cpu"),
-                steps=60,
-                log_every=10,
-                num_workers=workers,
-            )  # fmt: skip
+        row["gpu_pipeline_views_per_s"] = round(gpu_views)
+        row["peak_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2) if on_gpu else None
+        cpu_views = pipeline_views_per_s(
+            case,
+            data_dir,
+            "cpu",
+            os.path.join(work_dir, case.name + "-cpu"),
+            steps=scale.cpu_pipeline_steps,
+            log_every=scale.cpu_pipeline_log_every,
+            num_workers=workers,
+            compile_model=scale.compile_model,
         )
-        row["gpu_pipeline_fraction_of_model_only"] = round(
-            row["gpu_pipeline_views_per_s"] / row["model_only_views_per_s"], 3
-        )
+        row["cpu_pipeline_views_per_s"] = round(cpu_views)
+        row["gpu_pipeline_fraction_of_model_only"] = round(gpu_views / row["model_only_views_per_s"], 3)
         print(json.dumps(row), flush=True)
         results.append(row)
     return results
