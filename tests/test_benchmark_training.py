@@ -28,7 +28,9 @@ def test_training_benchmark_runs_at_a_tiny_size_on_the_cpu(tmp_path, capsys):
     images = [Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)) for _ in range(16)]
     train = datasets.Dataset.from_dict(
         {"image": images, "label": [i % 2 for i in range(16)]},
-        features=datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b"])}),
+        features=datasets.Features(
+            {"image": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b"])}
+        ),
     )
     datasets.DatasetDict({"train": train}).save_to_disk(tmp_path / "data")
     case = TrainingCase("tiny-32px-resnet18", "resnet18", "cifar10", 8)

@@ -168,7 +168,9 @@ def benchmark_training(
         model_steps = {"steps": scale.model_steps, "warmup": scale.model_warmup}
         row["model_only_eager_views_per_s"] = round(model_only_views_per_s(case, False, **model_steps))
         print(json.dumps(row), flush=True)
-        row["model_only_views_per_s"] = round(model_only_views_per_s(case, scale.compile_model, **model_steps))
+        row["model_only_views_per_s"] = round(
+            model_only_views_per_s(case, scale.compile_model, **model_steps)
+        )
         gpu_views = pipeline_views_per_s(
             case,
             data_dir,
