@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from PIL import Image
 from transformers import AutoImageProcessor, AutoModel
 
-from hf_simclr import SimCLRConfig, SimCLRForPreTraining, model_folder
+from hf_simclr import SimCLRConfig, SimCLRForPreTraining, folder_format
 from hf_simclr.data import decode_images, load_image_dataset
 from hf_simclr.evaluation import features as feature_path
 from hf_simclr.evaluation.arguments import LinearProbeArguments
@@ -74,7 +74,7 @@ def save_tiny_model(folder: Path, log_history: bool = True) -> Path:
             }
             for step in range(1, 5)
         ] + [{"step": 4, "epoch": 1.0, "knn_top1": 0.4}]
-        (folder / model_folder.LOG_HISTORY_FILE).write_text(
+        (folder / folder_format.LOG_HISTORY_FILE).write_text(
             "".join(json.dumps(record) + "\n" for record in records)
         )
     return folder

@@ -45,18 +45,20 @@ from .data import ImageViewDataset, decode_labels, label_names, load_image_datas
 from .devices import device_description
 from .evaluation.label_fractions import label_fraction_indices
 from .evaluation.metrics import classification_report_dict, round_accuracy, top_k_accuracy
-from .model_folder import (
-    CODE_FILES,
+from .folder_format import (
     CONFIG_FILE,
     FINETUNE_RESULTS_FILE,
     IMAGE_PROCESSOR_FILE,
     TRAINING_ARGS_FILE,
     WEIGHTS_FILES,
+    write_json_atomically,
+)
+from .model_folder import (
+    CODE_FILES,
     eval_augmentation_for,
     load_simclr_config,
     save_model_folder,
     weights_errors,
-    write_json_atomically,
 )
 from .modeling_simclr import SimCLRForImageClassification
 from .transforms import FinetuneTransform, ImageBatchTransform, eval_batch_transform

@@ -24,6 +24,7 @@ from ..arguments import UsageError
 from ..configuration_simclr import SimCLRConfig
 from ..data import decode_images, decode_labels, decoded_cache_file
 from ..devices import default_device
+from ..folder_format import write_atomically
 from ..model_folder import eval_augmentation_for, load_encoder, load_simclr_config, weights_errors
 from ..modeling_simclr import SimCLRForPreTraining, SimCLRModel
 from ..transforms import AugmentationConfig, to_model_input
@@ -223,8 +224,5 @@ def cached_features(
     features = extract_features(encoder, split.images, model.view, device, batch_size, head, progress)
     tensors = {name: value.cpu().contiguous() for name, value in features.items()}
     tensors["y"] = split.labels.contiguous()
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    temporary = cache_file.with_name(f".{cache_file.name}.tmp")
-    save_file(tensors, temporary, metadata={"key": key})
-    temporary.replace(cache_file)
+    write_atomically(cache_file, lambda temporary: save_file(tensors, temporary, metadata={"key": key}))
     return tensors

@@ -14,9 +14,8 @@ from pathlib import Path
 from accelerate import Accelerator
 
 from ..arguments import UsageError
-from ..model_folder import (
+from ..folder_format import (
     CHECKPOINT_DIR,
-    CODE_FILES,
     CONFIG_FILE,
     CONFUSION_FILE,
     CURVES_FILE,
@@ -31,6 +30,7 @@ from ..model_folder import (
     TSNE_FILE,
     WEIGHTS_FILES,
 )
+from ..model_folder import CODE_FILES
 
 # What a run leaves in its output folder: checkpoints, logs, the model folder and, once probed, its
 # results, card and plots; also weight shards and half-written saves (patterns). A new run into that

@@ -21,8 +21,9 @@ from torch import nn
 from ..arguments import WRITE_DIR, WRITE_FILE, UsageError, as_usage_error, check_path, run_arguments
 from ..data import decode_labels
 from ..devices import resolve_mixed_precision
+from ..folder_format import CHECKPOINT_DIR, LOG_HISTORY_FILE, SNAPSHOT_DIR, TRACKER_PROJECT
 from ..hub import hub_token
-from ..model_folder import CHECKPOINT_DIR, LOG_HISTORY_FILE, SNAPSHOT_DIR, TRACKER_PROJECT, weights_errors
+from ..model_folder import weights_errors
 from ..modeling_simclr import SimCLRForPreTraining
 from ..transforms import AugmentationConfig
 from .arguments import MODEL_FLAGS, DataArguments, ModelArguments, PretrainingArguments, default_output_dir
