@@ -15,7 +15,7 @@ import torch
 from datasets import ClassLabel, Dataset, DatasetDict
 
 from .arguments import UsageError
-from .folder_format import decoded_cache_name, write_atomically
+from .folder_format import DATASET_FILES, decoded_cache_name, write_atomically
 from .transforms import ImageBatchTransform, ImageDecodeError, decode_image, eval_view
 
 IMAGE_COLUMN = "image"
@@ -96,7 +96,7 @@ def _load_splits(dataset_name: str, config_name: str | None, revision: str | Non
 def _load_local(path: Path, config_name: str | None) -> Dataset | DatasetDict:
     """A `save_to_disk` folder, or parquet files / an imagefolder through `load_dataset`."""
     try:
-        if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
+        if any((path / name).is_file() for name in DATASET_FILES):
             return datasets.load_from_disk(str(path))
         return datasets.load_dataset(str(path), config_name)
     except (OSError, ValueError, datasets.exceptions.DatasetGenerationError) as error:

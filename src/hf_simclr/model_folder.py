@@ -253,13 +253,50 @@ def load_encoder(
             )
     finally:
         transformers_logging.set_verbosity(verbosity)
-    missing = list(info["missing_keys"])
+    check_loaded_weights(
+        info,
+        model_name_or_path,
+        flag,
+        "Pass a folder saved from SimCLRModel or SimCLRForPreTraining.",
+        what="encoder tensors",
+        allowed_unexpected=("projection_head.",),  # a pretraining folder's head
+    )
+    return encoder.eval()
+
+
+def check_loaded_weights(
+    info: dict[str, Any],
+    model_name_or_path: str | Path,
+    flag: str,
+    fix: str,
+    what: str = "tensors",
+    allowed_missing: tuple[str, ...] = (),
+    allowed_unexpected: tuple[str, ...] = (),
+) -> None:
+    """The one check after `from_pretrained(..., output_loading_info=True)`: no tensor left random or dropped.
+
+    Args:
+        info (`dict`): the loading info (`missing_keys`, `unexpected_keys`).
+        fix (`str`): what to pass instead, the message's last sentence.
+        what (`str`): what the model's tensors are called in the message, e.g. "encoder tensors".
+        allowed_missing, allowed_unexpected (`tuple[str, ...]`): key prefixes that may be missing (newly
+            initialised on purpose, e.g. a new classifier) or unexpected (dropped on purpose, e.g. a head).
+
+    Raises:
+        UsageError: naming `--flag`, the path, a few keys and `fix`.
+    """
+    missing = sorted(key for key in info.get("missing_keys", ()) if not key.startswith(allowed_missing))
     if missing:
         raise UsageError(
-            f"--{flag} {model_name_or_path}: the weights lack {len(missing)} encoder tensors (e.g. {missing[:3]}), "
-            f"which would stay random. Pass a folder saved from SimCLRModel or SimCLRForPreTraining."
+            f"--{flag} {model_name_or_path}: the weights lack {len(missing)} {what} (e.g. {missing[:3]}), "
+            f"which would stay random. {fix}"
         )
-    return encoder.eval()
+    unexpected = sorted(key for key in info.get("unexpected_keys", ()) if not key.startswith(allowed_unexpected))
+    if unexpected:
+        raise UsageError(
+            f"--{flag} {model_name_or_path}: the weights hold {len(unexpected)} tensors the model has no place for "
+            f"(e.g. {unexpected[:3]}), which would be dropped. {fix}"
+        )
 
 
 @contextmanager

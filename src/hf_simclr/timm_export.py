@@ -35,6 +35,7 @@ from .folder_format import (
     IMAGE_PROCESSOR_FILE,
     TIMM_SUBFOLDER,
     WEIGHTS_FILE,
+    WEIGHTS_SUFFIX,
     staged_folder,
     write_json_atomically,
 )
@@ -86,7 +87,7 @@ def timm_export_problem(config: SimCLRConfig) -> str | None:
 
 def weights_sha256(model_dir: Path) -> str | None:
     """SHA-256 over the folder's top-level safetensors files (one, or the shards), None without any."""
-    files = sorted(model_dir.glob("*.safetensors"))
+    files = sorted(model_dir.glob(f"*{WEIGHTS_SUFFIX}"))
     if not files:
         return None
     digest = hashlib.sha256()

@@ -30,6 +30,7 @@ from ..folder_format import (
     IMAGE_PROCESSOR_FILE,
     LOG_HISTORY_FILE,
     RESULTS_FILE,
+    SUMMARY_MARKDOWN,
     TRAINING_ARGS_FILE,
     WALL_TIMES_FILE,
     begin_staging,
@@ -256,5 +257,5 @@ def run_experiments(args: ExperimentArguments) -> RunReport | None:
         command=command_string(), table=args.table,
     )  # fmt: skip
     print(f"ran {report.ran}; skipped (results exist) {report.skipped}; not started {report.not_started}")
-    print(f"table: {args.table or args.results_dir + '/summary.md'}")
+    print(f"table: {args.table or f'{args.results_dir}/{SUMMARY_MARKDOWN}'}")
     return report

@@ -24,7 +24,9 @@ from ..folder_format import (
     MODEL_CARD_FILE,
     NEIGHBORS_FILE,
     RESULTS_FILE,
+    SHARD_PATTERN,
     SNAPSHOT_DIR,
+    STAGING_PREFIX,
     TRACKER_PROJECT,
     TRAINING_ARGS_FILE,
     TSNE_FILE,
@@ -38,7 +40,7 @@ from ..model_folder import CODE_FILES
 RUN_FILES = (CHECKPOINT_DIR, SNAPSHOT_DIR, LOG_HISTORY_FILE, TRACKER_PROJECT, TRAINING_ARGS_FILE, CONFIG_FILE,
              IMAGE_PROCESSOR_FILE, *WEIGHTS_FILES, *CODE_FILES, RESULTS_FILE, MODEL_CARD_FILE, TSNE_FILE,
              NEIGHBORS_FILE, CONFUSION_FILE, CURVES_FILE)  # fmt: skip
-RUN_FILE_PATTERNS = (r"model-\d+-of-\d+\.safetensors", r"\.tmp-.*")
+RUN_FILE_PATTERNS = (SHARD_PATTERN, re.escape(STAGING_PREFIX) + ".*")
 # What a run writes before its first complete checkpoint or model: an interrupted start, which cannot be
 # resumed and holds nothing to keep, so the same command simply starts it again.
 START_UP_FILES = (LOG_HISTORY_FILE, TRACKER_PROJECT, SNAPSHOT_DIR)
