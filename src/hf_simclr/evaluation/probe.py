@@ -172,7 +172,6 @@ def results_record(
         "linear_top3": headline.get("linear_top3"),
         "linear_top5": headline.get("linear_top5"),
         "knn_top1": headline.get("knn_top1"),
-        "knn": dict(headline.get("knn_top1") or {}),
         "knn_temperature": KNN_TEMPERATURE,
         "linear_probe": {
             "weight_decay": headline.get("weight_decay"),
