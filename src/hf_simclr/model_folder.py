@@ -259,7 +259,7 @@ def load_encoder(
         flag,
         "Pass a folder saved from SimCLRModel or SimCLRForPreTraining.",
         what="encoder tensors",
-        allowed_unexpected=("projection_head.",),  # a pretraining folder's head
+        allowed_unexpected=("projection_head.", "classifier."),  # a pretraining or fine-tuned folder's head
     )
     return encoder.eval()
 
