@@ -39,15 +39,10 @@ elif where == "checkpoint":
 
     Accelerator.save_state = interrupt_on_call(Accelerator.save_state)
 elif where == "final_save":
-    import hf_simclr.model_folder as model_folder
+    import hf_simclr.folder_format as folder_format
 
-    class HalfMoves:  # os.replace of the second file of the model folder is where it stops
-        def __getattr__(self, name):
-            return getattr(os, name)
-
-        replace = staticmethod(interrupt_on_call(os.replace))
-
-    model_folder.os = HalfMoves()
+    # the move of the second file of the model folder into place is where it stops
+    folder_format.move_into_place = interrupt_on_call(folder_format.move_into_place)
 elif where == "features":
     import hf_simclr.evaluation.features as features
 

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from PIL import Image
 from transformers import AutoImageProcessor, AutoModel
 
-from hf_simclr import SimCLRConfig, SimCLRForPreTraining, model_folder
+from hf_simclr import SimCLRConfig, SimCLRForPreTraining, folder_format
 from hf_simclr.data import decode_images, load_image_dataset
 from hf_simclr.evaluation import features as feature_path
 from hf_simclr.evaluation.arguments import LinearProbeArguments
@@ -74,7 +74,7 @@ def save_tiny_model(folder: Path, log_history: bool = True) -> Path:
             }
             for step in range(1, 5)
         ] + [{"step": 4, "epoch": 1.0, "knn_top1": 0.4}]
-        (folder / model_folder.LOG_HISTORY_FILE).write_text(
+        (folder / folder_format.LOG_HISTORY_FILE).write_text(
             "".join(json.dumps(record) + "\n" for record in records)
         )
     return folder
@@ -269,7 +269,7 @@ def test_results_json_holds_every_number(probed):
     assert written == json.loads(json.dumps(results, default=str))
     for key in ("linear_top1", "linear_top5"):
         assert 0.0 <= written[key] <= 1.0
-    assert set(written["knn_top1"]) == {"3", "200"} and written["knn"] == written["knn_top1"]
+    assert set(written["knn_top1"]) == {"3", "200"}
     assert set(written["label_fraction"]) == {"0.25", "0.5"}
     assert written["label_fraction"]["0.25"]["num_train_samples"] == 9  # 3 of each class's 12
     baseline = written["random_init_baseline"]
@@ -455,7 +455,7 @@ def test_knn_monitor_memory_follows_the_training_subset_and_matches_the_probe(ci
                              device="cpu", write_card=False)
     )  # fmt: skip
     # The monitor at the last step and the evaluation of the saved folder: the same features.
-    assert results["knn"]["10"] == pytest.approx(knn_records[-1]["knn_top1"], abs=1e-4)
+    assert results["knn_top1"]["10"] == pytest.approx(knn_records[-1]["knn_top1"], abs=1e-4)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -24,7 +24,8 @@ from hf_simclr.finetuning import (
     finetune,
     top_k_metrics,
 )
-from hf_simclr.model_folder import FINETUNE_RESULTS_FILE, save_model_folder
+from hf_simclr.folder_format import FINETUNE_RESULTS_FILE
+from hf_simclr.model_folder import save_model_folder
 from hf_simclr.transforms import augmentation_preset
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"

@@ -18,7 +18,8 @@ from test_evaluation import save_tiny_dataset
 from hf_simclr import SimCLRConfig, SimCLRForPreTraining
 from hf_simclr.evaluation.arguments import LinearProbeArguments
 from hf_simclr.evaluation.probe import run_linear_probe
-from hf_simclr.model_folder import RESULTS_FILE, SEMI_SUPERVISED_FILE, save_model_folder
+from hf_simclr.folder_format import RESULTS_FILE, SEMI_SUPERVISED_FILE
+from hf_simclr.model_folder import save_model_folder
 from hf_simclr.reports.card import render_model_card
 from hf_simclr.reports.commands import RenderArguments, render_published_cards
 from hf_simclr.reports.semi_supervised import collect_semi_supervised

@@ -20,8 +20,9 @@ from transformers import AutoModel
 
 from hf_simclr import SimCLRModel
 from hf_simclr.arguments import UsageError, recipe_arguments
+from hf_simclr.folder_format import RESUME_SETTINGS_FILE
 from hf_simclr.pretraining.arguments import DataArguments, ModelArguments, PretrainingArguments
-from hf_simclr.pretraining.checkpoints import RESUME_SETTINGS_FILE, list_checkpoints
+from hf_simclr.pretraining.checkpoints import list_checkpoints
 from hf_simclr.pretraining.loop import pretrain
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "pretrain.py"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hf_simclr.model_folder import SEMI_SUPERVISED_FILE, SEMI_SUPERVISED_TABLE
+from hf_simclr.folder_format import SEMI_SUPERVISED_FILE, SEMI_SUPERVISED_TABLE
 from hf_simclr.reports.semi_supervised import (
     collect_semi_supervised,
     format_semi_supervised_table,

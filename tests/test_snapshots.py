@@ -125,5 +125,5 @@ def test_snapshot_curve_evaluates_every_snapshot_on_one_scale(
     )  # fmt: skip
     assert (
         final["linear_top1"] == curve["rows"][-1]["linear_top1"]
-        and final["knn"] == curve["rows"][-1]["knn_top1"]
+        and final["knn_top1"] == curve["rows"][-1]["knn_top1"]
     )

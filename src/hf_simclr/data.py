@@ -7,8 +7,6 @@ split). The rest of the package reads only that layout.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import datasets
@@ -17,6 +15,7 @@ import torch
 from datasets import ClassLabel, Dataset, DatasetDict
 
 from .arguments import UsageError
+from .folder_format import DATASET_FILES, decoded_cache_name, write_atomically
 from .transforms import ImageBatchTransform, ImageDecodeError, decode_image, eval_view
 
 IMAGE_COLUMN = "image"
@@ -97,7 +96,7 @@ def _load_splits(dataset_name: str, config_name: str | None, revision: str | Non
 def _load_local(path: Path, config_name: str | None) -> Dataset | DatasetDict:
     """A `save_to_disk` folder, or parquet files / an imagefolder through `load_dataset`."""
     try:
-        if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
+        if any((path / name).is_file() for name in DATASET_FILES):
             return datasets.load_from_disk(str(path))
         return datasets.load_dataset(str(path), config_name)
     except (OSError, ValueError, datasets.exceptions.DatasetGenerationError) as error:
@@ -288,23 +287,19 @@ def decoded_cache_file(cache_dir: str | Path | None, dataset: Dataset, image_siz
     """
     if cache_dir is None:
         return None
-    return Path(cache_dir) / f"decoded-{dataset._fingerprint}-{len(dataset)}x{image_size}px.npy"
+    return Path(cache_dir) / decoded_cache_name(dataset._fingerprint, len(dataset), image_size)
 
 
 def _write_cache(dataset: Dataset, cache_file: Path, shape: tuple[int, ...]) -> None:
     """Decode into a temporary .npy beside `cache_file`, then rename it into place (atomic)."""
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=cache_file.parent, prefix=f".{cache_file.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
+
+    def decode(temporary: Path) -> None:
         array = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.uint8, shape=shape)
         _decode_into(dataset, array)
         array.flush()
         del array
-        os.replace(temporary, cache_file)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+
+    write_atomically(cache_file, decode)
 
 
 def _decode_into(dataset: Dataset, out: np.ndarray) -> None:

@@ -45,18 +45,22 @@ from .data import ImageViewDataset, decode_labels, label_names, load_image_datas
 from .devices import device_description
 from .evaluation.label_fractions import label_fraction_indices
 from .evaluation.metrics import classification_report_dict, round_accuracy, top_k_accuracy
-from .model_folder import (
-    CODE_FILES,
+from .folder_format import (
     CONFIG_FILE,
     FINETUNE_RESULTS_FILE,
     IMAGE_PROCESSOR_FILE,
+    TRAINER_STATE_FILE,
     TRAINING_ARGS_FILE,
     WEIGHTS_FILES,
+    write_json_atomically,
+)
+from .model_folder import (
+    CODE_FILES,
+    check_loaded_weights,
     eval_augmentation_for,
     load_simclr_config,
     save_model_folder,
     weights_errors,
-    write_json_atomically,
 )
 from .modeling_simclr import SimCLRForImageClassification
 from .transforms import FinetuneTransform, ImageBatchTransform, eval_batch_transform
@@ -181,7 +185,7 @@ def check_resume(output_dir: Path, resume: str | None) -> None:
                 f"run without --resume_from_checkpoint to start afresh (checkpoints come with --save_strategy)."
             )
         return
-    if not (Path(resume) / "trainer_state.json").is_file():
+    if not (Path(resume) / TRAINER_STATE_FILE).is_file():
         raise UsageError(
             f"--resume_from_checkpoint {resume} is not a Trainer checkpoint (no trainer_state.json); pass one "
             f"of the checkpoint-* folders of --output_dir, or latest."
@@ -225,12 +229,15 @@ def build_classifier(args: FinetuneArguments, names: list[str], seed: int) -> Si
             )
     finally:
         transformers_logging.set_verbosity(verbosity)
-    missing = [key for key in info["missing_keys"] if not key.startswith("classifier.")]
-    if missing:
-        raise UsageError(
-            f"--model_name_or_path {args.model_name_or_path}: the weights lack {len(missing)} encoder tensors (e.g. {missing[:3]}), "
-            f"which would stay random. Pass a folder written by pretraining, or --init random on purpose."
-        )
+    check_loaded_weights(
+        info,
+        args.model_name_or_path,
+        "model_name_or_path",
+        "Pass a folder written by pretraining, or --init random on purpose.",
+        what="encoder tensors",
+        allowed_missing=("classifier.",),  # the new classifier
+        allowed_unexpected=("projection_head.",),  # the pretraining head, not part of the classifier
+    )
     return model
 
 

@@ -13,19 +13,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .arguments import READ_DIR, Command, UsageError, check_path, check_repo_id
-from .model_folder import (
-    CODE_FILES,
+from .folder_format import (
     CONFIG_FILE,
-    DEFAULT_LICENSE,
     IMAGE_PROCESSOR_FILE,
     MODEL_CARD_FILE,
     RESULTS_FILE,
     TRAINING_ARGS_FILE,
     WEIGHTS_FILES,
-    check_generated,
-    load_encoder,
-    load_simclr_config,
 )
+from .model_folder import CODE_FILES, DEFAULT_LICENSE, check_generated, load_encoder, load_simclr_config
 from .reports.card import render_model_card, save_model_card
 
 if TYPE_CHECKING:

@@ -4,16 +4,12 @@ A model folder written by [`save_model_folder`] holds the weights (safetensors),
 `auto_map`, the modeling code for `trust_remote_code` (`CODE_FILES`), and a `preprocessor_config.json`, so
 that `AutoModel`, `AutoImageProcessor` and `pipeline("image-feature-extraction")` all work on it. Around it,
 the runs add their records (training arguments, log, results, cards, plots, checkpoints): every name a
-folder's file goes by is defined here, once, and every other module reads it from here.
-
-Every file is written complete or not at all: through a temporary name beside it, renamed into place.
+folder's file goes by is defined in `folder_format`, once, with the one atomic writer every file goes through.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +17,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .arguments import UsageError
+from .folder_format import (
+    CONFIG_FILE,
+    IMAGE_PROCESSOR_FILE,
+    TRAINING_ARGS_FILE,
+    staged_files,
+    write_json_atomically,
+    write_text_atomically,
+)
 
 if TYPE_CHECKING:  # imported where used: the file names above need no torch
     from transformers import PreTrainedModel
@@ -34,10 +38,6 @@ if TYPE_CHECKING:  # imported where used: the file names above need no torch
 # File names
 # ----------------------------------------------------------------------------------------------
 
-# The model folder (what AutoModel, AutoImageProcessor and pipeline read).
-CONFIG_FILE = "config.json"
-IMAGE_PROCESSOR_FILE = "preprocessor_config.json"
-WEIGHTS_FILES = ("model.safetensors", "model.safetensors.index.json")  # one file, or sharded
 CODE_FILES = (
     "configuration_simclr.py",
     "modeling_simclr.py",
@@ -45,37 +45,9 @@ CODE_FILES = (
     "image_processing_simclr.py",
     "transforms.py",
 )
-TRAINING_ARGS_FILE = "training_args.json"
-MODEL_CARD_FILE = "README.md"
 # The license a card and a timm export record unless told otherwise: the project's (pyproject.toml), as a
 # Hub license id.
 DEFAULT_LICENSE = "apache-2.0"
-
-# Pretraining's run files.
-CHECKPOINT_DIR = "checkpoints"
-SNAPSHOT_DIR = "snapshots"  # encoder-only copies at chosen epochs, never pruned
-LOG_HISTORY_FILE = "log_history.jsonl"
-TRACKER_PROJECT = "simclr"  # trackers that log to files (tensorboard) write into <output_dir>/simclr/
-
-# The evaluation's records and pictures.
-RESULTS_FILE = "results.json"
-FEATURE_CACHE_DIR = "feature_cache"
-TSNE_FILE = "tsne.png"
-NEIGHBORS_FILE = "nearest_neighbors.png"
-CONFUSION_FILE = "confusion_matrix.png"
-CURVES_FILE = "training_curves.png"
-SNAPSHOT_CURVE_FILE = "snapshot_curve.json"
-SNAPSHOT_TABLE_FILE = "snapshot_curve.md"
-SNAPSHOT_PLOT_FILE = "snapshot_curve.png"
-SNAPSHOT_TSNE_FILE = "snapshot_tsne.png"
-
-# Fine-tuning and the table that compares it with the probe.
-FINETUNE_RESULTS_FILE = "finetune_results.json"
-SEMI_SUPERVISED_FILE = "semi_supervised.json"
-SEMI_SUPERVISED_TABLE = "semi_supervised.md"
-
-# Kept in results/ folders: the commands' wall times and `gpu` (the experiment runner writes it too).
-WALL_TIMES_FILE = "wall_times.json"
 
 # The first words of every Markdown file the package writes (cards, tables): a file without them is a user's,
 # which a generated one never replaces.
@@ -87,21 +59,6 @@ LEGACY_MARKS = ("- **Code:** `hf_simclr`; the modeling code", "<!-- Written by s
 # ----------------------------------------------------------------------------------------------
 # Writing files whole
 # ----------------------------------------------------------------------------------------------
-
-
-def write_text_atomically(path: str | Path, text: str) -> Path:
-    """Write `text` (UTF-8) to `path` through a temporary file beside it, renamed into place: never half-written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
-    return path
-
-
-def write_json_atomically(path: str | Path, content: Any) -> Path:
-    """[`write_text_atomically`] of `content` as indented JSON (non-JSON values written as strings)."""
-    return write_text_atomically(path, json.dumps(content, indent=2, default=str) + "\n")
 
 
 def is_generated(path: str | Path) -> bool:
@@ -182,23 +139,17 @@ def save_model_folder(
     from transformers.utils import logging as transformers_logging
 
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    staging = output_dir / ".tmp-save"  # one name: a save killed half-way is cleared by the next
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
     bars = transformers_logging.is_progress_bar_enabled()
     transformers_logging.disable_progress_bar()  # "Writing model shards" for one small file says nothing
     try:
-        model.save_pretrained(staging, safe_serialization=True)
-        image_processor_for(augmentation).save_pretrained(staging)
-        if training_args is not None:
-            (staging / TRAINING_ARGS_FILE).write_text(json.dumps(training_args, indent=2, default=str) + "\n")
-        for path in staging.iterdir():
-            os.replace(path, output_dir / path.name)
+        with staged_files(output_dir) as staging:
+            model.save_pretrained(staging, safe_serialization=True)
+            image_processor_for(augmentation).save_pretrained(staging)
+            if training_args is not None:
+                write_json_atomically(staging / TRAINING_ARGS_FILE, training_args)
     finally:
         if bars:
             transformers_logging.enable_progress_bar()
-        shutil.rmtree(staging, ignore_errors=True)
     return output_dir
 
 
@@ -302,13 +253,52 @@ def load_encoder(
             )
     finally:
         transformers_logging.set_verbosity(verbosity)
-    missing = list(info["missing_keys"])
+    check_loaded_weights(
+        info,
+        model_name_or_path,
+        flag,
+        "Pass a folder saved from SimCLRModel or SimCLRForPreTraining.",
+        what="encoder tensors",
+        allowed_unexpected=("projection_head.", "classifier."),  # a pretraining or fine-tuned folder's head
+    )
+    return encoder.eval()
+
+
+def check_loaded_weights(
+    info: dict[str, Any],
+    model_name_or_path: str | Path,
+    flag: str,
+    fix: str,
+    what: str = "tensors",
+    allowed_missing: tuple[str, ...] = (),
+    allowed_unexpected: tuple[str, ...] = (),
+) -> None:
+    """The one check after `from_pretrained(..., output_loading_info=True)`: no tensor left random or dropped.
+
+    Args:
+        info (`dict`): the loading info (`missing_keys`, `unexpected_keys`).
+        fix (`str`): what to pass instead, the message's last sentence.
+        what (`str`): what the model's tensors are called in the message, e.g. "encoder tensors".
+        allowed_missing, allowed_unexpected (`tuple[str, ...]`): key prefixes that may be missing (newly
+            initialised on purpose, e.g. a new classifier) or unexpected (dropped on purpose, e.g. a head).
+
+    Raises:
+        UsageError: naming `--flag`, the path, a few keys and `fix`.
+    """
+    missing = sorted(key for key in info.get("missing_keys", ()) if not key.startswith(allowed_missing))
     if missing:
         raise UsageError(
-            f"--{flag} {model_name_or_path}: the weights lack {len(missing)} encoder tensors (e.g. {missing[:3]}), "
-            f"which would stay random. Pass a folder saved from SimCLRModel or SimCLRForPreTraining."
+            f"--{flag} {model_name_or_path}: the weights lack {len(missing)} {what} (e.g. {missing[:3]}), "
+            f"which would stay random. {fix}"
         )
-    return encoder.eval()
+    unexpected = sorted(
+        key for key in info.get("unexpected_keys", ()) if not key.startswith(allowed_unexpected)
+    )
+    if unexpected:
+        raise UsageError(
+            f"--{flag} {model_name_or_path}: the weights hold {len(unexpected)} tensors the model has no place for "
+            f"(e.g. {unexpected[:3]}), which would be dropped. {fix}"
+        )
 
 
 @contextmanager

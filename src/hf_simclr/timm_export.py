@@ -25,30 +25,26 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .arguments import READ_DIR, WRITE_DIR, Command, UsageError, check_path
-from .model_folder import (
+from .folder_format import (
     CONFIG_FILE,
-    DEFAULT_LICENSE,
     IMAGE_PROCESSOR_FILE,
-    eval_augmentation_for,
-    load_encoder,
-    load_simclr_config,
-    read_json,
+    TIMM_SUBFOLDER,
+    WEIGHTS_FILE,
+    WEIGHTS_SUFFIX,
+    staged_folder,
     write_json_atomically,
 )
+from .model_folder import DEFAULT_LICENSE, eval_augmentation_for, load_encoder, load_simclr_config, read_json
 
 if TYPE_CHECKING:
     from .configuration_simclr import SimCLRConfig
     from .transforms import AugmentationConfig
 
-TIMM_SUBFOLDER = "timm"
-WEIGHTS_FILE = "model.safetensors"
 # Fields of timm's pretrained_cfg that describe timm's own ImageNet weights, not these.
 _SOURCE_FIELDS = ("tag", "paper_ids", "paper_name", "origin_url", "notes", "test_input_size",
                   "test_crop_pct", "pool_size", "hf_hub_id", "url", "file", "source")  # fmt: skip
@@ -91,7 +87,7 @@ def timm_export_problem(config: SimCLRConfig) -> str | None:
 
 def weights_sha256(model_dir: Path) -> str | None:
     """SHA-256 over the folder's top-level safetensors files (one, or the shards), None without any."""
-    files = sorted(model_dir.glob("*.safetensors"))
+    files = sorted(model_dir.glob(f"*{WEIGHTS_SUFFIX}"))
     if not files:
         return None
     digest = hashlib.sha256()
@@ -138,20 +134,13 @@ def export_timm(model_dir: str | Path, license: str = DEFAULT_LICENSE) -> Path:
         )
     encoder = load_encoder(model_dir, flag="model_dir")
     view = eval_augmentation_for(model_dir, config)
-    staging = model_dir / ".tmp-timm"  # one name: an export killed half-way is cleared by the next
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
+    with staged_folder(final) as staging:  # one name: an export killed half-way is cleared by the next
         model_args = dict(config.backbone_kwargs)
         save_for_hf(encoder.backbone, staging, model_args=model_args or None, safe_serialization=True)
         timm_config = _describe_these_weights(read_json(staging / CONFIG_FILE), model_args, view, license)
         # Ties this copy to the weights it was made from (see timm_export_is_current).
         timm_config["exported_from"] = {"weights_sha256": weights_sha256(model_dir)}
         write_json_atomically(staging / CONFIG_FILE, timm_config)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(staging, final)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
     root_config = read_json(model_dir / CONFIG_FILE)
     root_config.update({key: timm_config[key] for key in ("architecture", "num_features", "model_args")

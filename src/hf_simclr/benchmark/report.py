@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from ..folder_format import write_text_atomically
 from .arguments import TRAINING_CASES, BenchmarkArguments
 from .data_pipeline import benchmark_data_pipeline, machine_description
 from .training import benchmark_training
@@ -34,9 +35,7 @@ def run_benchmark(args: BenchmarkArguments) -> dict:
     report.update(_time_data(args) if args.mode == "data" else _time_training(args))
     report["load_average_1min_after"] = os.getloadavg()[0]
     if args.output_json is not None:
-        output = Path(args.output_json)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(report, indent=2) + "\n")
+        output = write_text_atomically(args.output_json, json.dumps(report, indent=2) + "\n")
         print(f"wrote {output}")
     return report
 

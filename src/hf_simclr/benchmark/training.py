@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from ..data import load_image_dataset
-from ..model_folder import LOG_HISTORY_FILE
+from ..folder_format import LOG_HISTORY_FILE
 from ..transforms import augmentation_preset
 from .arguments import TRAINING_CASES, TrainingCase
 from .data_pipeline import upsampled_copy

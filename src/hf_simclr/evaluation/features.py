@@ -20,11 +20,17 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..arguments import UsageError
 from ..configuration_simclr import SimCLRConfig
 from ..data import decode_images, decode_labels, decoded_cache_file
 from ..devices import default_device
-from ..model_folder import eval_augmentation_for, load_encoder, load_simclr_config, weights_errors
+from ..folder_format import write_atomically
+from ..model_folder import (
+    check_loaded_weights,
+    eval_augmentation_for,
+    load_encoder,
+    load_simclr_config,
+    weights_errors,
+)
 from ..modeling_simclr import SimCLRForPreTraining, SimCLRModel
 from ..transforms import AugmentationConfig, to_model_input
 
@@ -63,12 +69,13 @@ def load_frozen_model(model_name_or_path: str | Path, revision: str | None = Non
         model, info = SimCLRForPreTraining.from_pretrained(
             model_name_or_path, revision=revision, output_loading_info=True
         )
-    if info["missing_keys"]:
-        missing = sorted(info["missing_keys"])
-        raise UsageError(
-            f"--model_name_or_path {model_name_or_path}: the weights lack {len(missing)} tensors of the pretraining model (e.g. "
-            f"{missing[:3]}), which would stay random. Re-save the folder from SimCLRForPreTraining."
-        )
+    check_loaded_weights(
+        info,
+        model_name_or_path,
+        "model_name_or_path",
+        "Re-save the folder from SimCLRForPreTraining.",
+        what="tensors of the pretraining model",
+    )
     model.eval()
     return FrozenModel(model.simclr, model.projection_head, view, config)
 
@@ -223,8 +230,5 @@ def cached_features(
     features = extract_features(encoder, split.images, model.view, device, batch_size, head, progress)
     tensors = {name: value.cpu().contiguous() for name, value in features.items()}
     tensors["y"] = split.labels.contiguous()
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    temporary = cache_file.with_name(f".{cache_file.name}.tmp")
-    save_file(tensors, temporary, metadata={"key": key})
-    temporary.replace(cache_file)
+    write_atomically(cache_file, lambda temporary: save_file(tensors, temporary, metadata={"key": key}))
     return tensors

@@ -18,14 +18,15 @@ import torch
 from ..arguments import UsageError
 from ..data import label_names, load_image_dataset
 from ..devices import default_device, device_description
-from ..model_folder import (
+from ..folder_format import (
     CONFIG_FILE,
     FEATURE_CACHE_DIR,
     MODEL_CARD_FILE,
     RESULTS_FILE,
-    is_generated,
+    feature_cache_file,
     write_json_atomically,
 )
+from ..model_folder import is_generated
 from ..modeling_simclr import SimCLRModel
 from ..reports.card import write_model_card
 from ..reports.plots import write_probe_plots
@@ -171,7 +172,6 @@ def results_record(
         "linear_top3": headline.get("linear_top3"),
         "linear_top5": headline.get("linear_top5"),
         "knn_top1": headline.get("knn_top1"),
-        "knn": dict(headline.get("knn_top1") or {}),
         "knn_temperature": KNN_TEMPERATURE,
         "linear_probe": {
             "weight_decay": headline.get("weight_decay"),
@@ -299,7 +299,7 @@ def split_features(
     leaves z out."""
     return {
         name: cached_features(
-            cache_dir / f"features_{tag}_{name}.safetensors",
+            cache_dir / feature_cache_file(tag, name),
             model,
             split,
             device,

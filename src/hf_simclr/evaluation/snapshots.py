@@ -19,14 +19,16 @@ import torch
 from ..arguments import UsageError
 from ..data import label_names
 from ..devices import default_device, device_description
-from ..model_folder import (
+from ..folder_format import (
     FEATURE_CACHE_DIR,
     SNAPSHOT_CURVE_FILE,
     SNAPSHOT_DIR,
+    SNAPSHOT_GLOB,
     SNAPSHOT_PLOT_FILE,
     SNAPSHOT_TABLE_FILE,
     SNAPSHOT_TSNE_FILE,
     TRAINING_ARGS_FILE,
+    snapshot_name,
     write_text_atomically,
 )
 from ..reports.plots import plot_quality_curve, plot_tsne_panels
@@ -50,7 +52,7 @@ def find_snapshots(folders: Sequence[str | Path]) -> list[tuple[int, Path]]:
     found: list[tuple[int, Path]] = []
     for folder in map(Path, folders):
         snapshots = (
-            sorted((folder / SNAPSHOT_DIR).glob("epoch_*")) if (folder / SNAPSHOT_DIR).is_dir() else []
+            sorted((folder / SNAPSHOT_DIR).glob(SNAPSHOT_GLOB)) if (folder / SNAPSHOT_DIR).is_dir() else []
         )
         if snapshots:
             found += [(int(path.name.split("_")[1]), path) for path in snapshots if path.name[6:].isdigit()]
@@ -99,7 +101,7 @@ def run_snapshot_curve(
             splits = load_labeled_splits(args, model.view)
             names = label_names(splits["train"].dataset, *(split.labels for split in splits.values()))
         features = split_features(
-            args, model, splits, output_dir / FEATURE_CACHE_DIR, f"epoch_{epoch}", device
+            args, model, splits, output_dir / FEATURE_CACHE_DIR, snapshot_name(epoch), device
         )
         train, evaluation = features["train"], features["eval"]
         metrics, probe = evaluate_representations(

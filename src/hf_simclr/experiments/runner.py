@@ -23,13 +23,20 @@ from typing import Any
 
 from ..arguments import UsageError
 from ..evaluation.probe import run_linear_probe
-from ..model_folder import (
+from ..folder_format import (
     CONFIG_FILE,
+    DECODED_SUBFOLDER,
+    EXPERIMENT_FILE,
     IMAGE_PROCESSOR_FILE,
     LOG_HISTORY_FILE,
     RESULTS_FILE,
+    SUMMARY_MARKDOWN,
     TRAINING_ARGS_FILE,
     WALL_TIMES_FILE,
+    begin_staging,
+    finish_staging,
+    write_json_atomically,
+    write_text_atomically,
 )
 from ..pretraining.loop import pretrain
 from .arguments import ExperimentArguments
@@ -42,7 +49,7 @@ from .grid import (
     parse_overrides,
     variant_arguments,
 )
-from .summary import EXPERIMENT_FILE, stored_settings, write_summary
+from .summary import stored_settings, write_summary
 
 COPIED_FILES = (RESULTS_FILE, TRAINING_ARGS_FILE, LOG_HISTORY_FILE, CONFIG_FILE, IMAGE_PROCESSOR_FILE)
 
@@ -126,7 +133,7 @@ def run_grid(
         ValueError: for unknown variant names or results of other settings, before anything runs.
     """
     results_dir, work_dir = Path(results_dir), Path(work_dir)
-    cache_dir = work_dir / "decoded"
+    cache_dir = work_dir / DECODED_SUBFOLDER
     command_line = dict(command_line or {})
     names = list(grid.variants) if not variants else list(variants)
     unknown = [name for name in names if name not in grid.variants]
@@ -211,14 +218,11 @@ def write_variant_files(
     Files are staged in a temporary folder and renamed into place, `experiment.json` last, so a folder
     with `experiment.json` is always complete.
     """
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = folder.parent / f".tmp-{name}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
+    staging = begin_staging(folder)
     for file in COPIED_FILES:
         if (model_dir / file).is_file():
             shutil.copy2(model_dir / file, staging / file)
-    (staging / WALL_TIMES_FILE).write_text(json.dumps(wall_times, indent=2) + "\n")
+    write_text_atomically(staging / WALL_TIMES_FILE, json.dumps(wall_times, indent=2) + "\n")
     experiment = {
         "grid": str(grid.path),
         "base": str(grid.base),
@@ -229,9 +233,8 @@ def write_variant_files(
         "command": command,
         "settings": arguments.settings(),
     }
-    (staging / f".{EXPERIMENT_FILE}").write_text(json.dumps(experiment, indent=2, default=str) + "\n")
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(staging, folder)
+    write_json_atomically(staging / f".{EXPERIMENT_FILE}", experiment)
+    finish_staging(staging, folder)
     os.replace(folder / f".{EXPERIMENT_FILE}", folder / EXPERIMENT_FILE)
 
 
@@ -254,5 +257,5 @@ def run_experiments(args: ExperimentArguments) -> RunReport | None:
         command=command_string(), table=args.table,
     )  # fmt: skip
     print(f"ran {report.ran}; skipped (results exist) {report.skipped}; not started {report.not_started}")
-    print(f"table: {args.table or args.results_dir + '/summary.md'}")
+    print(f"table: {args.table or f'{args.results_dir}/{SUMMARY_MARKDOWN}'}")
     return report

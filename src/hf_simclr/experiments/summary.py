@@ -6,19 +6,17 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..model_folder import (
-    GENERATED_MARK,
+from ..folder_format import (
+    EXPERIMENT_FILE,
     RESULTS_FILE,
+    SUMMARY_JSON,
+    SUMMARY_MARKDOWN,
     WALL_TIMES_FILE,
-    write_generated_text,
     write_text_atomically,
 )
+from ..model_folder import GENERATED_MARK, write_generated_text
 from ..reports.tables import percent
 from .grid import Grid
-
-EXPERIMENT_FILE = "experiment.json"  # what the variant was run with: the skip-or-refuse check reads it
-SUMMARY_JSON = "summary.json"
-SUMMARY_MARKDOWN = "summary.md"
 
 
 def stored_settings(results_dir: Path, name: str) -> dict[str, Any] | None:

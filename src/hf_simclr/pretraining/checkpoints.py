@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
 import re
 import shutil
 import warnings
@@ -21,12 +20,22 @@ from accelerate import Accelerator
 
 from ..arguments import UsageError
 from ..configuration_simclr import SimCLRConfig
-from ..model_folder import CHECKPOINT_DIR
+from ..folder_format import (
+    CHECKPOINT_DIR,
+    CHECKPOINT_FILES,
+    CHECKPOINT_PATTERN,
+    LEGACY_WEIGHTS_FILE,
+    RESUME_SETTINGS_FILE,
+    WEIGHTS_FILE,
+    begin_staging,
+    checkpoint_name,
+    finish_staging,
+    staging_for,
+    write_text_atomically,
+)
 
 # What `accelerator.save_state` writes for the model and the optimizer (the weights may be pytorch_model.bin).
-CHECKPOINT_FILES = ("model.safetensors", "optimizer.bin")
 # Written into each checkpoint: what a resumed run must share with it (see `resume_settings`).
-RESUME_SETTINGS_FILE = "resume_settings.json"
 # The architecture a resume must keep: every argument of SimCLRConfig (backbone, head, image size, ...).
 ARCHITECTURE_SETTINGS = tuple(
     name for name in inspect.signature(SimCLRConfig.__init__).parameters if name not in ("self", "kwargs")
@@ -63,7 +72,9 @@ def checkpoint_step(path: Path) -> int:
 def list_checkpoints(output_dir: Path) -> list[Path]:
     """The finished checkpoints `checkpoints/step_N` of a run, oldest first."""
     root = output_dir / CHECKPOINT_DIR
-    finished = [p for p in root.glob("step_*") if re.fullmatch(r"step_\d+", p.name)] if root.is_dir() else []
+    finished = (
+        [p for p in root.glob("step_*") if re.fullmatch(CHECKPOINT_PATTERN, p.name)] if root.is_dir() else []
+    )
     return sorted(finished, key=checkpoint_step)
 
 
@@ -95,7 +106,7 @@ def find_checkpoint(output_dir: Path, resume_from_checkpoint: str) -> Path:
 def is_checkpoint(path: Path) -> bool:
     """Whether `path` holds what `accelerator.load_state` reads: the weights and the optimizer's state."""
     return (path / CHECKPOINT_FILES[1]).is_file() and any(
-        (path / name).is_file() for name in ("model.safetensors", "pytorch_model.bin")
+        (path / name).is_file() for name in (WEIGHTS_FILE, LEGACY_WEIGHTS_FILE)
     )
 
 
@@ -167,18 +178,16 @@ def save_checkpoint(
     """`save_state` and the run's `settings` into a temporary folder renamed into place, then drop all
     but the last `keep` (0: keep all)."""
     root = output_dir / CHECKPOINT_DIR
-    final = root / f"step_{step}"
-    staging = root / f".tmp-step_{step}"
+    final = root / checkpoint_name(step)
+    staging = staging_for(final)
     if accelerator.is_main_process:
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
+        begin_staging(final)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(staging))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        (staging / RESUME_SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(staging, final)
+        write_text_atomically(staging / RESUME_SETTINGS_FILE, json.dumps(settings, indent=2) + "\n")
+        finish_staging(staging, final)
         finished = list_checkpoints(output_dir)
         for old in finished[:-keep] if keep > 0 else []:
             shutil.rmtree(old, ignore_errors=True)

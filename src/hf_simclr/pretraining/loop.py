@@ -8,8 +8,6 @@ epoch, and checkpoints; each is asked of the run's plan, and each is a short fun
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -20,8 +18,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..devices import device_description
+from ..folder_format import SNAPSHOT_DIR, snapshot_name, staged_folder
 from ..hub import push_model_folder
-from ..model_folder import SNAPSHOT_DIR, save_model_folder
+from ..model_folder import save_model_folder
 from ..transforms import AugmentationConfig
 from .arguments import DataArguments, ModelArguments, PretrainingArguments
 from .checkpoints import save_checkpoint
@@ -149,11 +148,9 @@ def save_snapshot(
     if not accelerator.is_main_process:
         return None
     root = output_dir / SNAPSHOT_DIR
-    final, staging = root / f"epoch_{epoch}", root / f".tmp-epoch_{epoch}"
-    shutil.rmtree(staging, ignore_errors=True)
+    final = root / snapshot_name(epoch)
     encoder = accelerator.unwrap_model(model).simclr
-    save_model_folder(encoder, staging, augmentation, {**training_args, "snapshot_epoch": epoch})
-    if final.exists():  # a resumed run writes it again: the same weights, as resume is exact
-        shutil.rmtree(final)
-    os.replace(staging, final)
+    # a resumed run writes it again: the same weights, as resume is exact
+    with staged_folder(final) as staging:
+        save_model_folder(encoder, staging, augmentation, {**training_args, "snapshot_epoch": epoch})
     return final

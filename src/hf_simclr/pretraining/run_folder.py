@@ -14,9 +14,8 @@ from pathlib import Path
 from accelerate import Accelerator
 
 from ..arguments import UsageError
-from ..model_folder import (
+from ..folder_format import (
     CHECKPOINT_DIR,
-    CODE_FILES,
     CONFIG_FILE,
     CONFUSION_FILE,
     CURVES_FILE,
@@ -25,12 +24,15 @@ from ..model_folder import (
     MODEL_CARD_FILE,
     NEIGHBORS_FILE,
     RESULTS_FILE,
+    SHARD_PATTERN,
     SNAPSHOT_DIR,
+    STAGING_PREFIX,
     TRACKER_PROJECT,
     TRAINING_ARGS_FILE,
     TSNE_FILE,
     WEIGHTS_FILES,
 )
+from ..model_folder import CODE_FILES
 
 # What a run leaves in its output folder: checkpoints, logs, the model folder and, once probed, its
 # results, card and plots; also weight shards and half-written saves (patterns). A new run into that
@@ -38,7 +40,7 @@ from ..model_folder import (
 RUN_FILES = (CHECKPOINT_DIR, SNAPSHOT_DIR, LOG_HISTORY_FILE, TRACKER_PROJECT, TRAINING_ARGS_FILE, CONFIG_FILE,
              IMAGE_PROCESSOR_FILE, *WEIGHTS_FILES, *CODE_FILES, RESULTS_FILE, MODEL_CARD_FILE, TSNE_FILE,
              NEIGHBORS_FILE, CONFUSION_FILE, CURVES_FILE)  # fmt: skip
-RUN_FILE_PATTERNS = (r"model-\d+-of-\d+\.safetensors", r"\.tmp-.*")
+RUN_FILE_PATTERNS = (SHARD_PATTERN, re.escape(STAGING_PREFIX) + ".*")
 # What a run writes before its first complete checkpoint or model: an interrupted start, which cannot be
 # resumed and holds nothing to keep, so the same command simply starts it again.
 START_UP_FILES = (LOG_HISTORY_FILE, TRACKER_PROJECT, SNAPSHOT_DIR)

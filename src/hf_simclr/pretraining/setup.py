@@ -21,8 +21,9 @@ from torch import nn
 from ..arguments import WRITE_DIR, WRITE_FILE, UsageError, as_usage_error, check_path, run_arguments
 from ..data import decode_labels
 from ..devices import resolve_mixed_precision
+from ..folder_format import CHECKPOINT_DIR, LOG_HISTORY_FILE, SNAPSHOT_DIR, TRACKER_PROJECT
 from ..hub import hub_token
-from ..model_folder import CHECKPOINT_DIR, LOG_HISTORY_FILE, SNAPSHOT_DIR, TRACKER_PROJECT, weights_errors
+from ..model_folder import check_loaded_weights, weights_errors
 from ..modeling_simclr import SimCLRForPreTraining
 from ..transforms import AugmentationConfig
 from .arguments import MODEL_FLAGS, DataArguments, ModelArguments, PretrainingArguments, default_output_dir
@@ -164,7 +165,17 @@ def build_model(model_args: ModelArguments, augmentation: AugmentationConfig) ->
     """
     if model_args.model_name_or_path:
         with weights_errors(model_args.model_name_or_path, "model_name_or_path"):
-            model = SimCLRForPreTraining.from_pretrained(model_args.model_name_or_path)
+            model, info = SimCLRForPreTraining.from_pretrained(
+                model_args.model_name_or_path, output_loading_info=True
+            )
+        check_loaded_weights(
+            info,
+            model_args.model_name_or_path,
+            "model_name_or_path",
+            "Pass a folder saved from SimCLRForPreTraining, or from SimCLRModel to start a new head.",
+            what="tensors of the pretraining model",
+            allowed_missing=("projection_head.",),  # an encoder-only folder: the head starts fresh
+        )
     else:
         with as_usage_error(MODEL_FLAGS):  # e.g. a backbone the CIFAR stem does not fit
             model = SimCLRForPreTraining(model_args.config(augmentation.image_size))

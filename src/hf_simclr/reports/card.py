@@ -13,18 +13,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..arguments import UsageError
-from ..model_folder import (
-    DEFAULT_LICENSE,
+from ..folder_format import (
     IMAGE_PROCESSOR_FILE,
     MODEL_CARD_FILE,
+    MODEL_CARD_TEMPLATE_FILE,
     RESULTS_FILE,
     SEMI_SUPERVISED_FILE,
     TRAINING_ARGS_FILE,
     WALL_TIMES_FILE,
-    load_simclr_config,
-    read_json,
-    write_generated_text,
 )
+from ..model_folder import DEFAULT_LICENSE, load_simclr_config, read_json, write_generated_text
 from ..timm_export import timm_export_is_current, timm_export_problem
 from .semi_supervised import format_semi_supervised_table
 from .tables import percent
@@ -35,7 +33,7 @@ if TYPE_CHECKING:
     from ..configuration_simclr import SimCLRConfig
 
 # Package data (pyproject.toml), so that every install, editable or not, can write model cards.
-MODEL_CARD_TEMPLATE = Path(__file__).resolve().with_name("model_card_template.md")
+MODEL_CARD_TEMPLATE = Path(__file__).resolve().with_name(MODEL_CARD_TEMPLATE_FILE)
 
 PLOT_TITLES = {
     "training_curves": "Pretraining curves",
@@ -169,7 +167,7 @@ def describe_dataset(dataset_name: str | None, dataset_root: str | Path | None =
             return {"id": local.name, "name": f"`{local.name}`", "hub": False, "notes": []}
         return {"id": dataset_name, "name": f"`{dataset_name}`", "hub": True, "notes": []}
     pretty, notes = local.name, []
-    readme = local / "README.md"
+    readme = local / MODEL_CARD_FILE
     if readme.is_file():
         from huggingface_hub import DatasetCard
 

@@ -18,20 +18,20 @@ from ..arguments import (
     check_path,
     check_paths,
 )
-from ..model_folder import (
+from ..folder_format import (
     CONFIG_FILE,
     MODEL_CARD_FILE,
+    PUBLISHED_FILE,
     RESULTS_FILE,
     SEMI_SUPERVISED_FILE,
     SEMI_SUPERVISED_TABLE,
-    check_generated,
-    write_generated_text,
+    card_file,
 )
+from ..model_folder import check_generated, write_generated_text
 from .card import write_model_card
 from .semi_supervised import write_semi_supervised_table
 
 # In a results folder: which of its runs are (to be) published, as which Hub repository.
-PUBLISHED_FILE = "published.yaml"
 
 
 @dataclass
@@ -80,7 +80,9 @@ def render_published_cards(args: RenderArguments) -> list[Path]:
     written = []
     for name, repo_id in published.items():
         readme = write_model_card(results_dir / name, repo_id=repo_id, dataset_root=dataset_root)
-        card = write_generated_text(cards_dir / f"{name}.md", readme.read_text(), "pick another --cards_dir")
+        card = write_generated_text(
+            cards_dir / card_file(name), readme.read_text(), "pick another --cards_dir"
+        )
         written += [card, readme]
     for path in written:
         print(f"wrote {path}")

@@ -17,23 +17,26 @@ import torch.nn.functional as F
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ..model_folder import (
+from ..folder_format import (
     CONFUSION_FILE,
     CURVES_FILE,
     LOG_HISTORY_FILE,
     NEIGHBORS_FILE,
     TSNE_FILE,
-    resolve_model_file,
+    write_atomically,
 )
+from ..model_folder import resolve_model_file
 from ..transforms import decode_image
 
 
 def _save(figure: Figure, path: str | Path) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(figure)
-    figure.savefig(path, dpi=110, bbox_inches="tight")
-    return path
+    # the format named by the target's suffix: the temporary file's is .tmp
+    return write_atomically(
+        path,
+        lambda temporary: figure.savefig(temporary, format=path.suffix[1:], dpi=110, bbox_inches="tight"),
+    )
 
 
 def tsne_embedding(h: torch.Tensor, rows: torch.Tensor, seed: int = 0) -> np.ndarray:

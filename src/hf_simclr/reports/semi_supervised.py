@@ -16,15 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from ..arguments import UsageError
-from ..model_folder import (
+from ..folder_format import (
     FINETUNE_RESULTS_FILE,
-    GENERATED_MARK,
     RESULTS_FILE,
     SEMI_SUPERVISED_FILE,
     SEMI_SUPERVISED_TABLE,
-    write_generated_text,
     write_json_atomically,
 )
+from ..model_folder import GENERATED_MARK, write_generated_text
 from .tables import percent
 
 METHODS = {

@@ -1,0 +1,210 @@
+"""Every file and folder name the package writes or reads, and the one way it writes a file whole.
+
+Torch-free and import-light: every floor above may import it. A file the package writes goes through
+[`write_atomically`] (a unique temporary file beside the target, renamed onto it with `os.replace`), so that a
+killed or failing write leaves the old file, or none, and no temporary file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+# ----------------------------------------------------------------------------------------------
+# File names
+# ----------------------------------------------------------------------------------------------
+
+# The model folder (what AutoModel, AutoImageProcessor and pipeline read).
+CONFIG_FILE = "config.json"
+IMAGE_PROCESSOR_FILE = "preprocessor_config.json"
+WEIGHTS_FILES = ("model.safetensors", "model.safetensors.index.json")  # one file, or sharded
+WEIGHTS_FILE = WEIGHTS_FILES[0]
+WEIGHTS_SUFFIX = ".safetensors"
+SHARD_PATTERN = r"model-\d+-of-\d+\.safetensors"  # the shards a sharded save writes
+LEGACY_WEIGHTS_FILE = "pytorch_model.bin"  # what save_state writes without safetensors
+TRAINING_ARGS_FILE = "training_args.json"
+MODEL_CARD_FILE = "README.md"
+MODEL_CARD_TEMPLATE_FILE = "model_card_template.md"  # beside reports/card.py
+TIMM_SUBFOLDER = "timm"  # the timm export, inside the model folder
+
+# Pretraining's run files.
+CHECKPOINT_DIR = "checkpoints"
+SNAPSHOT_DIR = "snapshots"  # encoder-only copies at chosen epochs, never pruned
+LOG_HISTORY_FILE = "log_history.jsonl"
+TRACKER_PROJECT = "simclr"  # trackers that log to files (tensorboard) write into <output_dir>/simclr/
+CHECKPOINT_FILES = (WEIGHTS_FILE, "optimizer.bin")  # what a complete checkpoint holds besides the settings
+RESUME_SETTINGS_FILE = "resume_settings.json"
+CHECKPOINT_PATTERN = r"step_\d+"
+SNAPSHOT_GLOB = "epoch_*"
+# Fine-tuning's Trainer checkpoints.
+TRAINER_STATE_FILE = "trainer_state.json"
+# A dataset saved with save_to_disk.
+DATASET_FILES = ("dataset_dict.json", "state.json")
+
+# The evaluation's records and pictures.
+RESULTS_FILE = "results.json"
+FEATURE_CACHE_DIR = "feature_cache"
+TSNE_FILE = "tsne.png"
+NEIGHBORS_FILE = "nearest_neighbors.png"
+CONFUSION_FILE = "confusion_matrix.png"
+CURVES_FILE = "training_curves.png"
+SNAPSHOT_CURVE_FILE = "snapshot_curve.json"
+SNAPSHOT_TABLE_FILE = "snapshot_curve.md"
+SNAPSHOT_PLOT_FILE = "snapshot_curve.png"
+SNAPSHOT_TSNE_FILE = "snapshot_tsne.png"
+
+# Fine-tuning and the table that compares it with the probe.
+FINETUNE_RESULTS_FILE = "finetune_results.json"
+SEMI_SUPERVISED_FILE = "semi_supervised.json"
+SEMI_SUPERVISED_TABLE = "semi_supervised.md"
+
+# Kept in results/ folders: the commands' wall times and `gpu` (the experiment runner writes it too).
+WALL_TIMES_FILE = "wall_times.json"
+
+# The experiment runner's folders and the report commands' records.
+EXPERIMENT_FILE = "experiment.json"  # what the variant was run with: the skip-or-refuse check reads it
+SUMMARY_JSON = "summary.json"
+SUMMARY_MARKDOWN = "summary.md"
+DECODED_SUBFOLDER = "decoded"  # the runner's shared decoded-image cache
+PUBLISHED_FILE = "published.yaml"
+
+# Staging: a folder is built under STAGING_PREFIX + its name, beside it, and renamed into place.
+STAGING_PREFIX = ".tmp-"
+MERGE_STAGING = ".tmp-save"  # inside a folder whose files are replaced one by one
+
+
+def checkpoint_name(step: int) -> str:
+    """The folder of the checkpoint taken after `step` updates."""
+    return f"step_{step}"
+
+
+def snapshot_name(epoch: int) -> str:
+    """The folder of the snapshot taken after `epoch` epochs (also its feature-cache tag)."""
+    return f"epoch_{epoch}"
+
+
+def feature_cache_file(tag: str, split: str) -> str:
+    """The cached frozen features of one split for one model (`tag`)."""
+    return f"features_{tag}_{split}{WEIGHTS_SUFFIX}"
+
+
+def decoded_cache_name(fingerprint: str, rows: int, image_size: int) -> str:
+    """The decoded-image cache of a dataset split (its fingerprint and size) at one image size."""
+    return f"decoded-{fingerprint}-{rows}x{image_size}px.npy"
+
+
+def card_file(name: str) -> str:
+    """A model card kept under its variant's `name` (the publish command's cards folder)."""
+    return f"{name}.md"
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing files whole
+# ----------------------------------------------------------------------------------------------
+
+
+def write_atomically(path: str | Path, write: Callable[[Path], Any]) -> Path:
+    """Call `write(temporary)` on a unique temporary file beside `path`, then rename it onto `path`.
+
+    If `write` raises, the temporary file is removed and `path` keeps what it held (or stays absent).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+        raise
+    return path
+
+
+def write_text_atomically(path: str | Path, text: str) -> Path:
+    """[`write_atomically`] of `text` (UTF-8)."""
+    return write_atomically(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
+
+
+def write_bytes_atomically(path: str | Path, content: bytes) -> Path:
+    """[`write_atomically`] of `content`."""
+    return write_atomically(path, lambda temporary: temporary.write_bytes(content))
+
+
+def write_json_atomically(path: str | Path, content: Any) -> Path:
+    """[`write_text_atomically`] of `content` as indented JSON (non-JSON values written as strings)."""
+    return write_text_atomically(path, json.dumps(content, indent=2, default=str) + "\n")
+
+
+# ----------------------------------------------------------------------------------------------
+# Building folders whole
+# ----------------------------------------------------------------------------------------------
+
+
+def staging_for(final: str | Path) -> Path:
+    """The one staging folder of `final`: beside it, so that a build killed half-way is cleared by the next."""
+    final = Path(final)
+    return final.parent / f"{STAGING_PREFIX}{final.name}"
+
+
+def begin_staging(final: str | Path) -> Path:
+    """Clear a stale staging folder of `final` and create it empty; return it."""
+    staging = staging_for(final)
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    return staging
+
+
+def finish_staging(staging: Path, final: str | Path) -> Path:
+    """Replace `final` (if any) with the complete `staging` folder."""
+    final = Path(final)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(staging, final)
+    return final
+
+
+@contextlib.contextmanager
+def staged_folder(final: str | Path) -> Iterator[Path]:
+    """Build `final` in its staging folder (yielded), renamed into place when the block ends without error.
+
+    A block that raises leaves `final` as it was and no staging folder behind.
+    """
+    staging = begin_staging(final)
+    try:
+        yield staging
+        finish_staging(staging, final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def move_into_place(path: Path, target: Path) -> None:
+    """`os.replace` of one finished file onto its name (a function of its own: tests interrupt it)."""
+    os.replace(path, target)
+
+
+@contextlib.contextmanager
+def staged_files(folder: str | Path) -> Iterator[Path]:
+    """Write files into a staging folder inside `folder` (yielded), then move each onto its name in `folder`.
+
+    The other files of `folder` are left alone; a block that raises moves nothing.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = folder / MERGE_STAGING
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        yield staging
+        for path in staging.iterdir():
+            move_into_place(path, folder / path.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
