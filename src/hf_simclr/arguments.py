@@ -93,9 +93,20 @@ WRITE_DIR = "a folder to write"
 WRITE_FILE = "a file to write"
 
 
-def looks_local(name: str) -> bool:
+def looks_local(name: str | Path) -> bool:
     """Whether `name` can only be a local path (absolute, or starting with `.` or `~`), never a Hub id."""
-    return Path(name).is_absolute() or name.startswith((".", "~"))
+    return Path(name).is_absolute() or str(name).startswith((".", "~"))
+
+
+def local_path(name: str | Path) -> Path | None:
+    """The package's one rule for "a local path or a Hub id": the local path `name` names, or None for a Hub id.
+
+    A name is local when something exists at that path or when it can only be a path ([`looks_local`]);
+    anything else (`org/name`, `name`) is a Hub id. Every job that takes a dataset or a model by name
+    (loading, checking arguments, model cards) asks this function.
+    """
+    path = Path(name).expanduser()
+    return path if path.exists() or looks_local(name) else None
 
 
 def check_path(flag: str, value: str | None, role: str) -> None:
@@ -110,8 +121,8 @@ def check_path(flag: str, value: str | None, role: str) -> None:
     if value is None:
         return
     path = Path(value).expanduser()
-    if role == READ_DIR_OR_HUB and not path.exists() and not looks_local(value):
-        return
+    if role == READ_DIR_OR_HUB and local_path(value) is None:
+        return  # a Hub id: checked on loading
     if role in (READ_DIR, READ_DIR_OR_HUB, READ_DIR_OR_FILE, READ_FILE) and not path.exists():
         raise UsageError(
             f"--{flag} {value}: no such {'file' if role == READ_FILE else 'folder'}; check the path."

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from datasets import ClassLabel, Dataset, DatasetDict
 
-from .arguments import UsageError
+from .arguments import UsageError, local_path
 from .folder_format import DATASET_FILES, decoded_cache_name, write_atomically
 from .transforms import ImageBatchTransform, ImageDecodeError, decode_image, eval_view
 
@@ -80,13 +80,16 @@ def load_image_dataset(
 
 def _load_splits(dataset_name: str, config_name: str | None, revision: str | None) -> dict[str, Dataset]:
     """All splits of a Hub dataset or local directory, by name."""
-    path = Path(dataset_name).expanduser()
-    if path.is_dir():
-        loaded = _load_local(path, config_name)
-    elif path.is_absolute() or dataset_name.startswith((".", "~")):
-        raise UsageError(f"--dataset_name {dataset_name}: no such directory; pass an existing folder.")
-    else:
+    path = local_path(dataset_name)
+    if path is None:
         loaded = _load_from_hub(dataset_name, config_name, revision)
+    elif path.is_dir():
+        loaded = _load_local(path, config_name)
+    else:
+        what = "is a file, not a folder" if path.exists() else "no such directory"
+        raise UsageError(
+            f"--dataset_name {dataset_name}: {what}; pass an existing folder (or a Hub dataset id)."
+        )
     if isinstance(loaded, Dataset):
         # A saved single split: it answers to its own split name, or to "train" when it has none.
         return {str(loaded.split) if loaded.split is not None else "train": loaded}

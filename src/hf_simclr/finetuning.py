@@ -83,19 +83,25 @@ class FinetuneArguments:
     )
     init: str = field(
         default="simclr",
-        metadata={"help": "simclr: start from the pretrained encoder; random: the same architecture, seeded "
-                  "by --seed (the baseline)."},
-    )  # fmt: skip
+        metadata={
+            "help": "simclr: start from the pretrained encoder; random: the same architecture, seeded "
+            "by --seed (the baseline)."
+        },
+    )
     label_fraction: float = field(
         default=1.0,
-        metadata={"help": "Class-balanced fraction of the training labels (paper: 0.01, 0.1); the same subset "
-                  "as the probe's --label_fractions for the same --subset_seed."},
-    )  # fmt: skip
+        metadata={
+            "help": "Class-balanced fraction of the training labels (paper: 0.01, 0.1); the same subset "
+            "as the probe's --label_fractions for the same --subset_seed."
+        },
+    )
     subset_seed: int = field(
         default=0,
-        metadata={"help": "Seed of the --max_train_samples / --max_eval_samples subsets and the label "
-                  "fraction; the probe's --seed (default 0) gives the same subsets."},
-    )  # fmt: skip
+        metadata={
+            "help": "Seed of the --max_train_samples / --max_eval_samples subsets and the label "
+            "fraction; the probe's --seed (default 0) gives the same subsets."
+        },
+    )
     dataset_config_name: str | None = field(default=None, metadata={"help": "The dataset's configuration."})
     dataset_revision: str | None = field(default=None, metadata={"help": "Hub revision of the dataset."})
     model_revision: str | None = field(default=None, metadata={"help": "Hub revision of the model."})
@@ -111,28 +117,35 @@ class FinetuneArguments:
     )
     crop_scale_min: float = field(
         default=0.08,
-        metadata={"help": "Smallest area of the random resized crop (paper: Inception crop, 0.08); 0.2-0.5 "
-                  "keeps more of a 32px image."},
-    )  # fmt: skip
+        metadata={
+            "help": "Smallest area of the random resized crop (paper: Inception crop, 0.08); 0.2-0.5 "
+            "keeps more of a 32px image."
+        },
+    )
     horizontal_flip_p: float = field(default=0.5, metadata={"help": "Flip probability of the training view."})
     overwrite_output_dir: bool = field(
         default=False,
-        metadata={"help": "Replace the fine-tuning run already in --output_dir (its results, model and "
-                  "checkpoint-* folders are removed first)."},
-    )  # fmt: skip
+        metadata={
+            "help": "Replace the fine-tuning run already in --output_dir (its results, model and "
+            "checkpoint-* folders are removed first)."
+        },
+    )
 
     def __post_init__(self) -> None:
         check_paths(self, {"model_name_or_path": READ_DIR_OR_HUB, "dataset_name": READ_DIR_OR_HUB})
         subset = "a positive number of images (unset: the whole split)"
-        check_arguments(self, {
-            "init": (self.init in INITS, "simclr (the pretrained encoder) or random (the baseline)"),
-            "label_fraction": (0 < self.label_fraction <= 1, "in (0, 1], e.g. 0.01 or 0.1 (paper)"),
-            "subset_seed": (0 <= self.subset_seed < 2**32, "in [0, 2**32)"),
-            "max_train_samples": (self.max_train_samples is None or self.max_train_samples >= 1, subset),
-            "max_eval_samples": (self.max_eval_samples is None or self.max_eval_samples >= 1, subset),
-            "crop_scale_min": (0 < self.crop_scale_min <= 1, "in (0, 1], e.g. 0.08"),
-            "horizontal_flip_p": (0 <= self.horizontal_flip_p <= 1, "a probability in [0, 1]"),
-        })  # fmt: skip
+        check_arguments(
+            self,
+            {
+                "init": (self.init in INITS, "simclr (the pretrained encoder) or random (the baseline)"),
+                "label_fraction": (0 < self.label_fraction <= 1, "in (0, 1], e.g. 0.01 or 0.1 (paper)"),
+                "subset_seed": (0 <= self.subset_seed < 2**32, "in [0, 2**32)"),
+                "max_train_samples": (self.max_train_samples is None or self.max_train_samples >= 1, subset),
+                "max_eval_samples": (self.max_eval_samples is None or self.max_eval_samples >= 1, subset),
+                "crop_scale_min": (0 < self.crop_scale_min <= 1, "in (0, 1], e.g. 0.08"),
+                "horizontal_flip_p": (0 <= self.horizontal_flip_p <= 1, "a probability in [0, 1]"),
+            },
+        )
 
 
 def check_output_dir(output_dir: Path, overwrite: bool, resuming: bool, model_name_or_path: str) -> None:
@@ -153,8 +166,14 @@ def check_output_dir(output_dir: Path, overwrite: bool, resuming: bool, model_na
         )
     if not output_dir.is_dir() or resuming:
         return
-    run_files = {FINETUNE_RESULTS_FILE, CONFIG_FILE, IMAGE_PROCESSOR_FILE, TRAINING_ARGS_FILE, *WEIGHTS_FILES,
-                 *CODE_FILES}  # fmt: skip
+    run_files = {
+        FINETUNE_RESULTS_FILE,
+        CONFIG_FILE,
+        IMAGE_PROCESSOR_FILE,
+        TRAINING_ARGS_FILE,
+        *WEIGHTS_FILES,
+        *CODE_FILES,
+    }
     previous = sorted(
         path for path in output_dir.iterdir() if path.name in run_files or path.name.startswith("checkpoint-")
     )
@@ -196,11 +215,23 @@ def load_labeled_splits(args: FinetuneArguments) -> tuple[datasets.Dataset, data
     """The labeled fraction of the training split, the evaluation split, the class names, and the size
     of the training split the fraction was drawn from."""
     train_set, eval_set = (
-        load_image_dataset(args.dataset_name, args.dataset_config_name, getattr(args, flag), args.image_column,
-                           args.label_column, max_samples, args.dataset_revision, seed=args.subset_seed,
-                           require_labels=True, split_flag=flag)
-        for flag, max_samples in (("train_split", args.max_train_samples), ("eval_split", args.max_eval_samples))
-    )  # fmt: skip
+        load_image_dataset(
+            args.dataset_name,
+            args.dataset_config_name,
+            getattr(args, flag),
+            args.image_column,
+            args.label_column,
+            max_samples,
+            args.dataset_revision,
+            seed=args.subset_seed,
+            require_labels=True,
+            split_flag=flag,
+        )
+        for flag, max_samples in (
+            ("train_split", args.max_train_samples),
+            ("eval_split", args.max_eval_samples),
+        )
+    )
     labels = decode_labels(train_set)
     names = label_names(train_set, labels)
     subset = label_fraction_indices(labels, args.label_fraction, args.subset_seed, names)
@@ -258,10 +289,16 @@ def results_record(
     """What `finetune_results.json` holds (without the wall time): scores, data, hardware, arguments."""
     logits, labels = torch.as_tensor(prediction.predictions), torch.as_tensor(prediction.label_ids)
     per_class, confusion = classification_report_dict(logits, labels, names)
-    dataset = {"name": args.dataset_name, "config": args.dataset_config_name, "revision": args.dataset_revision,
-               "train_split": args.train_split, "eval_split": args.eval_split,
-               "max_train_samples": args.max_train_samples, "max_eval_samples": args.max_eval_samples,
-               "subset_seed": args.subset_seed}  # fmt: skip
+    dataset = {
+        "name": args.dataset_name,
+        "config": args.dataset_config_name,
+        "revision": args.dataset_revision,
+        "train_split": args.train_split,
+        "eval_split": args.eval_split,
+        "max_train_samples": args.max_train_samples,
+        "max_eval_samples": args.max_eval_samples,
+        "subset_seed": args.subset_seed,
+    }
     return {
         "init": args.init,
         "model_name_or_path": str(args.model_name_or_path),
@@ -359,8 +396,10 @@ def write_finetune_results(results: dict[str, Any], output_dir: str | Path) -> P
 
 # `scripts/finetune.py`: ours, then every option of transformers' `TrainingArguments`.
 FINETUNE = Command(
-    "finetune.py", (FinetuneArguments, TrainingArguments), "hf_simclr.finetuning:finetune",
+    "finetune.py",
+    (FinetuneArguments, TrainingArguments),
+    "hf_simclr.finetuning:finetune",
     report="hf_simclr.finetuning:describe_finetuning",
     interrupted="run the same command with --resume_from_checkpoint latest to continue from Trainer's last "
     "checkpoint (--save_strategy), or with --overwrite_output_dir to start afresh.",
-)  # fmt: skip
+)

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .arguments import UsageError
+from .arguments import UsageError, local_path
 from .folder_format import (
     CONFIG_FILE,
     IMAGE_PROCESSOR_FILE,
@@ -172,12 +172,10 @@ def resolve_model_file(
         The file's `Path`, or None when the folder or repository has no such file (or, offline, when
         the file is not in the cache).
     """
-    local = Path(model_name_or_path).expanduser()
-    if local.is_dir():
+    local = local_path(model_name_or_path)
+    if local is not None:  # a folder, or a local path that is not one (then no file of it exists)
         path = local / filename
         return path if path.is_file() else None
-    if local.is_absolute() or str(model_name_or_path).startswith((".", "~")) or local.exists():
-        return None  # a local path that is not a folder: never a Hub id
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, HFValidationError, LocalEntryNotFoundError
 

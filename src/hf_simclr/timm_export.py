@@ -46,8 +46,20 @@ if TYPE_CHECKING:
     from .transforms import AugmentationConfig
 
 # Fields of timm's pretrained_cfg that describe timm's own ImageNet weights, not these.
-_SOURCE_FIELDS = ("tag", "paper_ids", "paper_name", "origin_url", "notes", "test_input_size",
-                  "test_crop_pct", "pool_size", "hf_hub_id", "url", "file", "source")  # fmt: skip
+_SOURCE_FIELDS = (
+    "tag",
+    "paper_ids",
+    "paper_name",
+    "origin_url",
+    "notes",
+    "test_input_size",
+    "test_crop_pct",
+    "pool_size",
+    "hf_hub_id",
+    "url",
+    "file",
+    "source",
+)
 
 
 @dataclass
@@ -143,8 +155,13 @@ def export_timm(model_dir: str | Path, license: str = DEFAULT_LICENSE) -> Path:
         write_json_atomically(staging / CONFIG_FILE, timm_config)
 
     root_config = read_json(model_dir / CONFIG_FILE)
-    root_config.update({key: timm_config[key] for key in ("architecture", "num_features", "model_args")
-                        if key in timm_config})  # fmt: skip
+    root_config.update(
+        {
+            key: timm_config[key]
+            for key in ("architecture", "num_features", "model_args")
+            if key in timm_config
+        }
+    )
     root_config["pretrained_cfg"] = {
         **timm_config["pretrained_cfg"],
         "hf_hub_filename": f"{TIMM_SUBFOLDER}/{WEIGHTS_FILE}",

@@ -73,16 +73,19 @@ class BenchmarkArguments:
     def __post_init__(self) -> None:
         check_paths(self, {"output_json": WRITE_FILE, "dataset_name": READ_DIR_OR_HUB, "work_dir": WRITE_DIR})
         names = [case.name for case in TRAINING_CASES]
-        check_arguments(self, {
-            "mode": (self.mode in ("data", "training"), "data or training"),
-            "num_workers": (bool(self.num_workers) and min(self.num_workers) >= 0, "worker counts >= 0"),
-            "batch_size": (self.batch_size >= 1, "a positive integer"),
-            "cifar_batches": (self.cifar_batches >= 1, "a positive integer"),
-            "stl10_batches": (self.stl10_batches >= 1, "a positive integer"),
-            "stl10_samples": (self.stl10_samples >= 1, "a positive integer"),
-            "cases": (all(case in names for case in self.cases or []), f"some of {names}"),
-            "cpu_workers": (self.cpu_workers is None or self.cpu_workers >= 1, "a positive integer"),
-        })  # fmt: skip
+        check_arguments(
+            self,
+            {
+                "mode": (self.mode in ("data", "training"), "data or training"),
+                "num_workers": (bool(self.num_workers) and min(self.num_workers) >= 0, "worker counts >= 0"),
+                "batch_size": (self.batch_size >= 1, "a positive integer"),
+                "cifar_batches": (self.cifar_batches >= 1, "a positive integer"),
+                "stl10_batches": (self.stl10_batches >= 1, "a positive integer"),
+                "stl10_samples": (self.stl10_samples >= 1, "a positive integer"),
+                "cases": (all(case in names for case in self.cases or []), f"some of {names}"),
+                "cpu_workers": (self.cpu_workers is None or self.cpu_workers >= 1, "a positive integer"),
+            },
+        )
 
 
 # `scripts/benchmark.py`.

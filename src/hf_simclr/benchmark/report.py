@@ -42,9 +42,14 @@ def run_benchmark(args: BenchmarkArguments) -> dict:
 
 def _time_data(args: BenchmarkArguments) -> dict:
     results = benchmark_data_pipeline(
-        args.dataset_name, split=args.split, worker_counts=tuple(args.num_workers), batch_size=args.batch_size,
-        cifar_batches=args.cifar_batches, stl10_batches=args.stl10_batches, stl10_samples=args.stl10_samples,
-    )  # fmt: skip
+        args.dataset_name,
+        split=args.split,
+        worker_counts=tuple(args.num_workers),
+        batch_size=args.batch_size,
+        cifar_batches=args.cifar_batches,
+        stl10_batches=args.stl10_batches,
+        stl10_samples=args.stl10_samples,
+    )
     for result in results:
         print(
             f"{result.case:<38} workers={result.num_workers}  "

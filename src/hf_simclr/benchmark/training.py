@@ -112,12 +112,26 @@ def pipeline_views_per_s(
 
     pretrain(
         ModelArguments(backbone=case.backbone),
-        DataArguments(dataset_name=dataset_dir, preset=case.preset, augment_on=augment_on,
-                      dataloader_num_workers=num_workers, eval_split=None),
-        PretrainingArguments(output_dir=output_dir, max_steps=steps, per_device_train_batch_size=case.batch_size,
-                             optimizer="sgd", logging_steps=log_every, report_to="none", knn_every_epochs=0,
-                             checkpointing_steps=str(10**9), warmup_epochs=0, torch_compile=compile_model),
-    )  # fmt: skip
+        DataArguments(
+            dataset_name=dataset_dir,
+            preset=case.preset,
+            augment_on=augment_on,
+            dataloader_num_workers=num_workers,
+            eval_split=None,
+        ),
+        PretrainingArguments(
+            output_dir=output_dir,
+            max_steps=steps,
+            per_device_train_batch_size=case.batch_size,
+            optimizer="sgd",
+            logging_steps=log_every,
+            report_to="none",
+            knn_every_epochs=0,
+            checkpointing_steps=str(10**9),
+            warmup_epochs=0,
+            torch_compile=compile_model,
+        ),
+    )
     with open(os.path.join(output_dir, LOG_HISTORY_FILE)) as handle:
         records = [json.loads(line) for line in handle if '"images_per_second"' in line]
     steady = records[1:]

@@ -104,25 +104,45 @@ class LinearProbeArguments:
     )
 
     def __post_init__(self) -> None:
-        check_paths(self, {"model_name_or_path": READ_DIR_OR_HUB, "dataset_name": READ_DIR_OR_HUB,
-                           "output_dir": WRITE_DIR, "decoded_cache_dir": WRITE_DIR})  # fmt: skip
+        check_paths(
+            self,
+            {
+                "model_name_or_path": READ_DIR_OR_HUB,
+                "dataset_name": READ_DIR_OR_HUB,
+                "output_dir": WRITE_DIR,
+                "decoded_cache_dir": WRITE_DIR,
+            },
+        )
         subset = "a positive number of images (unset: the whole split)"
-        check_arguments(self, {
-            "features": (self.features in FEATURE_CHOICES, "h, z or both"),
-            "max_train_samples": (self.max_train_samples is None or self.max_train_samples >= 1, subset),
-            "max_eval_samples": (self.max_eval_samples is None or self.max_eval_samples >= 1, subset),
-            "seed": (0 <= self.seed < 2**32, "in [0, 2**32)"),
-            "batch_size": (self.batch_size >= 1, "a positive integer"),
-            "knn_k": (bool(self.knn_k) and all(k >= 1 for k in self.knn_k), "one or more positive integers"),
-            "label_fractions": (all(0 < f <= 1 for f in self.label_fractions),
-                                "fractions in (0, 1], e.g. 0.01 0.1 (none: no label-fraction probes)"),
-            "weight_decays": (bool(self.weight_decays) and all(math.isfinite(wd) and wd >= 0 for wd in self.weight_decays),
-                              "one or more values >= 0"),
-            "holdout_fraction": (0 < self.holdout_fraction < 1, "in (0, 1), e.g. 0.1"),
-            "max_iter": (self.max_iter >= 1, "a positive integer"),
-            "device": (self.device is None or re.fullmatch(r"cpu|cuda(:\d+)?|mps", self.device) is not None,
-                       "cpu, cuda, cuda:N or mps (unset: cuda when available)"),
-        })  # fmt: skip
+        check_arguments(
+            self,
+            {
+                "features": (self.features in FEATURE_CHOICES, "h, z or both"),
+                "max_train_samples": (self.max_train_samples is None or self.max_train_samples >= 1, subset),
+                "max_eval_samples": (self.max_eval_samples is None or self.max_eval_samples >= 1, subset),
+                "seed": (0 <= self.seed < 2**32, "in [0, 2**32)"),
+                "batch_size": (self.batch_size >= 1, "a positive integer"),
+                "knn_k": (
+                    bool(self.knn_k) and all(k >= 1 for k in self.knn_k),
+                    "one or more positive integers",
+                ),
+                "label_fractions": (
+                    all(0 < f <= 1 for f in self.label_fractions),
+                    "fractions in (0, 1], e.g. 0.01 0.1 (none: no label-fraction probes)",
+                ),
+                "weight_decays": (
+                    bool(self.weight_decays)
+                    and all(math.isfinite(wd) and wd >= 0 for wd in self.weight_decays),
+                    "one or more values >= 0",
+                ),
+                "holdout_fraction": (0 < self.holdout_fraction < 1, "in (0, 1), e.g. 0.1"),
+                "max_iter": (self.max_iter >= 1, "a positive integer"),
+                "device": (
+                    self.device is None or re.fullmatch(r"cpu|cuda(:\d+)?|mps", self.device) is not None,
+                    "cpu, cuda, cuda:N or mps (unset: cuda when available)",
+                ),
+            },
+        )
         if self.output_dir is None and not Path(self.model_name_or_path).is_dir():
             raise UsageError(
                 f"--model_name_or_path {self.model_name_or_path} is a Hub id: pass --output_dir."
@@ -150,12 +170,16 @@ class SnapshotArguments:
 
 # `scripts/linear_probe.py` and `scripts/snapshot_curve.py`.
 LINEAR_PROBE = Command(
-    "linear_probe.py", (LinearProbeArguments,), "hf_simclr.evaluation.probe:run_linear_probe",
+    "linear_probe.py",
+    (LinearProbeArguments,),
+    "hf_simclr.evaluation.probe:run_linear_probe",
     report="hf_simclr.reports.tables:format_results_table",
     interrupted="features already extracted are cached (feature_cache/): run the same command again.",
-)  # fmt: skip
+)
 SNAPSHOT_CURVE = Command(
-    "snapshot_curve.py", (LinearProbeArguments, SnapshotArguments), "hf_simclr.evaluation.snapshots:snapshot_curve",
+    "snapshot_curve.py",
+    (LinearProbeArguments, SnapshotArguments),
+    "hf_simclr.evaluation.snapshots:snapshot_curve",
     report="hf_simclr.reports.tables:format_snapshot_rows",
     interrupted="features already extracted are cached (feature_cache/): run the same command again.",
-)  # fmt: skip
+)

@@ -81,9 +81,14 @@ def run_linear_probe(args: LinearProbeArguments) -> dict[str, Any]:
         metrics, probes = {}, {}
         for name in wanted:
             metrics[name], probes[name] = evaluate_representations(
-                features["train"][name], features["train"]["y"], features["eval"][name], features["eval"]["y"],
-                len(names), **probe_options(args, device), progress=f"linear probe on {name}",
-            )  # fmt: skip
+                features["train"][name],
+                features["train"]["y"],
+                features["eval"][name],
+                features["eval"]["y"],
+                len(names),
+                **probe_options(args, device),
+                progress=f"linear probe on {name}",
+            )
     results = results_record(args, model, splits, names, metrics, device)
     results["z_skipped"] = z_skipped
     if "h" in wanted:
@@ -146,10 +151,19 @@ def steps_on_h(
     if args.plots:
         with timer("plots"):
             results["plots"] = write_probe_plots(
-                output_dir, args.model_name_or_path, splits["train"].dataset, splits["eval"].dataset,
-                features["train"]["h"], evaluation["h"], evaluation["y"], names, results["confusion_matrix"],
-                seed=args.seed, model_revision=args.model_revision, train_y=features["train"]["y"],
-            )  # fmt: skip
+                output_dir,
+                args.model_name_or_path,
+                splits["train"].dataset,
+                splits["eval"].dataset,
+                features["train"]["h"],
+                evaluation["h"],
+                evaluation["y"],
+                names,
+                results["confusion_matrix"],
+                seed=args.seed,
+                model_revision=args.model_revision,
+                train_y=features["train"]["y"],
+            )
     return results
 
 
@@ -271,7 +285,7 @@ def load_labeled_splits(args: LinearProbeArguments, view: AugmentationConfig) ->
             seed=args.seed,
             require_labels=True,
             split_flag=flag,
-        )  # fmt: skip
+        )
         for name, flag, max_samples in (
             ("train", "train_split", args.max_train_samples),
             ("eval", "eval_split", args.max_eval_samples),
@@ -307,7 +321,7 @@ def split_features(
             projection_head=projection_head and encoder is None,
             encoder=encoder,
             progress=f"features ({tag}, {name})",
-        )  # fmt: skip
+        )
         for name, split in splits.items()
     }
 
@@ -329,10 +343,15 @@ def probe_label_fractions(
     results = {}
     for fraction, subset in subsets.items():
         probe = fit_linear_probe(
-            train["h"][subset].to(device), train["y"][subset].to(device), num_classes,
-            args.weight_decays, args.holdout_fraction, args.seed, args.max_iter,
+            train["h"][subset].to(device),
+            train["y"][subset].to(device),
+            num_classes,
+            args.weight_decays,
+            args.holdout_fraction,
+            args.seed,
+            args.max_iter,
             progress=f"linear probe on {100 * fraction:g}% of the labels",
-        )  # fmt: skip
+        )
         metrics = probe_metrics(probe, evaluation["h"].to(device), evaluation["y"].to(device))
         results[f"{fraction:g}"] = {**metrics, "num_train_samples": len(subset)}
     return results, {f"{fraction:g}": reason for fraction, reason in skipped.items()}
@@ -352,14 +371,25 @@ def random_init_baseline(
         random_encoder = SimCLRModel(model.config).eval()
     features = split_features(args, model, splits, cache_dir, "random_init", device, encoder=random_encoder)
     metrics, _ = evaluate_representations(
-        features["train"]["h"], features["train"]["y"], features["eval"]["h"], features["eval"]["y"],
-        num_classes, **probe_options(args, device), progress="random-init baseline: linear probe",
-    )  # fmt: skip
+        features["train"]["h"],
+        features["train"]["y"],
+        features["eval"]["h"],
+        features["eval"]["y"],
+        num_classes,
+        **probe_options(args, device),
+        progress="random-init baseline: linear probe",
+    )
     return {
         key: metrics[key] for key in ("linear_top1", "linear_top3", "linear_top5", "knn_top1", "weight_decay")
     }
 
 
 def probe_options(args: LinearProbeArguments, device: torch.device) -> dict[str, Any]:
-    return dict(knn_k=args.knn_k, weight_decays=args.weight_decays, holdout_fraction=args.holdout_fraction,
-                seed=args.seed, max_iter=args.max_iter, device=device)  # fmt: skip
+    return dict(
+        knn_k=args.knn_k,
+        weight_decays=args.weight_decays,
+        holdout_fraction=args.holdout_fraction,
+        seed=args.seed,
+        max_iter=args.max_iter,
+        device=device,
+    )

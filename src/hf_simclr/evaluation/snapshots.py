@@ -105,9 +105,14 @@ def run_snapshot_curve(
         )
         train, evaluation = features["train"], features["eval"]
         metrics, probe = evaluate_representations(
-            train["h"], train["y"], evaluation["h"], evaluation["y"], len(names), **probe_options(args, device),
+            train["h"],
+            train["y"],
+            evaluation["h"],
+            evaluation["y"],
+            len(names),
+            **probe_options(args, device),
             progress=f"epoch {epoch}: linear probe",
-        )  # fmt: skip
+        )
         rows.append({"epoch": epoch, **{key: metrics[key] for key in CURVE_METRICS}, "snapshot": str(folder)})
         panels.append((f"epoch {epoch}", evaluation["h"]))
         last = (probe, evaluation)

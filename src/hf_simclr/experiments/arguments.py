@@ -47,18 +47,34 @@ class ExperimentArguments:
     summary_only: bool = field(default=False, metadata={"help": "Rewrite the table from the results only."})
 
     def __post_init__(self) -> None:
-        check_paths(self, {"grid": READ_FILE, "results_dir": WRITE_DIR, "work_dir": WRITE_DIR,
-                           "dataset_name": READ_DIR_OR_HUB, "table": WRITE_FILE})  # fmt: skip
+        check_paths(
+            self,
+            {
+                "grid": READ_FILE,
+                "results_dir": WRITE_DIR,
+                "work_dir": WRITE_DIR,
+                "dataset_name": READ_DIR_OR_HUB,
+                "table": WRITE_FILE,
+            },
+        )
         malformed = [item for item in self.override if "=" not in item or item.startswith("=")]
-        check_arguments(self, {
-            "override": (not malformed, f"KEY=VALUE items, e.g. num_train_epochs=1 (not {malformed[:1]})"),
-            "time_budget_minutes": (positive(self.time_budget_minutes), "> 0 minutes (unset: no budget)"),
-        })  # fmt: skip
+        check_arguments(
+            self,
+            {
+                "override": (
+                    not malformed,
+                    f"KEY=VALUE items, e.g. num_train_epochs=1 (not {malformed[:1]})",
+                ),
+                "time_budget_minutes": (positive(self.time_budget_minutes), "> 0 minutes (unset: no budget)"),
+            },
+        )
 
 
 # `scripts/run_experiments.py`: the grid file first (or `--grid`), then flags.
 RUN_EXPERIMENTS = Command(
-    "run_experiments.py", (ExperimentArguments,), "hf_simclr.experiments.runner:run_experiments",
+    "run_experiments.py",
+    (ExperimentArguments,),
+    "hf_simclr.experiments.runner:run_experiments",
     first_positional="grid",
     interrupted="finished variants are kept in --results_dir: run the same command again to continue the grid.",
-)  # fmt: skip
+)

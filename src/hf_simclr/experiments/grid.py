@@ -32,8 +32,16 @@ from ..evaluation.arguments import LinearProbeArguments
 from ..pretraining.arguments import PRETRAINING_ARGUMENTS, DataArguments, ModelArguments, PretrainingArguments
 
 # Pretraining arguments that also set the evaluation's data, unless the grid's `evaluation` sets them.
-SHARED_DATA_ARGUMENTS = ("dataset_name", "dataset_config_name", "dataset_revision", "max_train_samples",
-                         "max_eval_samples", "image_column", "label_column", "eval_split")  # fmt: skip
+SHARED_DATA_ARGUMENTS = (
+    "dataset_name",
+    "dataset_config_name",
+    "dataset_revision",
+    "max_train_samples",
+    "max_eval_samples",
+    "image_column",
+    "label_column",
+    "eval_split",
+)
 # Where a run happens, not what it is: left out when deciding whether stored results match a variant.
 LOCATION_ARGUMENTS = ("dataset_name", "output_dir", "decoded_cache_dir", "model_name_or_path")
 
@@ -84,16 +92,20 @@ def load_grid(path: str | Path) -> Grid:
     spec = yaml.safe_load(path.read_text()) or {}
     unknown = sorted(set(spec) - {"base", "overrides", "evaluation", "variants", "sections", "spread"})
     if unknown:
-        raise UsageError(f"{path}: unknown keys {unknown}; a grid has base, overrides, evaluation, variants, "
-                         f"sections, spread.")  # fmt: skip
+        raise UsageError(
+            f"{path}: unknown keys {unknown}; a grid has base, overrides, evaluation, variants, "
+            f"sections, spread."
+        )
     if "base" not in spec or not spec.get("variants"):
         raise UsageError(f"{path}: a grid needs `base` (a recipe file) and at least one entry in `variants`.")
     base = Path(spec["base"])
     if not base.is_file() and (path.parent / base).is_file():
         base = Path(os.path.normpath(path.parent / base))
     if not base.is_file():
-        raise UsageError(f"{path}: base recipe {spec['base']} not found (relative to the working directory or "
-                         f"to the grid file).")  # fmt: skip
+        raise UsageError(
+            f"{path}: base recipe {spec['base']} not found (relative to the working directory or "
+            f"to the grid file)."
+        )
     variants = {str(name): dict(overrides or {}) for name, overrides in spec["variants"].items()}
     for name in variants:
         if not name or name.startswith(".") or "/" in name or name != name.strip():
@@ -105,13 +117,22 @@ def load_grid(path: str | Path) -> Grid:
     for section in sections:
         missing = [name for name in section.variants if name not in variants]
         if missing:
-            raise UsageError(f"{path}: section {section.title!r} names unknown variants {missing}; "
-                             f"variants are {list(variants)}.")  # fmt: skip
+            raise UsageError(
+                f"{path}: section {section.title!r} names unknown variants {missing}; "
+                f"variants are {list(variants)}."
+            )
     spread = list(spec.get("spread") or [])
     if spread and (len(spread) != 2 or any(name not in variants for name in spread)):
         raise UsageError(f"{path}: spread must name two variants (two seeds of one recipe); got {spread}.")
-    grid = Grid(path, base, dict(spec.get("overrides") or {}), dict(spec.get("evaluation") or {}), variants,
-                sections, spread)  # fmt: skip
+    grid = Grid(
+        path,
+        base,
+        dict(spec.get("overrides") or {}),
+        dict(spec.get("evaluation") or {}),
+        variants,
+        sections,
+        spread,
+    )
     for name in variants:  # parse every variant now: a typo fails here, not after hours of the grid
         variant_arguments(grid, name, {}, Path("unused"), Path("unused"))
     return grid
@@ -192,8 +213,10 @@ def variant_arguments(
     for source, settings in sources.items():
         unknown = sorted(set(settings) - pretraining_fields)
         if unknown:
-            raise UsageError(f"{source} sets {unknown}, which scripts/pretrain.py does not take (see "
-                             f"`python scripts/pretrain.py --help` for its settings).")  # fmt: skip
+            raise UsageError(
+                f"{source} sets {unknown}, which scripts/pretrain.py does not take (see "
+                f"`python scripts/pretrain.py --help` for its settings)."
+            )
     argv = recipe_arguments(str(grid.base)) + _as_argv(overrides)
     argv += ["--output_dir", str(work_dir / name), "--decoded_cache_dir", str(cache_dir)]
     shown = "; ".join(f"{source} {settings}" for source, settings in sources.items() if settings)

@@ -154,8 +154,10 @@ def run_grid(
         if time_budget_minutes is not None and estimate is not None:
             if time.time() - started + estimate > 60 * time_budget_minutes:
                 report.not_started = [n for n in names if n not in report.skipped and n not in report.ran]
-                print(f"[runner] stopping: {report.not_started} would not finish within {time_budget_minutes} "
-                      f"minutes (next one estimated at {estimate:.0f} s); rerun to continue.")  # fmt: skip
+                print(
+                    f"[runner] stopping: {report.not_started} would not finish within {time_budget_minutes} "
+                    f"minutes (next one estimated at {estimate:.0f} s); rerun to continue."
+                )
                 break
         history.append(run_variant(grid, name, arguments, results_dir, work_dir, command_line, command))
         report.ran.append(name)
@@ -196,8 +198,15 @@ def run_variant(
 
 def reproduce_command(grid: Grid, name: str, command_line: dict[str, Any], results_dir: Path) -> str:
     """The command that reruns one row of the table (after its folder in `results_dir` is removed)."""
-    parts = ["python", "scripts/run_experiments.py", grid.path.as_posix(), "--variants", name,
-             "--results_dir", results_dir.as_posix()]  # fmt: skip
+    parts = [
+        "python",
+        "scripts/run_experiments.py",
+        grid.path.as_posix(),
+        "--variants",
+        name,
+        "--results_dir",
+        results_dir.as_posix(),
+    ]
     for key, value in command_line.items():
         parts += ["--override", f"{key}={argument_text(value)}"]
     return shlex.join(parts)
@@ -253,9 +262,15 @@ def run_experiments(args: ExperimentArguments) -> RunReport | None:
     if args.dataset_name:
         overrides["dataset_name"] = args.dataset_name
     report = run_grid(
-        grid, args.results_dir, args.work_dir, overrides, args.variants, args.time_budget_minutes,
-        command=command_string(), table=args.table,
-    )  # fmt: skip
+        grid,
+        args.results_dir,
+        args.work_dir,
+        overrides,
+        args.variants,
+        args.time_budget_minutes,
+        command=command_string(),
+        table=args.table,
+    )
     print(f"ran {report.ran}; skipped (results exist) {report.skipped}; not started {report.not_started}")
     print(f"table: {args.table or f'{args.results_dir}/{SUMMARY_MARKDOWN}'}")
     return report

@@ -91,8 +91,13 @@ def write_summary(
     }
     markdown = render_summary(grid, rows, spread, results_dir)
     for path in [results_dir / SUMMARY_MARKDOWN] + ([Path(table)] if table else []):
-        write_generated_text(path, markdown, "pass another --table" if path != results_dir / SUMMARY_MARKDOWN
-                             else "pass another --results_dir")  # fmt: skip
+        write_generated_text(
+            path,
+            markdown,
+            "pass another --table"
+            if path != results_dir / SUMMARY_MARKDOWN
+            else "pass another --results_dir",
+        )
     write_text_atomically(results_dir / SUMMARY_JSON, json.dumps(summary, indent=2) + "\n")
     return list(rows.values())
 
@@ -137,15 +142,27 @@ def render_summary(
     ]
     base = rows[grid.spread[0]] if grid.spread else None
     if spread is not None:
-        shown = ", ".join(f"{title} {100 * spread[f'h:{metric}']:.2f}" for title, representation, metric in columns
-                          if representation == "h" and f"h:{metric}" in spread)  # fmt: skip
+        shown = ", ".join(
+            f"{title} {100 * spread[f'h:{metric}']:.2f}"
+            for title, representation, metric in columns
+            if representation == "h" and f"h:{metric}" in spread
+        )
         lines += [
             f"Run-to-run spread (`{grid.spread[0]}` vs `{grid.spread[1]}`: the same recipe, another seed): {shown} "
             f"points. A result on h that differs from `{grid.spread[0]}` by more than that spread is marked *.",
             "",
         ]
-    header = ["variant", "changed settings", *(title for title, _, _ in columns), "epochs", "pretraining (s)",
-              "evaluation (s)", "device", "date", "reproduce"]  # fmt: skip
+    header = [
+        "variant",
+        "changed settings",
+        *(title for title, _, _ in columns),
+        "epochs",
+        "pretraining (s)",
+        "evaluation (s)",
+        "device",
+        "date",
+        "reproduce",
+    ]
     align = ["---", "---", *("---:" for _ in columns), "---:", "---:", "---:", "---", "---", "---"]
     for section in grid.sections:
         lines += [f"## {section.title}", ""]
@@ -179,8 +196,14 @@ def _table_row(
         return text
 
     cells = [
-        row["variant"], _changed(row["changed"]), *(metric(rep, name) for _, rep, name in columns),
-        f"{row['epochs']:g}", f"{row['pretrain_seconds']:.0f}", f"{row['evaluation_seconds']:.0f}", row["device"],
-        row["date"], f"`{row['reproduce']}`",
-    ]  # fmt: skip
+        row["variant"],
+        _changed(row["changed"]),
+        *(metric(rep, name) for _, rep, name in columns),
+        f"{row['epochs']:g}",
+        f"{row['pretrain_seconds']:.0f}",
+        f"{row['evaluation_seconds']:.0f}",
+        row["device"],
+        row["date"],
+        f"`{row['reproduce']}`",
+    ]
     return "| " + " | ".join(str(cell) for cell in cells) + " |"

@@ -70,10 +70,15 @@ class ModelArguments:
 
     def __post_init__(self) -> None:
         check_path("model_name_or_path", self.model_name_or_path, READ_DIR_OR_HUB)
-        check_arguments(self, {
-            "backbone_kwargs": (self.backbone_kwargs_dict() is not None,
-                                """a JSON dict, e.g. '{"drop_path_rate": 0.1}'"""),
-        })  # fmt: skip
+        check_arguments(
+            self,
+            {
+                "backbone_kwargs": (
+                    self.backbone_kwargs_dict() is not None,
+                    """a JSON dict, e.g. '{"drop_path_rate": 0.1}'""",
+                ),
+            },
+        )
 
     def check(self) -> None:
         """The checks that build the config (torch): every `SimCLRConfig` value, the backbone's name."""
@@ -172,21 +177,35 @@ class DataArguments:
         probability = "a probability in [0, 1] (unset: the preset's)"
         scale = "in (0, 1] (unset: the preset's)"
         check_paths(self, {"dataset_name": READ_DIR_OR_HUB, "decoded_cache_dir": WRITE_DIR})
-        check_arguments(self, {
-            "max_train_samples": (self.max_train_samples is None or self.max_train_samples >= 1, subset),
-            "max_eval_samples": (self.max_eval_samples is None or self.max_eval_samples >= 1, subset),
-            "image_size": (self.image_size is None or self.image_size >= 8, "at least 8 pixels (unset: the preset's)"),
-            "crop_scale_min": (self.crop_scale_min is None or 0 < self.crop_scale_min <= 1, scale),
-            "crop_scale_max": (self.crop_scale_max is None or 0 < self.crop_scale_max <= 1, scale),
-            "horizontal_flip_p": (self.horizontal_flip_p is None or 0 <= self.horizontal_flip_p <= 1, probability),
-            "color_jitter_strength": (self.color_jitter_strength is None or 0 <= self.color_jitter_strength <= 2.5,
-                                      "in [0, 2.5] (hue jitter 0.2 x s must stay <= 0.5)"),
-            "color_jitter_p": (self.color_jitter_p is None or 0 <= self.color_jitter_p <= 1, probability),
-            "grayscale_p": (self.grayscale_p is None or 0 <= self.grayscale_p <= 1, probability),
-            "blur_p": (self.blur_p is None or 0 <= self.blur_p <= 1, probability),
-            "augment_on": (self.augment_on in ("auto", "gpu", "cpu"), "gpu, cpu or auto"),
-            "dataloader_num_workers": (self.dataloader_num_workers >= 0, ">= 0 (0: decode in the main process)"),
-        })  # fmt: skip
+        check_arguments(
+            self,
+            {
+                "max_train_samples": (self.max_train_samples is None or self.max_train_samples >= 1, subset),
+                "max_eval_samples": (self.max_eval_samples is None or self.max_eval_samples >= 1, subset),
+                "image_size": (
+                    self.image_size is None or self.image_size >= 8,
+                    "at least 8 pixels (unset: the preset's)",
+                ),
+                "crop_scale_min": (self.crop_scale_min is None or 0 < self.crop_scale_min <= 1, scale),
+                "crop_scale_max": (self.crop_scale_max is None or 0 < self.crop_scale_max <= 1, scale),
+                "horizontal_flip_p": (
+                    self.horizontal_flip_p is None or 0 <= self.horizontal_flip_p <= 1,
+                    probability,
+                ),
+                "color_jitter_strength": (
+                    self.color_jitter_strength is None or 0 <= self.color_jitter_strength <= 2.5,
+                    "in [0, 2.5] (hue jitter 0.2 x s must stay <= 0.5)",
+                ),
+                "color_jitter_p": (self.color_jitter_p is None or 0 <= self.color_jitter_p <= 1, probability),
+                "grayscale_p": (self.grayscale_p is None or 0 <= self.grayscale_p <= 1, probability),
+                "blur_p": (self.blur_p is None or 0 <= self.blur_p <= 1, probability),
+                "augment_on": (self.augment_on in ("auto", "gpu", "cpu"), "gpu, cpu or auto"),
+                "dataloader_num_workers": (
+                    self.dataloader_num_workers >= 0,
+                    ">= 0 (0: decode in the main process)",
+                ),
+            },
+        )
 
     def check(self) -> None:
         """The checks that build the augmentation (torch): the preset with every override."""
@@ -200,10 +219,17 @@ class DataArguments:
         from ..data import load_image_dataset
 
         return load_image_dataset(
-            self.dataset_name, self.dataset_config_name, getattr(self, split_flag), self.image_column,
-            self.label_column, max_samples, self.dataset_revision, seed=seed, require_labels=require_labels,
+            self.dataset_name,
+            self.dataset_config_name,
+            getattr(self, split_flag),
+            self.image_column,
+            self.label_column,
+            max_samples,
+            self.dataset_revision,
+            seed=seed,
+            require_labels=require_labels,
             split_flag=split_flag,
-        )  # fmt: skip
+        )
 
     def augmentation(self) -> AugmentationConfig:
         """The recipe: the preset with every override set here.
@@ -240,14 +266,18 @@ class PretrainingArguments:
 
     output_dir: str | None = field(
         default=None,
-        metadata={"help": "Model folder, checkpoints/ and logs are written here; default: "
-                  "runs/simclr-<dataset>-<backbone>, e.g. runs/simclr-cifar10-resnet18."},
-    )  # fmt: skip
+        metadata={
+            "help": "Model folder, checkpoints/ and logs are written here; default: "
+            "runs/simclr-<dataset>-<backbone>, e.g. runs/simclr-cifar10-resnet18."
+        },
+    )
     overwrite_output_dir: bool = field(
         default=False,
-        metadata={"help": "Start afresh in an --output_dir that holds another run: its checkpoints, model, "
-                  "logs and probe results are deleted first. Without it, such a folder is refused."},
-    )  # fmt: skip
+        metadata={
+            "help": "Start afresh in an --output_dir that holds another run: its checkpoints, model, "
+            "logs and probe results are deleted first. Without it, such a folder is refused."
+        },
+    )
     num_train_epochs: float = field(default=100, metadata={"help": "Epochs (paper: 100-1000; longer helps)."})
     max_steps: int = field(default=-1, metadata={"help": "If > 0, train this many steps, ignoring epochs."})
     per_device_train_batch_size: int = field(
@@ -257,9 +287,11 @@ class PretrainingArguments:
     optimizer: str = field(default="lars", metadata={"help": "lars (paper), sgd or adamw."})
     learning_rate: float | None = field(
         default=None,
-        metadata={"help": "Base LR for a global batch of 256: lr = learning_rate * global_batch / 256. "
-                  "Default: 0.3 for LARS (paper), 0.06 for SGD, 1e-3 for AdamW."},
-    )  # fmt: skip
+        metadata={
+            "help": "Base LR for a global batch of 256: lr = learning_rate * global_batch / 256. "
+            "Default: 0.3 for LARS (paper), 0.06 for SGD, 1e-3 for AdamW."
+        },
+    )
     weight_decay: float | None = field(
         default=None,
         metadata={"help": "Default: 1e-6 LARS (paper), 5e-4 SGD, 1e-4 AdamW. Never on biases/norms."},
@@ -272,9 +304,11 @@ class PretrainingArguments:
     mixed_precision: str = field(default="auto", metadata={"help": "no, bf16, fp16, or auto (bf16 on GPU)."})
     torch_compile: bool | None = field(
         default=None,
-        metadata={"help": "torch.compile the model and the GPU views (faster after a ~1 min compile); default: "
-                  "on with CUDA, off on CPU (where the first step would take minutes)."},
-    )  # fmt: skip
+        metadata={
+            "help": "torch.compile the model and the GPU views (faster after a ~1 min compile); default: "
+            "on with CUDA, off on CPU (where the first step would take minutes)."
+        },
+    )
     sync_batchnorm: bool = field(default=True, metadata={"help": "SyncBatchNorm with >1 GPU process."})
     logging_steps: int = field(default=50, metadata={"help": "Log (and sync with the device) every N steps."})
     checkpointing_steps: str = field(
@@ -296,51 +330,91 @@ class PretrainingArguments:
     )
     push_to_hub: bool = field(
         default=False,
-        metadata={"help": "Upload the final folder to --hub_model_id; run linear_probe.py and push_to_hub.py "
-                  "afterwards to add results.json and the model card."},
-    )  # fmt: skip
+        metadata={
+            "help": "Upload the final folder to --hub_model_id; run linear_probe.py and push_to_hub.py "
+            "afterwards to add results.json and the model card."
+        },
+    )
     hub_model_id: str | None = field(
         default=None, metadata={"help": "Hub repo, e.g. org/simclr-resnet18-stl10."}
     )
     hub_private_repo: bool = field(default=False, metadata={"help": "Create the Hub repo as private."})
     snapshot_epochs: str | None = field(
         default=None,
-        metadata={"help": "Comma-separated epochs, e.g. 1,25,50,100: keep the encoder (weights + config, an "
-                  "AutoModel folder, not a resumable checkpoint) in <output_dir>/snapshots/epoch_N, never "
-                  "pruned; for studying how the representation matures."},
-    )  # fmt: skip
+        metadata={
+            "help": "Comma-separated epochs, e.g. 1,25,50,100: keep the encoder (weights + config, an "
+            "AutoModel folder, not a resumable checkpoint) in <output_dir>/snapshots/epoch_N, never "
+            "pruned; for studying how the representation matures."
+        },
+    )
 
     def __post_init__(self) -> None:
-        check_arguments(self, {
-            "optimizer": (self.optimizer in OPTIMIZER_DEFAULTS, f"one of {', '.join(OPTIMIZER_DEFAULTS)}"),
-            "mixed_precision": (self.mixed_precision in ("auto", "no", "bf16", "fp16"), "no, bf16, fp16 or auto"),
-            "report_to": (self.report_to in ("all", "none", *TRACKERS), f"all, none or one of {', '.join(TRACKERS)}"),
-        })  # fmt: skip
+        check_arguments(
+            self,
+            {
+                "optimizer": (
+                    self.optimizer in OPTIMIZER_DEFAULTS,
+                    f"one of {', '.join(OPTIMIZER_DEFAULTS)}",
+                ),
+                "mixed_precision": (
+                    self.mixed_precision in ("auto", "no", "bf16", "fp16"),
+                    "no, bf16, fp16 or auto",
+                ),
+                "report_to": (
+                    self.report_to in ("all", "none", *TRACKERS),
+                    f"all, none or one of {', '.join(TRACKERS)}",
+                ),
+            },
+        )
         defaults = OPTIMIZER_DEFAULTS[self.optimizer]
         if self.learning_rate is None:
             self.learning_rate = defaults["learning_rate"]
         if self.weight_decay is None:
             self.weight_decay = defaults["weight_decay"]
+        check_arguments(self, self._bounds())
+        self._check_run_folder_and_hub()
+        self.snapshot_epochs = parse_snapshot_epochs(self.snapshot_epochs)
+        if self.max_steps <= 0:  # with --max_steps the last epoch is known once the data is loaded
+            check_snapshot_epochs(self.snapshot_epochs, math.floor(self.num_train_epochs))
+
+    def _bounds(self) -> dict[str, tuple[bool, str]]:
+        """Each numeric setting's range: (whether the value is in it, the range as the message says it)."""
         finite, every = math.isfinite, self.checkpointing_steps
-        check_arguments(self, {
-            "num_train_epochs": ((finite(self.num_train_epochs) and self.num_train_epochs > 0) or self.max_steps > 0,
-                                 "> 0 (or give --max_steps)"),
-            "max_steps": (self.max_steps == -1 or self.max_steps > 0,
-                          "a positive number of steps, or -1 to train for --num_train_epochs"),
+        return {
+            "num_train_epochs": (
+                (finite(self.num_train_epochs) and self.num_train_epochs > 0) or self.max_steps > 0,
+                "> 0 (or give --max_steps)",
+            ),
+            "max_steps": (
+                self.max_steps == -1 or self.max_steps > 0,
+                "a positive number of steps, or -1 to train for --num_train_epochs",
+            ),
             "per_device_train_batch_size": (self.per_device_train_batch_size >= 1, "a positive integer"),
-            "learning_rate": (finite(self.learning_rate) and self.learning_rate > 0,
-                              "> 0 (the base rate for a global batch of 256)"),
+            "learning_rate": (
+                finite(self.learning_rate) and self.learning_rate > 0,
+                "> 0 (the base rate for a global batch of 256)",
+            ),
             "weight_decay": (finite(self.weight_decay) and self.weight_decay >= 0, ">= 0"),
             "momentum": (0 <= self.momentum < 1, "in [0, 1), e.g. 0.9"),
-            "warmup_epochs": (finite(self.warmup_epochs) and self.warmup_epochs >= 0, ">= 0 (0: no warmup)"),
+            "warmup_epochs": (
+                finite(self.warmup_epochs) and self.warmup_epochs >= 0,
+                ">= 0 (0: no warmup)",
+            ),
             "seed": (0 <= self.seed < 2**32, "in [0, 2**32)"),
             "logging_steps": (self.logging_steps >= 1, "a positive integer"),
-            "checkpointing_steps": (every in ("epoch", "none") or (every.isdigit() and int(every) > 0),
-                                    "a positive integer, 'epoch' or 'none'"),
-            "checkpoints_total_limit": (self.checkpoints_total_limit >= 0, ">= 0 (0: keep every checkpoint)"),
+            "checkpointing_steps": (
+                every in ("epoch", "none") or (every.isdigit() and int(every) > 0),
+                "a positive integer, 'epoch' or 'none'",
+            ),
+            "checkpoints_total_limit": (
+                self.checkpoints_total_limit >= 0,
+                ">= 0 (0: keep every checkpoint)",
+            ),
             "knn_every_epochs": (self.knn_every_epochs >= 0, ">= 0 (0: no kNN monitor)"),
             "knn_k": (self.knn_k >= 1, "a positive integer"),
-        })  # fmt: skip
+        }
+
+    def _check_run_folder_and_hub(self) -> None:
         check_path("output_dir", self.output_dir, WRITE_DIR)
         if self.resume_from_checkpoint not in (None, "latest"):
             check_path("resume_from_checkpoint", self.resume_from_checkpoint, READ_DIR)
@@ -353,9 +427,6 @@ class PretrainingArguments:
             raise UsageError("--push_to_hub needs --hub_model_id (e.g. org/simclr-resnet18-stl10).")
         if self.push_to_hub:
             check_repo_id(self.hub_model_id, "hub_model_id")
-        self.snapshot_epochs = parse_snapshot_epochs(self.snapshot_epochs)
-        if self.max_steps <= 0:  # with --max_steps the last epoch is known once the data is loaded
-            check_snapshot_epochs(self.snapshot_epochs, math.floor(self.num_train_epochs))
 
 
 def parse_snapshot_epochs(value: str | list[int] | tuple[int, ...] | None) -> list[int]:
@@ -398,7 +469,10 @@ DATA_FLAGS = tuple(f.name for f in fields(DataArguments))
 PRETRAINING_ARGUMENTS = (ModelArguments, DataArguments, PretrainingArguments)
 # `scripts/pretrain.py`: an optional recipe file first (`configs/*.yaml`), then flags that override it.
 PRETRAIN = Command(
-    "pretrain.py", PRETRAINING_ARGUMENTS, "hf_simclr.pretraining.loop:pretrain", first_positional="recipe",
+    "pretrain.py",
+    PRETRAINING_ARGUMENTS,
+    "hf_simclr.pretraining.loop:pretrain",
+    first_positional="recipe",
     interrupted="the folder keeps its last complete checkpoint: run the same command with --resume_from_checkpoint "
     "latest to continue (before the first checkpoint: the same command starts again).",
-)  # fmt: skip
+)

@@ -57,9 +57,12 @@ class IntervalLog:
             "contrastive_top1": totals[1].item() / self.steps,
             "images_per_second": self.steps * self.plan.global_batch / seconds,
         }
-        progress.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{learning_rate:.3g}",
-                             top1=f"{record['contrastive_top1']:.3f}",
-                             img_s=f"{record['images_per_second']:.0f}")  # fmt: skip
+        progress.set_postfix(
+            loss=f"{record['loss']:.4f}",
+            lr=f"{learning_rate:.3g}",
+            top1=f"{record['contrastive_top1']:.3f}",
+            img_s=f"{record['images_per_second']:.0f}",
+        )
         log_record(self.accelerator, self.log_file, record)
         self.loss, self.top1, self.steps = torch.zeros_like(self.loss), torch.zeros_like(self.top1), 0
         self.restart_clock()

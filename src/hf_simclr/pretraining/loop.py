@@ -82,8 +82,9 @@ def after_step(run: Run, learning_rate: float, progress: tqdm) -> None:
         # Before the checkpoint: a run resumed from it has already written this snapshot.
         epoch = plan.completed_epochs(done)
         run.watch.check_weights(run.model, f"at the end of epoch {epoch}", "no snapshot written")
-        save_snapshot(run.accelerator, run.model, run.output_dir, epoch, run.augmentation,
-                      {**run.config, "steps": done})  # fmt: skip
+        save_snapshot(
+            run.accelerator, run.model, run.output_dir, epoch, run.augmentation, {**run.config, "steps": done}
+        )
     if plan.checkpoints_after(done):
         run.watch.check_weights(run.model, f"after step {done}", "stopping", drop_from=done)
         save_checkpoint(run.accelerator, run.output_dir, done, run.args.checkpoints_total_limit, run.settings)
@@ -94,8 +95,12 @@ def monitor_knn(run: Run) -> None:
     encoder = run.accelerator.unwrap_model(run.model).simclr
     started = time.time()
     knn = run.monitor(encoder, run.accelerator.device, progress=run.accelerator.is_local_main_process)
-    record = {"step": run.state.step, "epoch": run.plan.completed_epochs(run.state.step), "knn_top1": knn,
-              "knn_seconds": round(time.time() - started, 2)}  # fmt: skip
+    record = {
+        "step": run.state.step,
+        "epoch": run.plan.completed_epochs(run.state.step),
+        "knn_top1": knn,
+        "knn_seconds": round(time.time() - started, 2),
+    }
     log_record(run.accelerator, run.log.log_file, record)
     run.log.restart_clock()  # the check is not training time
 
@@ -104,9 +109,13 @@ def finish_run(run: Run, wall_time: float) -> dict[str, Any]:
     """Save the model folder (and push it with `--push_to_hub`); returns the run's summary."""
     accelerator, plan = run.accelerator, run.plan
     num_processes = plan.world_size if accelerator.device.type == "cuda" else 1
-    summary = {"steps": run.state.step, "steps_per_epoch": plan.steps_per_epoch,
-               "global_batch_size": plan.global_batch, "wall_time_seconds": wall_time,
-               "device": device_description(num_processes)}  # fmt: skip
+    summary = {
+        "steps": run.state.step,
+        "steps_per_epoch": plan.steps_per_epoch,
+        "global_batch_size": plan.global_batch,
+        "wall_time_seconds": wall_time,
+        "device": device_description(num_processes),
+    }
     accelerator.wait_for_everyone()
     # Checked at every checkpoint too; this run may have taken none.
     run.watch.check_weights(run.model, f"after step {run.state.step}", "the model is not saved")

@@ -57,10 +57,22 @@ class KNNMonitor:
 
     def __call__(self, encoder: nn.Module, device: torch.device, progress: bool = True) -> float:
         """kNN top-1 of the queries against the memory, both encoded by `encoder` (on `device`) now."""
-        memory = extract_features(encoder, self.memory_images, self.view, device, self.batch_size,
-                                  progress="kNN monitor: memory" if progress else None)["h"]  # fmt: skip
-        queries = extract_features(encoder, self.query_images, self.view, device, self.batch_size,
-                                   progress="kNN monitor: queries" if progress else None)["h"]  # fmt: skip
+        memory = extract_features(
+            encoder,
+            self.memory_images,
+            self.view,
+            device,
+            self.batch_size,
+            progress="kNN monitor: memory" if progress else None,
+        )["h"]
+        queries = extract_features(
+            encoder,
+            self.query_images,
+            self.view,
+            device,
+            self.batch_size,
+            progress="kNN monitor: queries" if progress else None,
+        )["h"]
         return knn_top1(
             memory, self.memory_labels.to(device), queries, self.query_labels.to(device), k=self.k
         )

@@ -37,9 +37,23 @@ from ..model_folder import CODE_FILES
 # What a run leaves in its output folder: checkpoints, logs, the model folder and, once probed, its
 # results, card and plots; also weight shards and half-written saves (patterns). A new run into that
 # folder is refused, or with --overwrite_output_dir these are deleted first: never two runs in one folder.
-RUN_FILES = (CHECKPOINT_DIR, SNAPSHOT_DIR, LOG_HISTORY_FILE, TRACKER_PROJECT, TRAINING_ARGS_FILE, CONFIG_FILE,
-             IMAGE_PROCESSOR_FILE, *WEIGHTS_FILES, *CODE_FILES, RESULTS_FILE, MODEL_CARD_FILE, TSNE_FILE,
-             NEIGHBORS_FILE, CONFUSION_FILE, CURVES_FILE)  # fmt: skip
+RUN_FILES = (
+    CHECKPOINT_DIR,
+    SNAPSHOT_DIR,
+    LOG_HISTORY_FILE,
+    TRACKER_PROJECT,
+    TRAINING_ARGS_FILE,
+    CONFIG_FILE,
+    IMAGE_PROCESSOR_FILE,
+    *WEIGHTS_FILES,
+    *CODE_FILES,
+    RESULTS_FILE,
+    MODEL_CARD_FILE,
+    TSNE_FILE,
+    NEIGHBORS_FILE,
+    CONFUSION_FILE,
+    CURVES_FILE,
+)
 RUN_FILE_PATTERNS = (SHARD_PATTERN, re.escape(STAGING_PREFIX) + ".*")
 # What a run writes before its first complete checkpoint or model: an interrupted start, which cannot be
 # resumed and holds nothing to keep, so the same command simply starts it again.

@@ -100,16 +100,47 @@ def start_run(model_args: ModelArguments, data_args: DataArguments, args: Pretra
         accelerator.load_state(str(checkpoint))
         accelerator.print(f"Resumed from {checkpoint} at step {state.step}.")
     monitor = build_knn_monitor(data_args, dataset, queries, views.memory_images, augmentation, args.knn_k)
-    config = run_arguments(model_args, data_args, args)
-    config.update(global_batch_size=plan.global_batch, num_processes=plan.world_size,
-                  peak_learning_rate=plan.peak_learning_rate, total_steps=plan.total_steps,
-                  augment_on=views.name, augmentation=augmentation.to_dict(), torch_compile=compile)  # fmt: skip
+    config = run_record(run_arguments(model_args, data_args, args), plan, views, augmentation, compile)
     output_dir.mkdir(parents=True, exist_ok=True)  # every check passed: the run's files come from here on
     accelerator.init_trackers(TRACKER_PROJECT, config={k: str(v) for k, v in config.items()})
     describe_run(accelerator, plan, args, views, dataset, monitor, data_args)
     log = IntervalLog(accelerator, output_dir / LOG_HISTORY_FILE, plan)
-    return Run(accelerator, args, output_dir, plan, augmentation, model, optimizer, views, state, settings,
-               config, monitor, log, NonFiniteWatch(accelerator, output_dir))  # fmt: skip
+    return Run(
+        accelerator,
+        args,
+        output_dir,
+        plan,
+        augmentation,
+        model,
+        optimizer,
+        views,
+        state,
+        settings,
+        config,
+        monitor,
+        log,
+        NonFiniteWatch(accelerator, output_dir),
+    )
+
+
+def run_record(
+    arguments: dict,
+    plan: RunPlan,
+    views: GPUViews | CPUViews,
+    augmentation: AugmentationConfig,
+    compile: bool,
+) -> dict:
+    """The run's arguments with what setting up decided (batch, rate, steps, views, recipe, compile)."""
+    return {
+        **arguments,
+        "global_batch_size": plan.global_batch,
+        "num_processes": plan.world_size,
+        "peak_learning_rate": plan.peak_learning_rate,
+        "total_steps": plan.total_steps,
+        "augment_on": views.name,
+        "augmentation": augmentation.to_dict(),
+        "torch_compile": compile,
+    }
 
 
 def announce(accelerator: Accelerator, output_dir: Path, named: bool) -> None:

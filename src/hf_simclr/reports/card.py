@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..arguments import UsageError
+from ..arguments import UsageError, local_path
 from ..folder_format import (
     IMAGE_PROCESSOR_FILE,
     MODEL_CARD_FILE,
@@ -158,14 +158,13 @@ def describe_dataset(dataset_name: str | None, dataset_root: str | Path | None =
     """
     if not dataset_name:
         return {"id": "unknown", "name": "an unrecorded dataset", "hub": False, "notes": []}
-    local = Path(dataset_name).expanduser()
-    looks_local = local.is_absolute() or dataset_name.startswith((".", "~"))  # never a Hub id
-    if not local.is_dir() and looks_local and dataset_root is not None:
+    local = local_path(dataset_name)
+    if local is None:
+        return {"id": dataset_name, "name": f"`{dataset_name}`", "hub": True, "notes": []}
+    if not local.is_dir() and dataset_root is not None:  # a folder of a run made on another machine
         local = Path(dataset_root) / local.name
     if not local.is_dir():
-        if looks_local:
-            return {"id": local.name, "name": f"`{local.name}`", "hub": False, "notes": []}
-        return {"id": dataset_name, "name": f"`{dataset_name}`", "hub": True, "notes": []}
+        return {"id": local.name, "name": f"`{local.name}`", "hub": False, "notes": []}
     pretty, notes = local.name, []
     readme = local / MODEL_CARD_FILE
     if readme.is_file():
@@ -431,11 +430,21 @@ def _compute_rows(
     fallback = (read_json(model_dir / WALL_TIMES_FILE) or {}).get("gpu") or "not recorded"
     rows = []
     if training_args.get("wall_time_seconds") is not None:
-        rows.append(("Pretraining", training_args.get("device") or fallback,
-                     _wall_time(training_args["wall_time_seconds"])))  # fmt: skip
+        rows.append(
+            (
+                "Pretraining",
+                training_args.get("device") or fallback,
+                _wall_time(training_args["wall_time_seconds"]),
+            )
+        )
     if results.get("wall_time_seconds") is not None:
-        rows.append(("Evaluation (probes, kNN, baseline, plots)", results.get("device") or fallback,
-                     _wall_time(results["wall_time_seconds"])))  # fmt: skip
+        rows.append(
+            (
+                "Evaluation (probes, kNN, baseline, plots)",
+                results.get("device") or fallback,
+                _wall_time(results["wall_time_seconds"]),
+            )
+        )
     for entry in (semi_supervised or {}).get("entries", []):
         if entry["method"] != "linear_probe" and entry.get("wall_time_seconds") is not None:
             init = "SimCLR" if entry["method"] == "finetune_simclr" else "random init"

@@ -145,6 +145,8 @@ def semi_supervised_table(args: TableArguments) -> dict[str, Any]:
 
 # `scripts/semi_supervised_table.py`.
 TABLE = Command(
-    "semi_supervised_table.py", (TableArguments,), "hf_simclr.reports.commands:semi_supervised_table",
+    "semi_supervised_table.py",
+    (TableArguments,),
+    "hf_simclr.reports.commands:semi_supervised_table",
     report="hf_simclr.reports.semi_supervised:format_semi_supervised_table",
-)  # fmt: skip
+)

@@ -36,8 +36,15 @@ METHODS = {
 def _evaluation_data(results: dict[str, Any], seed: int) -> dict[str, Any]:
     """What decides which images a run was trained and scored on (must agree across the table)."""
     dataset = results["dataset"]
-    keys = ("name", "config", "revision", "train_split", "eval_split", "max_train_samples",
-            "max_eval_samples")  # fmt: skip
+    keys = (
+        "name",
+        "config",
+        "revision",
+        "train_split",
+        "eval_split",
+        "max_train_samples",
+        "max_eval_samples",
+    )
     return {**{key: dataset.get(key) for key in keys}, "subset_seed": seed}
 
 
@@ -91,12 +98,18 @@ def collect_semi_supervised(
         raise UsageError("no results to tabulate: pass fine-tuning runs and/or the probe's results.")
     evaluation = _check_same_data(runs)
     entries = [
-        {"method": "finetune_simclr" if results["init"] == "simclr" else "finetune_random",
-         "label_fraction": float(results["label_fraction"]), "num_train_samples": results["num_train_samples"],
-         "top1": results["top1"], "top3": results["top3"], "source": source,
-         "device": results.get("device"), "wall_time_seconds": results.get("wall_time_seconds")}
+        {
+            "method": "finetune_simclr" if results["init"] == "simclr" else "finetune_random",
+            "label_fraction": float(results["label_fraction"]),
+            "num_train_samples": results["num_train_samples"],
+            "top1": results["top1"],
+            "top3": results["top3"],
+            "source": source,
+            "device": results.get("device"),
+            "wall_time_seconds": results.get("wall_time_seconds"),
+        }
         for source, results in finetune_results
-    ]  # fmt: skip
+    ]
     if probe_results is not None:
         probe_source, probe = probe_results
         for source, results in finetune_results:
@@ -108,11 +121,16 @@ def collect_semi_supervised(
                     f"{probe['model_name_or_path']}: the table compares one SimCLR model; pass runs of one."
                 )
         entries += [
-            {"method": "linear_probe", "label_fraction": float(fraction),
-             "num_train_samples": values["num_train_samples"], "top1": values["linear_top1"],
-             "top3": values.get("linear_top3"), "source": probe_source}
+            {
+                "method": "linear_probe",
+                "label_fraction": float(fraction),
+                "num_train_samples": values["num_train_samples"],
+                "top1": values["linear_top1"],
+                "top3": values.get("linear_top3"),
+                "source": probe_source,
+            }
             for fraction, values in probe.get("label_fraction", {}).items()
-        ]  # fmt: skip
+        ]
     _check_entries(entries)
     fractions = sorted({entry["label_fraction"] for entry in entries})
     return {"fractions": fractions, "entries": entries, "evaluation": evaluation}

@@ -19,13 +19,23 @@ def format_results_table(results: dict[str, Any]) -> str:
     baseline = results.get("random_init_baseline") or {}
     z = results.get("z") or {}
     rows = [
-        (f"Linear probe top-{k}", results.get(f"linear_top{k}"), z.get(f"linear_top{k}"),
-         baseline.get(f"linear_top{k}"))
+        (
+            f"Linear probe top-{k}",
+            results.get(f"linear_top{k}"),
+            z.get(f"linear_top{k}"),
+            baseline.get(f"linear_top{k}"),
+        )
         for k in (1, 3, 5)
-    ]  # fmt: skip
+    ]
     for k in results.get("knn_top1") or z.get("knn_top1") or {}:
-        rows.append((f"kNN top-1 (k={k})", (results.get("knn_top1") or {}).get(k),
-                     (z.get("knn_top1") or {}).get(k), (baseline.get("knn_top1") or {}).get(k)))  # fmt: skip
+        rows.append(
+            (
+                f"kNN top-1 (k={k})",
+                (results.get("knn_top1") or {}).get(k),
+                (z.get("knn_top1") or {}).get(k),
+                (baseline.get("knn_top1") or {}).get(k),
+            )
+        )
     for fraction, values in results.get("label_fraction", {}).items():
         rows.append((f"Linear top-1, {100 * float(fraction):g}% labels", values["linear_top1"], None, None))
 
