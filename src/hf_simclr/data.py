@@ -16,7 +16,8 @@ from datasets import ClassLabel, Dataset, DatasetDict
 
 from .arguments import UsageError, local_path
 from .folder_format import DATASET_FILES, decoded_cache_name, write_atomically
-from .transforms import ImageBatchTransform, ImageDecodeError, decode_image, eval_view
+from .image_view import eval_view
+from .transforms import ImageBatchTransform, ImageDecodeError, decode_image
 
 IMAGE_COLUMN = "image"
 LABEL_COLUMN = "label"
@@ -246,7 +247,7 @@ class ImageViewDataset(torch.utils.data.Dataset):
 def decode_images(dataset: Dataset, image_size: int, cache_file: str | Path | None = None) -> torch.Tensor:
     """Decode a whole split once, for augmentation on the GPU.
 
-    Each image becomes its evaluation view ([`hf_simclr.transforms.eval_view`]: RGB, shorter side
+    Each image becomes its evaluation view ([`hf_simclr.image_view.eval_view`]: RGB, shorter side
     resized to `image_size`, center crop), the same pixels the saved image processor gives.
 
     Args:

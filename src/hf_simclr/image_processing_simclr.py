@@ -1,7 +1,7 @@
 """The image processor saved with every SimCLR model: the evaluation view, as `AutoImageProcessor` gives it.
 
 `SimCLRImageProcessor` turns images into model inputs with the same two functions the probe, the kNN
-monitor and the decoded training split use ([`transforms.eval_view`], then [`transforms.to_model_input`]):
+monitor and the decoded training split use ([`image_view.eval_view`], then [`image_view.to_model_input`]):
 convert any PIL mode to RGB, resize the shorter side to `image_size`, crop the center square, scale to
 [0, 1] and normalise. So `pipeline("image-feature-extraction", ...)` and `AutoImageProcessor` +
 `AutoModel` give the features the published numbers were measured on, for images of any shape and mode.
@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 
-from .transforms import IMAGENET_MEAN, IMAGENET_STD, eval_view, to_model_input
+from .image_view import IMAGENET_MEAN, IMAGENET_STD, eval_view, to_model_input
 
 
 class SimCLRImageProcessor(BaseImageProcessor):

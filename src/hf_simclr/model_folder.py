@@ -43,7 +43,7 @@ CODE_FILES = (
     "modeling_simclr.py",
     "loss.py",
     "image_processing_simclr.py",
-    "transforms.py",
+    "image_view.py",  # the evaluation view only: the training augmentation stays in the package
 )
 # The license a card and a timm export record unless told otherwise: the project's (pyproject.toml), as a
 # Hub license id.
@@ -332,7 +332,8 @@ def eval_augmentation_for(
     Returns:
         `AugmentationConfig` whose `image_size`, `mean` and `std` are the model's (other fields default).
     """
-    from .transforms import IMAGENET_MEAN, IMAGENET_STD, AugmentationConfig
+    from .image_view import IMAGENET_MEAN, IMAGENET_STD
+    from .transforms import AugmentationConfig
 
     path = resolve_model_file(model_name_or_path, IMAGE_PROCESSOR_FILE, revision)
     if path is not None:

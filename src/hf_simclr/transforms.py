@@ -8,20 +8,19 @@ from __future__ import annotations
 
 import dataclasses
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 from torchvision.transforms import v2
 
-# Per-channel statistics used for normalisation (RGB, images scaled to [0, 1]).
+from .image_view import IMAGENET_MEAN, IMAGENET_STD, eval_view, to_model_input, to_rgb
+
+# Per-channel statistics of CIFAR-10 (RGB, images scaled to [0, 1]); ImageNet's are in image_view.
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass
@@ -133,28 +132,6 @@ class ImageDecodeError(ValueError):
         self.reason = reason
 
 
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Convert a PIL image of any mode (L, LA, RGBA, CMYK, P, I;16, I, F, ...) to 8-bit RGB.
-
-    Alpha is dropped. 16-bit images (`I;16*`, and `I` with values above 255) are scaled to 8 bits
-    instead of being clipped, as PIL's own conversion would do; `F` images are read as [0, 1] when
-    their values lie there, else as [0, 255].
-    """
-    if image.mode == "RGB":
-        return image
-    if image.mode.startswith("I") or image.mode == "F":
-        array = np.asarray(image, dtype=np.float64)
-        peak = array.max(initial=0.0)
-        if image.mode.startswith("I;16") or (image.mode == "I" and peak > 255):
-            array = array / 257.0
-        elif image.mode == "F" and peak <= 1.0:
-            array = array * 255.0
-        image = Image.fromarray(np.clip(np.rint(array), 0, 255).astype(np.uint8))
-    elif image.mode in ("P", "PA"):
-        image = image.convert("RGBA")  # a palette's transparency converts cleanly only through RGBA
-    return image.convert("RGB")
-
-
 def decode_image(value: Image.Image | dict[str, Any]) -> Image.Image:
     """Decode one value of a `datasets.Image` column to an RGB PIL image.
 
@@ -176,54 +153,9 @@ def decode_image(value: Image.Image | dict[str, Any]) -> Image.Image:
     return to_rgb(image)
 
 
-def eval_view(image: Image.Image, image_size: int) -> np.ndarray:
-    """The deterministic evaluation view of one image, as uint8 pixels `(3, S, S)`.
-
-    The image is converted to RGB ([`to_rgb`]); unless it is already `image_size` square, its shorter
-    side is resized to `image_size` (bilinear, antialiased) and the center square is cropped. This is
-    the one definition of the view used by the probe, the kNN monitor, the decoded training split and
-    the saved image processor (`SimCLRImageProcessor`); [`to_model_input`] then scales and normalises.
-
-    Args:
-        image (`PIL.Image.Image`): any mode PIL reads.
-        image_size (`int`): side S of the view.
-
-    Returns:
-        `np.ndarray` of dtype uint8 and shape `(3, S, S)`.
-    """
-    image = to_rgb(image)
-    if image.size != (image_size, image_size):
-        image = resize_center_crop(image_size)(image)
-    return np.ascontiguousarray(np.asarray(image).transpose(2, 0, 1))
-
-
-def to_model_input(
-    pixels: torch.Tensor, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor
-) -> torch.Tensor:
-    """uint8 pixels `(N, 3, S, S)` -> float32 model input: scaled to [0, 1], normalised per channel.
-
-    Runs on the pixels' device (the evaluation runs it on the GPU, the image processor on the CPU).
-
-    Args:
-        pixels (`torch.Tensor` of dtype uint8 and shape `(N, 3, S, S)`): e.g. stacked [`eval_view`]s.
-        mean, std (3 floats or tensors of shape `(3,)`): the per-channel statistics.
-
-    Returns:
-        `torch.Tensor` of dtype float32 and shape `(N, 3, S, S)`.
-    """
-    mean = torch.as_tensor(mean, dtype=torch.float32, device=pixels.device).view(1, -1, 1, 1)
-    std = torch.as_tensor(std, dtype=torch.float32, device=pixels.device).view(1, -1, 1, 1)
-    return (pixels.float().mul(1.0 / 255) - mean) / std  # the arithmetic of torchvision's ToDtype + Normalize
-
-
 def _normalize(config: AugmentationConfig) -> list[Callable]:
     """PIL image -> float tensor (3, S, S) in [0, 1] -> normalised by the config's mean and std."""
     return [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(config.mean, config.std)]
-
-
-def resize_center_crop(image_size: int) -> v2.Compose:
-    """Resize the shorter side to `image_size`, then center-crop a square `image_size` side."""
-    return v2.Compose([v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size)])
 
 
 class TwoViewTransform:

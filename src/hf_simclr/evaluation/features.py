@@ -24,6 +24,7 @@ from ..configuration_simclr import SimCLRConfig
 from ..data import decode_images, decode_labels, decoded_cache_file
 from ..devices import default_device
 from ..folder_format import write_atomically
+from ..image_view import to_model_input
 from ..model_folder import (
     check_loaded_weights,
     eval_augmentation_for,
@@ -32,7 +33,7 @@ from ..model_folder import (
     weights_errors,
 )
 from ..modeling_simclr import SimCLRForPreTraining, SimCLRModel
-from ..transforms import AugmentationConfig, to_model_input
+from ..transforms import AugmentationConfig
 
 
 @dataclass
