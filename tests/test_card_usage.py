@@ -33,7 +33,7 @@ def shared_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = pretraining_folder(root / "model", cifar_stem=False)
     export_timm(folder)
     data = save_tiny_dataset(root / "data", per_class=(4, 2))
-    run_linear_probe(LinearProbeArguments(str(folder), str(data), knn_k=[3], label_fractions=[], skip_baseline=True,
+    run_linear_probe(LinearProbeArguments(str(folder), dataset_name=str(data), knn_k=[3], label_fractions=[], skip_baseline=True,
                                           max_iter=5, device="cpu"))  # fmt: skip
     return folder
 

@@ -423,7 +423,7 @@ def test_z_needs_a_projection_head(probed, tmp_path, monkeypatch):
 def test_a_label_fraction_that_would_empty_a_class_is_skipped_and_the_rest_completes(probed, tmp_path):
     args, _, model_dir = probed
     results = run_linear_probe(
-        LinearProbeArguments(str(model_dir), args.dataset_name, output_dir=str(tmp_path), features="h",
+        LinearProbeArguments(str(model_dir), dataset_name=args.dataset_name, output_dir=str(tmp_path), features="h",
                              label_fractions=[0.01, 0.5], skip_baseline=True, max_iter=20, device="cpu")
     )  # fmt: skip
     assert set(results["label_fraction"]) == {"0.5"}
@@ -450,7 +450,7 @@ def test_knn_monitor_memory_follows_the_training_subset_and_matches_the_probe(ci
     ]
     assert len(knn_records) == 2 and all(record["knn_seconds"] >= 0 for record in knn_records)
     results = run_linear_probe(
-        LinearProbeArguments(str(output_dir), str(cifar10_path), max_train_samples=64, max_eval_samples=48,
+        LinearProbeArguments(str(output_dir), dataset_name=str(cifar10_path), max_train_samples=64, max_eval_samples=48,
                              knn_k=[10], features="h", label_fractions=[], skip_baseline=True, max_iter=5,
                              device="cpu", write_card=False)
     )  # fmt: skip

@@ -280,7 +280,7 @@ def test_weights_and_datasets_that_cannot_be_read_are_named_with_the_fix(world, 
     from hf_simclr.finetuning import FinetuneArguments, build_classifier
 
     with pytest.raises(UsageError, match=r"--model_name_or_path .*broken: cannot read the model's weights"):
-        build_classifier(FinetuneArguments(str(broken), str(world["data"])), ["a", "b"], seed=0)
+        build_classifier(FinetuneArguments(str(broken), dataset_name=str(world["data"])), ["a", "b"], seed=0)
     (tmp_path / "parquet").mkdir()
     (tmp_path / "parquet" / "train.parquet").write_bytes(b"PAR1 not really parquet")
     with pytest.raises(UsageError, match=r"--dataset_name .*parquet: cannot read the dataset"):
@@ -318,7 +318,7 @@ def test_a_hand_written_readme_is_kept_by_the_probe_and_refused_by_the_push(
 
     model = Path(shutil.copytree(world["model"], tmp_path / "model"))
     (model / "README.md").write_text("# My notes on this model\n")
-    run_linear_probe(LinearProbeArguments(str(model), str(world["data"]), knn_k=[3], label_fractions=[],
+    run_linear_probe(LinearProbeArguments(str(model), dataset_name=str(world["data"]), knn_k=[3], label_fractions=[],
                                           skip_baseline=True, max_iter=5, device="cpu"))  # fmt: skip
     assert (model / "README.md").read_text() == "# My notes on this model\n" and (
         model / "results.json"

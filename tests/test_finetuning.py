@@ -93,7 +93,7 @@ def test_init_simclr_starts_from_the_encoder_and_random_is_seeded(tiny):
 
     def build(init: str, seed: int) -> SimCLRForImageClassification:
         return build_classifier(
-            FinetuneArguments(str(model_dir), str(data_dir), init=init), SIX_CLASSES, seed
+            FinetuneArguments(str(model_dir), dataset_name=str(data_dir), init=init), SIX_CLASSES, seed
         )
 
     pretrained = build("simclr", 0).simclr.state_dict()
@@ -106,7 +106,7 @@ def test_init_simclr_starts_from_the_encoder_and_random_is_seeded(tiny):
 
 def test_random_init_runs_through_trainer(tiny, tmp_path):
     model_dir, data_dir = tiny
-    args = FinetuneArguments(str(model_dir), str(data_dir), init="random", label_fraction=0.25)
+    args = FinetuneArguments(str(model_dir), dataset_name=str(data_dir), init="random", label_fraction=0.25)
     results = finetune(args, quick_training(tmp_path / "random"))
     assert results["init"] == "random" and results["num_train_samples"] == 12
     assert (tmp_path / "random" / FINETUNE_RESULTS_FILE).is_file()
@@ -119,7 +119,7 @@ def test_an_output_dir_holding_a_run_is_refused_unless_overwritten(tiny, tmp_pat
     (output_dir / FINETUNE_RESULTS_FILE).write_text("{}")
     (output_dir / "notes.txt").write_text("mine")
     with pytest.raises(ValueError, match="already holds a run .*pass --overwrite_output_dir"):
-        finetune(FinetuneArguments(str(model_dir), str(data_dir)), quick_training(output_dir))
+        finetune(FinetuneArguments(str(model_dir), dataset_name=str(data_dir)), quick_training(output_dir))
     check_output_dir(output_dir, overwrite=False, resuming=True, model_name_or_path=str(model_dir))  # resume
     check_output_dir(output_dir, overwrite=True, resuming=False, model_name_or_path=str(model_dir))
     assert sorted(p.name for p in output_dir.iterdir()) == ["notes.txt"]  # only the earlier run's files went
@@ -138,7 +138,7 @@ def test_an_output_dir_holding_a_run_is_refused_unless_overwritten(tiny, tmp_pat
 )
 def test_bad_arguments_are_refused(overrides, message):
     with pytest.raises(ValueError, match=message):
-        FinetuneArguments("model", "data", **overrides)
+        FinetuneArguments("model", dataset_name="data", **overrides)
 
 
 def test_a_folder_that_is_not_simclr_is_refused_before_training(tiny, tmp_path):
@@ -146,7 +146,7 @@ def test_a_folder_that_is_not_simclr_is_refused_before_training(tiny, tmp_path):
     (tmp_path / "nothing").mkdir()
     with pytest.raises(ValueError, match="--model_name_or_path .*nothing: no config.json found"):
         finetune(
-            FinetuneArguments(str(tmp_path / "nothing"), str(data_dir)), quick_training(tmp_path / "out")
+            FinetuneArguments(str(tmp_path / "nothing"), dataset_name=str(data_dir)), quick_training(tmp_path / "out")
         )
     assert not (tmp_path / "out").exists()
 

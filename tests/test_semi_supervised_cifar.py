@@ -51,7 +51,7 @@ def runs(cifar10_path: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     for init in ("simclr", "random"):
         folders[f"finetune_{init}"] = root / f"finetune-{init}"
         finetune(
-            FinetuneArguments(str(model), dataset, init=init, label_fraction=0.1, crop_scale_min=0.5, **SLICE),
+            FinetuneArguments(str(model), dataset_name=dataset, init=init, label_fraction=0.1, crop_scale_min=0.5, **SLICE),
             TrainingArguments(output_dir=str(folders[f"finetune_{init}"]), num_train_epochs=15,
                               per_device_train_batch_size=32, per_device_eval_batch_size=500, learning_rate=2e-3,
                               use_cpu=True, report_to="none", save_strategy="no", disable_tqdm=True, seed=7),

@@ -119,7 +119,7 @@ def test_snapshot_curve_evaluates_every_snapshot_on_one_scale(
     from hf_simclr.evaluation.probe import run_linear_probe
 
     final = run_linear_probe(
-        LinearProbeArguments(str(output_dir), str(cifar10_path), max_train_samples=60, max_eval_samples=30,
+        LinearProbeArguments(str(output_dir), dataset_name=str(cifar10_path), max_train_samples=60, max_eval_samples=30,
                              knn_k=[5], max_iter=20, features="h", label_fractions=[], skip_baseline=True,
                              device="cpu", output_dir=str(tmp_path / "final"))
     )  # fmt: skip

@@ -41,7 +41,8 @@ from .arguments import (
     check_path,
     check_paths,
 )
-from .data import ImageViewDataset, decode_labels, label_names, load_image_dataset
+from .data import ImageViewDataset, decode_labels, label_names
+from .dataset_arguments import DatasetArguments
 from .devices import device_description
 from .evaluation.label_fractions import label_fraction_indices
 from .evaluation.metrics import classification_report_dict, round_accuracy, top_k_accuracy
@@ -70,16 +71,12 @@ TOP_K = (1, 3, 5)
 
 
 @dataclass
-class FinetuneArguments:
-    """What to fine-tune on which labels (`scripts/finetune.py`); how to train is `TrainingArguments`."""
+class FinetuneArguments(DatasetArguments):
+    """What to fine-tune on which labels (`scripts/finetune.py`; the dataset's are [`DatasetArguments`]);
+    how to train is `TrainingArguments`."""
 
     model_name_or_path: str = field(
         metadata={"help": "SimCLR model folder or Hub id. With --init random only its architecture is used."}
-    )
-    dataset_name: str = field(
-        metadata={
-            "help": "Labeled dataset: a Hub id (uoft-cs/cifar10) or a local folder (parquet, imagefolder)."
-        }
     )
     init: str = field(
         default="simclr",
@@ -102,19 +99,7 @@ class FinetuneArguments:
             "fraction; the probe's --seed (default 0) gives the same subsets."
         },
     )
-    dataset_config_name: str | None = field(default=None, metadata={"help": "The dataset's configuration."})
-    dataset_revision: str | None = field(default=None, metadata={"help": "Hub revision of the dataset."})
     model_revision: str | None = field(default=None, metadata={"help": "Hub revision of the model."})
-    train_split: str = field(default="train", metadata={"help": "Split the labeled fraction is drawn from."})
-    eval_split: str = field(default="test", metadata={"help": "Split the fine-tuned model is scored on."})
-    image_column: str | None = field(default=None, metadata={"help": "Image column (found automatically)."})
-    label_column: str | None = field(default=None, metadata={"help": "Label column (found automatically)."})
-    max_train_samples: int | None = field(
-        default=None, metadata={"help": "Seeded subset of the train split before the fraction (quick runs)."}
-    )
-    max_eval_samples: int | None = field(
-        default=None, metadata={"help": "Seeded subset of the eval split (quick runs)."}
-    )
     crop_scale_min: float = field(
         default=0.08,
         metadata={
@@ -132,16 +117,14 @@ class FinetuneArguments:
     )
 
     def __post_init__(self) -> None:
-        check_paths(self, {"model_name_or_path": READ_DIR_OR_HUB, "dataset_name": READ_DIR_OR_HUB})
-        subset = "a positive number of images (unset: the whole split)"
+        super().__post_init__()
+        check_paths(self, {"model_name_or_path": READ_DIR_OR_HUB})
         check_arguments(
             self,
             {
                 "init": (self.init in INITS, "simclr (the pretrained encoder) or random (the baseline)"),
                 "label_fraction": (0 < self.label_fraction <= 1, "in (0, 1], e.g. 0.01 or 0.1 (paper)"),
                 "subset_seed": (0 <= self.subset_seed < 2**32, "in [0, 2**32)"),
-                "max_train_samples": (self.max_train_samples is None or self.max_train_samples >= 1, subset),
-                "max_eval_samples": (self.max_eval_samples is None or self.max_eval_samples >= 1, subset),
                 "crop_scale_min": (0 < self.crop_scale_min <= 1, "in (0, 1], e.g. 0.08"),
                 "horizontal_flip_p": (0 <= self.horizontal_flip_p <= 1, "a probability in [0, 1]"),
             },
@@ -214,24 +197,7 @@ def check_resume(output_dir: Path, resume: str | None) -> None:
 def load_labeled_splits(args: FinetuneArguments) -> tuple[datasets.Dataset, datasets.Dataset, list[str], int]:
     """The labeled fraction of the training split, the evaluation split, the class names, and the size
     of the training split the fraction was drawn from."""
-    train_set, eval_set = (
-        load_image_dataset(
-            args.dataset_name,
-            args.dataset_config_name,
-            getattr(args, flag),
-            args.image_column,
-            args.label_column,
-            max_samples,
-            args.dataset_revision,
-            seed=args.subset_seed,
-            require_labels=True,
-            split_flag=flag,
-        )
-        for flag, max_samples in (
-            ("train_split", args.max_train_samples),
-            ("eval_split", args.max_eval_samples),
-        )
-    )
+    train_set, eval_set = args.load_labeled_splits(args.subset_seed)
     labels = decode_labels(train_set)
     names = label_names(train_set, labels)
     subset = label_fraction_indices(labels, args.label_fraction, args.subset_seed, names)
@@ -289,16 +255,7 @@ def results_record(
     """What `finetune_results.json` holds (without the wall time): scores, data, hardware, arguments."""
     logits, labels = torch.as_tensor(prediction.predictions), torch.as_tensor(prediction.label_ids)
     per_class, confusion = classification_report_dict(logits, labels, names)
-    dataset = {
-        "name": args.dataset_name,
-        "config": args.dataset_config_name,
-        "revision": args.dataset_revision,
-        "train_split": args.train_split,
-        "eval_split": args.eval_split,
-        "max_train_samples": args.max_train_samples,
-        "max_eval_samples": args.max_eval_samples,
-        "subset_seed": args.subset_seed,
-    }
+    dataset = {**args.dataset_record(), "subset_seed": args.subset_seed}
     return {
         "init": args.init,
         "model_name_or_path": str(args.model_name_or_path),

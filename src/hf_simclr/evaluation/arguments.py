@@ -16,36 +16,19 @@ from ..arguments import (
     check_arguments,
     check_paths,
 )
+from ..dataset_arguments import DatasetArguments
 
 DEFAULT_WEIGHT_DECAYS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
 FEATURE_CHOICES = {"h": ("h",), "z": ("z",), "both": ("h", "z")}
 
 
 @dataclass
-class LinearProbeArguments:
-    """Arguments of `scripts/linear_probe.py` (and of [`run_linear_probe`])."""
+class LinearProbeArguments(DatasetArguments):
+    """Arguments of `scripts/linear_probe.py` (and of [`run_linear_probe`]); the dataset's are
+    [`DatasetArguments`]."""
 
     model_name_or_path: str = field(
         metadata={"help": "SimCLR model folder written by pretraining, or a Hub model id."}
-    )
-    dataset_name: str = field(
-        metadata={
-            "help": "Labeled dataset: a Hub id (uoft-cs/cifar10) or a local folder (parquet, imagefolder)."
-        }
-    )
-    dataset_config_name: str | None = field(default=None, metadata={"help": "The dataset's configuration."})
-    train_split: str = field(default="train", metadata={"help": "Split the probes are trained on."})
-    eval_split: str = field(default="test", metadata={"help": "Split the probes are evaluated on."})
-    image_column: str | None = field(default=None, metadata={"help": "Image column (found automatically)."})
-    label_column: str | None = field(default=None, metadata={"help": "Label column (found automatically)."})
-    max_train_samples: int | None = field(
-        default=None, metadata={"help": "Seeded random subset of the train split, for quick runs."}
-    )
-    max_eval_samples: int | None = field(
-        default=None, metadata={"help": "Seeded random subset of the eval split, for quick runs."}
-    )
-    dataset_revision: str | None = field(
-        default=None, metadata={"help": "Hub revision of the dataset to pin."}
     )
     model_revision: str | None = field(default=None, metadata={"help": "Hub revision of the model to pin."})
     output_dir: str | None = field(
@@ -104,22 +87,15 @@ class LinearProbeArguments:
     )
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_paths(
             self,
-            {
-                "model_name_or_path": READ_DIR_OR_HUB,
-                "dataset_name": READ_DIR_OR_HUB,
-                "output_dir": WRITE_DIR,
-                "decoded_cache_dir": WRITE_DIR,
-            },
+            {"model_name_or_path": READ_DIR_OR_HUB, "output_dir": WRITE_DIR, "decoded_cache_dir": WRITE_DIR},
         )
-        subset = "a positive number of images (unset: the whole split)"
         check_arguments(
             self,
             {
                 "features": (self.features in FEATURE_CHOICES, "h, z or both"),
-                "max_train_samples": (self.max_train_samples is None or self.max_train_samples >= 1, subset),
-                "max_eval_samples": (self.max_eval_samples is None or self.max_eval_samples >= 1, subset),
                 "seed": (0 <= self.seed < 2**32, "in [0, 2**32)"),
                 "batch_size": (self.batch_size >= 1, "a positive integer"),
                 "knn_k": (

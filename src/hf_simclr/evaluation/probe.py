@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from ..arguments import UsageError
-from ..data import label_names, load_image_dataset
+from ..data import label_names
 from ..devices import default_device, device_description
 from ..folder_format import (
     CONFIG_FILE,
@@ -205,24 +205,11 @@ def results_record(
         "model_config": model.config.to_dict(),
         "eval_view": {"image_size": model.view.image_size, "mean": model.view.mean, "std": model.view.std},
         "feature_dim": headline.get("feature_dim"),
-        "dataset": dataset_record(args),
+        "dataset": args.dataset_record(),
         "split_sizes": {"train": len(splits["train"].dataset), "eval": len(splits["eval"].dataset)},
         "seed": args.seed,
         "device": device_description(device=device),
         "arguments": asdict(args),
-    }
-
-
-def dataset_record(args: LinearProbeArguments) -> dict[str, Any]:
-    """Which data the evaluation read, as `results.json` records it."""
-    return {
-        "name": args.dataset_name,
-        "config": args.dataset_config_name,
-        "revision": args.dataset_revision,
-        "train_split": args.train_split,
-        "eval_split": args.eval_split,
-        "max_train_samples": args.max_train_samples,
-        "max_eval_samples": args.max_eval_samples,
     }
 
 
@@ -273,24 +260,7 @@ def features_to_probe(requested: str, model: FrozenModel) -> tuple[tuple[str, ..
 def load_labeled_splits(args: LinearProbeArguments, view: AugmentationConfig) -> dict[str, LabeledSplit]:
     """The train and eval splits of `args`, decoded to the view's size (through the decoded cache); both are
     loaded (and so checked: present, labeled) before either is decoded."""
-    rows = {
-        name: load_image_dataset(
-            args.dataset_name,
-            args.dataset_config_name,
-            getattr(args, flag),
-            args.image_column,
-            args.label_column,
-            max_samples,
-            args.dataset_revision,
-            seed=args.seed,
-            require_labels=True,
-            split_flag=flag,
-        )
-        for name, flag, max_samples in (
-            ("train", "train_split", args.max_train_samples),
-            ("eval", "eval_split", args.max_eval_samples),
-        )
-    }
+    rows = dict(zip(("train", "eval"), args.load_labeled_splits(args.seed), strict=True))
     return {
         name: decode_labeled_split(dataset, view.image_size, args.decoded_cache_dir)
         for name, dataset in rows.items()

@@ -125,11 +125,7 @@ def run_snapshot_curve(
         "per_class_epoch": rows[-1]["epoch"],
         "confusion_matrix": confusion,
         "class_names": names,
-        "dataset": {
-            "name": args.dataset_name,
-            "train_split": args.train_split,
-            "eval_split": args.eval_split,
-        },
+        "dataset": args.dataset_record(),
         "split_sizes": {name: len(split.dataset) for name, split in splits.items()},
         "seed": args.seed,
         "device": device_description(device=device),

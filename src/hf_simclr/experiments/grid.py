@@ -28,20 +28,10 @@ from typing import Any
 import yaml
 
 from ..arguments import UsageError, flag_arguments, recipe_arguments, run_arguments
+from ..dataset_arguments import EVALUATION_SHARES
 from ..evaluation.arguments import LinearProbeArguments
 from ..pretraining.arguments import PRETRAINING_ARGUMENTS, DataArguments, ModelArguments, PretrainingArguments
 
-# Pretraining arguments that also set the evaluation's data, unless the grid's `evaluation` sets them.
-SHARED_DATA_ARGUMENTS = (
-    "dataset_name",
-    "dataset_config_name",
-    "dataset_revision",
-    "max_train_samples",
-    "max_eval_samples",
-    "image_column",
-    "label_column",
-    "eval_split",
-)
 # Where a run happens, not what it is: left out when deciding whether stored results match a variant.
 LOCATION_ARGUMENTS = ("dataset_name", "output_dir", "decoded_cache_dir", "model_name_or_path")
 
@@ -230,7 +220,7 @@ def variant_arguments(
         raise UsageError(
             f"{grid.path}: evaluation sets {unknown}, which scripts/linear_probe.py does not take."
         )
-    shared = {key: getattr(data_args, key) for key in SHARED_DATA_ARGUMENTS}
+    shared = {key: getattr(data_args, key) for key in EVALUATION_SHARES}
     evaluation = {"features": "both", "skip_baseline": False, **shared, **grid.evaluation}
     # Checked now; the model folder it evaluates is written by the variant's pretraining (`for_model` then).
     evaluation_args = LinearProbeArguments(

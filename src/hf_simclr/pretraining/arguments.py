@@ -26,10 +26,9 @@ from ..arguments import (
     check_paths,
     check_repo_id,
 )
+from ..dataset_arguments import DatasetArguments
 
 if TYPE_CHECKING:
-    import datasets
-
     from ..configuration_simclr import SimCLRConfig
     from ..transforms import AugmentationConfig
 
@@ -120,33 +119,11 @@ class ModelArguments:
 
 
 @dataclass
-class DataArguments:
-    """Where the images come from and how the two views are made."""
+class DataArguments(DatasetArguments):
+    """Where the images come from ([`DatasetArguments`]) and how the two views are made."""
 
-    dataset_name: str = field(
-        default="uoft-cs/cifar10",
-        metadata={
-            "help": "Hub name (uoft-cs/cifar10, jxie/stl10), local parquet/imagefolder dir or save_to_disk dir."
-        },
-    )
-    dataset_config_name: str | None = field(default=None, metadata={"help": "Dataset configuration name."})
-    dataset_revision: str | None = field(default=None, metadata={"help": "Pin the dataset's Hub revision."})
-    train_split: str = field(
-        default="train", metadata={"help": "Pretraining split(s), e.g. train+unlabeled."}
-    )
-    eval_split: str | None = field(
-        default="test",
-        metadata={
-            "help": "Labeled split queried by the kNN monitor (the pretraining images are its memory)."
-        },
-    )
-    image_column: str | None = field(default=None, metadata={"help": "Default: found automatically."})
-    label_column: str | None = field(default=None, metadata={"help": "Default: found automatically."})
-    max_train_samples: int | None = field(default=None, metadata={"help": "Pretrain on a seeded subset."})
-    max_eval_samples: int | None = field(
-        default=None,
-        metadata={"help": "Queries of the kNN monitor (seeded subset); default: as many as training images."},
-    )
+    DEFAULT_DATASET = "uoft-cs/cifar10"
+
     preset: str = field(
         default="cifar10", metadata={"help": "Augmentation preset: cifar10, stl10, imagenet."}
     )
@@ -173,15 +150,13 @@ class DataArguments:
     )
 
     def __post_init__(self) -> None:
-        subset = "a positive number of images (unset: the whole split)"
+        super().__post_init__()
         probability = "a probability in [0, 1] (unset: the preset's)"
         scale = "in (0, 1] (unset: the preset's)"
-        check_paths(self, {"dataset_name": READ_DIR_OR_HUB, "decoded_cache_dir": WRITE_DIR})
+        check_paths(self, {"decoded_cache_dir": WRITE_DIR})
         check_arguments(
             self,
             {
-                "max_train_samples": (self.max_train_samples is None or self.max_train_samples >= 1, subset),
-                "max_eval_samples": (self.max_eval_samples is None or self.max_eval_samples >= 1, subset),
                 "image_size": (
                     self.image_size is None or self.image_size >= 8,
                     "at least 8 pixels (unset: the preset's)",
@@ -210,26 +185,6 @@ class DataArguments:
     def check(self) -> None:
         """The checks that build the augmentation (torch): the preset with every override."""
         self.augmentation()
-
-    def load_split(
-        self, split_flag: str, max_samples: int | None, seed: int = 0, require_labels: bool = False
-    ) -> datasets.Dataset:
-        """The split named by `split_flag` (`train_split` or `eval_split`) of `--dataset_name`, in the package's
-        one layout (`image`, optional `label`); a missing split is named by that flag."""
-        from ..data import load_image_dataset
-
-        return load_image_dataset(
-            self.dataset_name,
-            self.dataset_config_name,
-            getattr(self, split_flag),
-            self.image_column,
-            self.label_column,
-            max_samples,
-            self.dataset_revision,
-            seed=seed,
-            require_labels=require_labels,
-            split_flag=split_flag,
-        )
 
     def augmentation(self) -> AugmentationConfig:
         """The recipe: the preset with every override set here.

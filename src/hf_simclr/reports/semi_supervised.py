@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..arguments import UsageError
+from ..dataset_arguments import RECORD
 from ..folder_format import (
     FINETUNE_RESULTS_FILE,
     RESULTS_FILE,
@@ -36,16 +37,7 @@ METHODS = {
 def _evaluation_data(results: dict[str, Any], seed: int) -> dict[str, Any]:
     """What decides which images a run was trained and scored on (must agree across the table)."""
     dataset = results["dataset"]
-    keys = (
-        "name",
-        "config",
-        "revision",
-        "train_split",
-        "eval_split",
-        "max_train_samples",
-        "max_eval_samples",
-    )
-    return {**{key: dataset.get(key) for key in keys}, "subset_seed": seed}
+    return {**{key: dataset.get(key) for key in RECORD}, "subset_seed": seed}
 
 
 def _check_same_data(runs: list[tuple[str, dict[str, Any], int]]) -> dict[str, Any]:

@@ -1,0 +1,133 @@
+"""Which images (and labels) a job reads: declared once, for every job.
+
+[`DatasetArguments`] is the dataset part of pretraining's, the probe's (and the snapshot curve's) and
+fine-tuning's arguments (each job's dataclass extends it), with its checks, its loading and its record:
+the flags are the same in every script (`--dataset_name`, `--train_split`, ...), and the experiment runner
+hands them from a variant's pretraining to its evaluation without a list kept by hand
+([`EVALUATION_SHARES`]). Like `arguments.py`, this module imports no torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from .arguments import READ_DIR_OR_HUB, UsageError, check_arguments, check_paths
+
+if TYPE_CHECKING:
+    import datasets
+
+
+@dataclass(kw_only=True)
+class DatasetArguments:
+    """The dataset a job reads: where it is, which splits and columns, and how much of it.
+
+    The splits mean the same in every job: `train_split` is what the job learns from (pretraining's images,
+    the probe's and fine-tuning's labeled training split), `eval_split` what it scores on (the kNN monitor's
+    queries, the probe's and fine-tuning's test split).
+    """
+
+    # The job's `--dataset_name` when none is given (None: the job needs one).
+    DEFAULT_DATASET: ClassVar[str | None] = None
+
+    dataset_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hub id (uoft-cs/cifar10, jxie/stl10), or a local folder: parquet files, an imagefolder or "
+            "a save_to_disk folder. Pretraining's default: uoft-cs/cifar10; the probe and fine-tuning need it."
+        },
+    )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "The dataset's configuration."})
+    dataset_revision: str | None = field(default=None, metadata={"help": "Pin the dataset's Hub revision."})
+    train_split: str = field(
+        default="train",
+        metadata={"help": "Split(s) the job learns from, e.g. train, or train+unlabeled for pretraining."},
+    )
+    eval_split: str | None = field(
+        default="test",
+        metadata={
+            "help": "Labeled split the job scores on: the probe's and fine-tuning's test split, the queries "
+            "of pretraining's kNN monitor (whose memory is the training images)."
+        },
+    )
+    image_column: str | None = field(default=None, metadata={"help": "Image column (found automatically)."})
+    label_column: str | None = field(default=None, metadata={"help": "Label column (found automatically)."})
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Seeded random subset of the train split (quick runs)."}
+    )
+    max_eval_samples: int | None = field(
+        default=None,
+        metadata={
+            "help": "Seeded random subset of the eval split (quick runs); pretraining's kNN monitor "
+            "queries as many as there are training images by default."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        if self.dataset_name is None:
+            if self.DEFAULT_DATASET is None:
+                raise UsageError(
+                    "--dataset_name is required: the labeled dataset to evaluate on, a Hub id such as "
+                    "uoft-cs/cifar10 or a local folder."
+                )
+            self.dataset_name = self.DEFAULT_DATASET
+        check_paths(self, {"dataset_name": READ_DIR_OR_HUB})
+        subset = "a positive number of images (unset: the whole split)"
+        check_arguments(
+            self,
+            {
+                "max_train_samples": (self.max_train_samples is None or self.max_train_samples >= 1, subset),
+                "max_eval_samples": (self.max_eval_samples is None or self.max_eval_samples >= 1, subset),
+            },
+        )
+
+    def load_split(
+        self, split_flag: str, max_samples: int | None = None, seed: int = 0, require_labels: bool = False
+    ) -> datasets.Dataset:
+        """The split named by `split_flag` (`train_split` or `eval_split`) in the package's one layout
+        (`image`, optional `label`), a seeded subset of `max_samples` rows (default: the flag's own
+        `--max_train_samples` / `--max_eval_samples`); a missing split is named by that flag."""
+        from .data import load_image_dataset
+
+        if max_samples is None:
+            max_samples = self.max_train_samples if split_flag == "train_split" else self.max_eval_samples
+        return load_image_dataset(
+            self.dataset_name,
+            self.dataset_config_name,
+            getattr(self, split_flag),
+            self.image_column,
+            self.label_column,
+            max_samples,
+            self.dataset_revision,
+            seed=seed,
+            require_labels=require_labels,
+            split_flag=split_flag,
+        )
+
+    def load_labeled_splits(self, seed: int) -> tuple[datasets.Dataset, datasets.Dataset]:
+        """The labeled train and eval splits (seeded subsets), both loaded, and so checked (present,
+        labeled), before the caller decodes either."""
+        return (
+            self.load_split("train_split", seed=seed, require_labels=True),
+            self.load_split("eval_split", seed=seed, require_labels=True),
+        )
+
+    def dataset_record(self) -> dict[str, Any]:
+        """Which data the job read, as its results file records it (`results.json`, `finetune_results.json`)."""
+        return {key: getattr(self, flag) for key, flag in RECORD.items()}
+
+
+# A results file's `dataset` record: its keys, and the flag each one holds.
+RECORD = {
+    "name": "dataset_name",
+    "config": "dataset_config_name",
+    "revision": "dataset_revision",
+    "train_split": "train_split",
+    "eval_split": "eval_split",
+    "max_train_samples": "max_train_samples",
+    "max_eval_samples": "max_eval_samples",
+}
+DATASET_FLAGS = tuple(f.name for f in fields(DatasetArguments))
+# What a variant's evaluation takes from its pretraining unless the grid's `evaluation` sets it: the dataset,
+# but not the training split (pretraining's may hold unlabeled images, e.g. STL-10's train+unlabeled).
+EVALUATION_SHARES = tuple(name for name in DATASET_FLAGS if name != "train_split")
