@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from hf_simclr.augmentation import augmentation_preset
 from hf_simclr.data import (
     ImageViewDataset,
     class_names,
@@ -19,7 +20,7 @@ from hf_simclr.data import (
     decode_labels,
     load_image_dataset,
 )
-from hf_simclr.transforms import augmentation_preset, decode_image, two_view_batch_transform
+from hf_simclr.transforms import decode_image, two_view_batch_transform
 
 STL10_CLASSES = ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck"]
 

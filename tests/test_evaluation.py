@@ -17,6 +17,7 @@ from PIL import Image
 from transformers import AutoImageProcessor, AutoModel
 
 from hf_simclr import SimCLRConfig, SimCLRForPreTraining, folder_format
+from hf_simclr.augmentation import augmentation_preset
 from hf_simclr.data import decode_images, load_image_dataset
 from hf_simclr.evaluation import features as feature_path
 from hf_simclr.evaluation.arguments import LinearProbeArguments
@@ -44,7 +45,6 @@ from hf_simclr.reports.plots import (
     write_probe_plots,
 )
 from hf_simclr.reports.tables import format_results_table
-from hf_simclr.transforms import augmentation_preset
 
 CLASSES = ["red", "green", "blue"]
 # Six classes (dominant channel x brightness), for tests where top-3 must not hold every label by construction.

@@ -17,6 +17,7 @@ from transformers import (
 )
 
 from hf_simclr import SimCLRConfig, SimCLRForImageClassification, SimCLRForPreTraining, SimCLRModel
+from hf_simclr.augmentation import augmentation_preset
 from hf_simclr.finetuning import (
     FinetuneArguments,
     build_classifier,
@@ -26,7 +27,6 @@ from hf_simclr.finetuning import (
 )
 from hf_simclr.folder_format import FINETUNE_RESULTS_FILE
 from hf_simclr.model_folder import save_model_folder
-from hf_simclr.transforms import augmentation_preset
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
@@ -146,7 +146,8 @@ def test_a_folder_that_is_not_simclr_is_refused_before_training(tiny, tmp_path):
     (tmp_path / "nothing").mkdir()
     with pytest.raises(ValueError, match="--model_name_or_path .*nothing: no config.json found"):
         finetune(
-            FinetuneArguments(str(tmp_path / "nothing"), dataset_name=str(data_dir)), quick_training(tmp_path / "out")
+            FinetuneArguments(str(tmp_path / "nothing"), dataset_name=str(data_dir)),
+            quick_training(tmp_path / "out"),
         )
     assert not (tmp_path / "out").exists()
 

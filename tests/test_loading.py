@@ -21,8 +21,8 @@ from safetensors.torch import load_file
 from transformers import AutoImageProcessor, AutoModel, AutoModelForPreTraining, pipeline
 
 from hf_simclr import SimCLRConfig, SimCLRForPreTraining, SimCLRModel
+from hf_simclr.augmentation import augmentation_preset
 from hf_simclr.model_folder import save_model_folder
-from hf_simclr.transforms import augmentation_preset
 
 REPO_ID = "org/simclr-resnet18-stl10"
 
@@ -171,7 +171,7 @@ def test_saved_processor_is_the_evaluation_view_for_every_mode_and_shape(model_f
     import datasets
 
     from hf_simclr.data import decode_images
-    from hf_simclr.transforms import to_model_input
+    from hf_simclr.image_view import to_model_input
 
     processor = AutoImageProcessor.from_pretrained(model_folder)
     assert type(processor).__name__ == "SimCLRImageProcessor" and processor.image_size == 32

@@ -30,7 +30,9 @@ def test_an_existing_relative_folder_is_local_even_when_it_reads_like_a_hub_id(t
     assert describe_dataset("org/name")["hub"] is False
 
 
-def test_the_loader_refuses_a_local_file_for_a_dataset_folder_instead_of_asking_the_hub(tmp_path, monkeypatch):
+def test_the_loader_refuses_a_local_file_for_a_dataset_folder_instead_of_asking_the_hub(
+    tmp_path, monkeypatch
+):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "data.parquet").write_bytes(b"")
     with pytest.raises(UsageError, match="is a file, not a folder"):

@@ -16,6 +16,7 @@ from huggingface_hub.repocard_data import model_index_to_eval_results
 from test_evaluation import save_tiny_dataset
 
 from hf_simclr import SimCLRConfig, SimCLRForPreTraining
+from hf_simclr.augmentation import augmentation_preset
 from hf_simclr.evaluation.arguments import LinearProbeArguments
 from hf_simclr.evaluation.probe import run_linear_probe
 from hf_simclr.folder_format import RESULTS_FILE, SEMI_SUPERVISED_FILE
@@ -24,7 +25,6 @@ from hf_simclr.reports.card import render_model_card
 from hf_simclr.reports.commands import RenderArguments, render_published_cards
 from hf_simclr.reports.semi_supervised import collect_semi_supervised
 from hf_simclr.timm_export import export_timm
-from hf_simclr.transforms import augmentation_preset
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REPO_ID = "someone/simclr-resnet18-stock"

@@ -6,13 +6,15 @@ import ast
 from pathlib import Path
 
 from hf_simclr import SimCLRConfig, SimCLRForPreTraining
+from hf_simclr.augmentation import augmentation_preset
 from hf_simclr.model_folder import CODE_FILES, save_model_folder
-from hf_simclr.transforms import augmentation_preset
 
 
 def relative_imports(source: str) -> set[str]:
     """The modules a file imports relative to its own folder (`from .x import ...`)."""
-    return {node.module for node in ast.walk(ast.parse(source)) if isinstance(node, ast.ImportFrom) and node.level}
+    return {
+        node.module for node in ast.walk(ast.parse(source)) if isinstance(node, ast.ImportFrom) and node.level
+    }
 
 
 def test_the_folder_holds_the_model_files_and_the_evaluation_view_but_not_the_augmentation(tmp_path: Path):

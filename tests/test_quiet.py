@@ -46,8 +46,8 @@ def test_the_linear_probe_fits_show_progress(capsys) -> None:
 
 def test_saving_a_model_folder_prints_no_shard_bar(tmp_path, capsys) -> None:
     from hf_simclr import SimCLRConfig, SimCLRForPreTraining
+    from hf_simclr.augmentation import augmentation_preset
     from hf_simclr.model_folder import save_model_folder
-    from hf_simclr.transforms import augmentation_preset
 
     model = SimCLRForPreTraining(SimCLRConfig(image_size=32, cifar_stem=True))
     save_model_folder(model, tmp_path / "model", augmentation_preset("cifar10"))

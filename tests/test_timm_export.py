@@ -13,9 +13,9 @@ import torch
 from transformers import AutoConfig, AutoModel
 
 from hf_simclr import SimCLRConfig, SimCLRForPreTraining, SimCLRModel
+from hf_simclr.augmentation import augmentation_preset
 from hf_simclr.model_folder import save_model_folder
 from hf_simclr.timm_export import export_timm, timm_export_is_current
-from hf_simclr.transforms import augmentation_preset
 
 
 def pretraining_folder(folder: Path, cifar_stem: bool, seed: int = 0) -> Path:

@@ -12,15 +12,14 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
+from hf_simclr.augmentation import AugmentationConfig, augmentation_preset
 from hf_simclr.data import ImageViewDataset
+from hf_simclr.image_view import to_rgb
 from hf_simclr.transforms import (
-    AugmentationConfig,
     EvalTransform,
     ImageDecodeError,
     TwoViewTransform,
-    augmentation_preset,
     eval_batch_transform,
-    to_rgb,
     two_view_batch_transform,
 )
 

@@ -41,6 +41,7 @@ from .arguments import (
     check_path,
     check_paths,
 )
+from .augmentation_arguments import augmentation_arguments
 from .data import ImageViewDataset, decode_labels, label_names
 from .dataset_arguments import DatasetArguments
 from .devices import device_description
@@ -70,8 +71,17 @@ INITS = ("simclr", "random")
 TOP_K = (1, 3, 5)
 
 
+# The training view's flags (paper, Appendix B.5: crops and flips only, no colour distortion); 0.2-0.5 as the
+# smallest crop keeps more of a 32px image.
+FinetuneViewArguments = augmentation_arguments(
+    "FinetuneViewArguments",
+    ("crop_scale_min", "horizontal_flip_p"),
+    {"crop_scale_min": 0.08, "horizontal_flip_p": 0.5},
+)
+
+
 @dataclass
-class FinetuneArguments(DatasetArguments):
+class FinetuneArguments(FinetuneViewArguments, DatasetArguments):
     """What to fine-tune on which labels (`scripts/finetune.py`; the dataset's are [`DatasetArguments`]);
     how to train is `TrainingArguments`."""
 
@@ -100,14 +110,6 @@ class FinetuneArguments(DatasetArguments):
         },
     )
     model_revision: str | None = field(default=None, metadata={"help": "Hub revision of the model."})
-    crop_scale_min: float = field(
-        default=0.08,
-        metadata={
-            "help": "Smallest area of the random resized crop (paper: Inception crop, 0.08); 0.2-0.5 "
-            "keeps more of a 32px image."
-        },
-    )
-    horizontal_flip_p: float = field(default=0.5, metadata={"help": "Flip probability of the training view."})
     overwrite_output_dir: bool = field(
         default=False,
         metadata={
@@ -118,6 +120,7 @@ class FinetuneArguments(DatasetArguments):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.check_augmentation()
         check_paths(self, {"model_name_or_path": READ_DIR_OR_HUB})
         check_arguments(
             self,
@@ -125,8 +128,6 @@ class FinetuneArguments(DatasetArguments):
                 "init": (self.init in INITS, "simclr (the pretrained encoder) or random (the baseline)"),
                 "label_fraction": (0 < self.label_fraction <= 1, "in (0, 1], e.g. 0.01 or 0.1 (paper)"),
                 "subset_seed": (0 <= self.subset_seed < 2**32, "in [0, 2**32)"),
-                "crop_scale_min": (0 < self.crop_scale_min <= 1, "in (0, 1], e.g. 0.08"),
-                "horizontal_flip_p": (0 <= self.horizontal_flip_p <= 1, "a probability in [0, 1]"),
             },
         )
 
@@ -308,9 +309,7 @@ def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict[
     if not torch.cuda.is_available():
         training_args.dataloader_pin_memory = False  # pinned memory is for copies to a GPU
     eval_view = eval_augmentation_for(args.model_name_or_path, config, args.model_revision)
-    train_view = dataclasses.replace(
-        eval_view, crop_scale=(args.crop_scale_min, 1.0), horizontal_flip_p=args.horizontal_flip_p
-    )
+    train_view = args.augmentation_from(dataclasses.replace(eval_view, crop_scale=(args.crop_scale_min, 1.0)))
     train_set, eval_set, names, train_split_size = load_labeled_splits(args)
     eval_dataset = ImageViewDataset(eval_set, eval_batch_transform(eval_view))
     trainer = Trainer(

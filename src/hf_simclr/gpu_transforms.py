@@ -1,6 +1,6 @@
 """SimCLR's two-view augmentation (Chen et al. 2020, Appendix A) as batched tensor ops on the device.
 
-The recipe is the one `transforms.py` describes with `AugmentationConfig`: random resized crop, horizontal
+The recipe is the one `augmentation.py` describes with `AugmentationConfig`: random resized crop, horizontal
 flip, color jitter (applied with probability `color_jitter_p`, its four ops in a random order), random
 grayscale, Gaussian blur and normalisation. Here it runs on a whole batch of uint8 images already on the
 GPU (or the CPU, for tests): every op is one batched tensor op with per-view parameter tensors, so there are
@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from hf_simclr.transforms import AugmentationConfig
+from hf_simclr.augmentation import AugmentationConfig
 
 # Color jitter op ids, in torchvision's ColorJitter numbering.
 BRIGHTNESS, CONTRAST, SATURATION, HUE = 0, 1, 2, 3
@@ -397,14 +397,12 @@ class GPUTwoViewAugmentation(torch.nn.Module):
     Args:
         config (`AugmentationConfig`): the recipe; `config.image_size` is the output side.
 
-    Raises:
-        ValueError: if the config's hue jitter exceeds 0.5, or its crop ratio or blur sigma range is not
-            an ordered pair of positive numbers.
+    Its values were checked when it was built (`AugmentationConfig`'s ranges hold what these ops follow: a
+    hue jitter of at most 0.5 turns, a blur kernel narrower than the view, ordered ranges).
     """
 
     def __init__(self, config: AugmentationConfig) -> None:
         super().__init__()
-        _check_config(config)
         self.config = config
         self.register_buffer("mean", torch.tensor(config.mean, dtype=torch.float32), persistent=False)
         self.register_buffer("std", torch.tensor(config.std, dtype=torch.float32), persistent=False)
@@ -482,25 +480,6 @@ class GPUTwoViewAugmentation(torch.nn.Module):
         if config.blur_p > 0:
             x = random_gaussian_blur(x, params.blur_sigma, params.blur, config.blur_kernel_size)
         return normalize(x, self.mean.to(x.device), self.std.to(x.device))
-
-
-def _check_config(config: AugmentationConfig) -> None:
-    """Raise a ValueError for settings the batched ops cannot follow."""
-    hue = config.color_jitter[HUE]
-    if hue > 0.5:
-        raise ValueError(
-            f"color_jitter_strength={config.color_jitter_strength} gives a hue jitter of {hue} > 0.5 turns; "
-            "use a strength of at most 2.5."
-        )
-    if config.blur_p > 0 and config.blur_kernel_size // 2 >= config.image_size:
-        raise ValueError(
-            f"blur_kernel_size={config.blur_kernel_size} needs reflect padding wider than image_size="
-            f"{config.image_size}; lower blur_kernel_fraction below 1."
-        )
-    for name in ("crop_ratio", "blur_sigma"):
-        low, high = getattr(config, name)
-        if not 0 < low <= high:
-            raise ValueError(f"{name}={getattr(config, name)} must be an ordered pair 0 < low <= high.")
 
 
 def _check_images(images: Tensor, generator: torch.Generator | None) -> None:

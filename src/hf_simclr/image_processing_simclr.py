@@ -19,8 +19,10 @@ import numpy as np
 import torch
 from PIL import Image
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
+from transformers.image_utils import IMAGENET_DEFAULT_MEAN as IMAGENET_MEAN
+from transformers.image_utils import IMAGENET_DEFAULT_STD as IMAGENET_STD
 
-from .image_view import IMAGENET_MEAN, IMAGENET_STD, eval_view, to_model_input
+from .image_view import eval_view, to_model_input
 
 
 class SimCLRImageProcessor(BaseImageProcessor):

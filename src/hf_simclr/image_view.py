@@ -16,10 +16,6 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
-# Per-channel statistics of ImageNet (RGB, images scaled to [0, 1]): the default normalisation.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
 
 def to_rgb(image: Image.Image) -> Image.Image:
     """Convert a PIL image of any mode (L, LA, RGBA, CMYK, P, I;16, I, F, ...) to 8-bit RGB.

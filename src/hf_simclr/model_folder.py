@@ -29,10 +29,10 @@ from .folder_format import (
 if TYPE_CHECKING:  # imported where used: the file names above need no torch
     from transformers import PreTrainedModel
 
+    from .augmentation import AugmentationConfig
     from .configuration_simclr import SimCLRConfig
     from .image_processing_simclr import SimCLRImageProcessor
     from .modeling_simclr import SimCLRModel
-    from .transforms import AugmentationConfig
 
 # ----------------------------------------------------------------------------------------------
 # File names
@@ -332,8 +332,7 @@ def eval_augmentation_for(
     Returns:
         `AugmentationConfig` whose `image_size`, `mean` and `std` are the model's (other fields default).
     """
-    from .image_view import IMAGENET_MEAN, IMAGENET_STD
-    from .transforms import AugmentationConfig
+    from .augmentation import IMAGENET_MEAN, IMAGENET_STD, AugmentationConfig
 
     path = resolve_model_file(model_name_or_path, IMAGE_PROCESSOR_FILE, revision)
     if path is not None:

@@ -42,8 +42,8 @@ from .folder_format import (
 from .model_folder import DEFAULT_LICENSE, eval_augmentation_for, load_encoder, load_simclr_config, read_json
 
 if TYPE_CHECKING:
+    from .augmentation import AugmentationConfig
     from .configuration_simclr import SimCLRConfig
-    from .transforms import AugmentationConfig
 
 # Fields of timm's pretrained_cfg that describe timm's own ImageNet weights, not these.
 _SOURCE_FIELDS = (

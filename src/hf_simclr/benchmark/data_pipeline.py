@@ -18,8 +18,9 @@ import torch
 import torchvision
 from PIL import Image
 
+from ..augmentation import augmentation_preset
 from ..data import ImageViewDataset, load_image_dataset
-from ..transforms import augmentation_preset, decode_image, two_view_batch_transform
+from ..transforms import decode_image, two_view_batch_transform
 
 
 @dataclass

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import torch
 
+from ..augmentation import augmentation_preset
 from ..data import load_image_dataset
 from ..folder_format import LOG_HISTORY_FILE
-from ..transforms import augmentation_preset
 from .arguments import TRAINING_CASES, TrainingCase
 from .data_pipeline import upsampled_copy
 

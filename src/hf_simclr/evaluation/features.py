@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..augmentation import AugmentationConfig
 from ..configuration_simclr import SimCLRConfig
 from ..data import decode_images, decode_labels, decoded_cache_file
 from ..devices import default_device
@@ -33,7 +34,6 @@ from ..model_folder import (
     weights_errors,
 )
 from ..modeling_simclr import SimCLRForPreTraining, SimCLRModel
-from ..transforms import AugmentationConfig
 
 
 @dataclass

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from ..arguments import UsageError
+from ..augmentation import AugmentationConfig
 from ..data import label_names
 from ..devices import default_device, device_description
 from ..folder_format import (
@@ -30,7 +31,6 @@ from ..model_folder import is_generated
 from ..modeling_simclr import SimCLRModel
 from ..reports.card import write_model_card
 from ..reports.plots import write_probe_plots
-from ..transforms import AugmentationConfig
 from .arguments import FEATURE_CHOICES, LinearProbeArguments
 from .features import FrozenModel, LabeledSplit, cached_features, decode_labeled_split, load_frozen_model
 from .knn import KNN_TEMPERATURE

@@ -8,11 +8,13 @@ its unit and a tuning hint in its help. Nothing heavy is imported here: `--help`
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import re
-from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field, fields, make_dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..arguments import (
     READ_DIR,
@@ -26,11 +28,13 @@ from ..arguments import (
     check_paths,
     check_repo_id,
 )
+from ..augmentation import FLAGS
+from ..augmentation_arguments import augmentation_arguments
 from ..dataset_arguments import DatasetArguments
 
 if TYPE_CHECKING:
+    from ..augmentation import AugmentationConfig
     from ..configuration_simclr import SimCLRConfig
-    from ..transforms import AugmentationConfig
 
 # The trackers Accelerate logs to (`--report_to`).
 TRACKERS = ("tensorboard", "wandb", "comet_ml", "mlflow", "clearml", "dvclive", "aim", "swanlab", "trackio")
@@ -43,29 +47,56 @@ OPTIMIZER_DEFAULTS = {
 }
 
 
-@dataclass
-class ModelArguments:
-    """Architecture of the model to pretrain (stored in its `SimCLRConfig`)."""
+def config_settings() -> list[tuple[str, Any, Any]]:
+    """`SimCLRConfig`'s settings as dataclass fields `(name, type, field)`, read from its source without
+    importing it (that imports torch): each `__init__` parameter with its default and, as its help, the
+    class docstring's entry. The view size (`image_size`) comes from the data, not from a flag; the two
+    settings whose command line differs from the config say how (`CLI_SETTINGS`)."""
+    source = Path(__file__).resolve().parents[1].joinpath("configuration_simclr.py").read_text()
+    config = next(
+        node
+        for node in ast.parse(source).body
+        if isinstance(node, ast.ClassDef) and node.name == "SimCLRConfig"
+    )
+    docs = dict(
+        re.findall(r"^ {8}(\w+) \(.*?\):\n((?: {12}.*\n)+)", ast.get_docstring(config, clean=False), re.M)
+    )
+    init = next(node for node in config.body if isinstance(node, ast.FunctionDef) and node.name == "__init__")
+    settings = []
+    for argument, default in zip(init.args.args[1:], init.args.defaults, strict=True):
+        name = argument.arg
+        if name == "image_size":
+            continue
+        kind, value, note = CLI_SETTINGS.get(
+            name, (eval(ast.unparse(argument.annotation), {"Any": Any}), ast.literal_eval(default), "")
+        )
+        help = " ".join(docs[name].split()) + note
+        settings.append((name, kind, field(default=value, metadata={"help": help})))
+    return settings
 
+
+# The config settings whose command line differs from the config: (type, default, note for the help).
+CLI_SETTINGS = {
+    "cifar_stem": (bool | None, None, " Default on the command line: on for views of at most 64 px."),
+    "backbone_kwargs": (
+        str | None,
+        None,
+        """ On the command line: a JSON dict, e.g. '{"drop_path_rate": 0.1}'.""",
+    ),
+}
+
+
+@dataclass
+class _ModelStart:
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "Start from this SimCLR folder or Hub id instead of a fresh model."}
     )
-    backbone: str = field(default="resnet18", metadata={"help": "timm CNN name: resnet18, resnet50, ..."})
-    cifar_stem: bool | None = field(
-        default=None,
-        metadata={"help": "3x3 stride-1 stem without max-pool; default: on for images <= 64px (CIFAR)."},
-    )
-    backbone_kwargs: str | None = field(
-        default=None, metadata={"help": "JSON dict for timm.create_model, e.g. '{\"drop_path_rate\": 0.1}'."}
-    )
-    projection_layers: int = field(default=2, metadata={"help": "0 none, 1 linear, 2+ MLP (paper: 2)."})
-    projection_hidden_dim: int | None = field(default=None, metadata={"help": "Default: backbone width."})
-    projection_dim: int = field(default=128, metadata={"help": "Width of z (paper: 128)."})
-    projection_batch_norm: bool = field(default=True, metadata={"help": "BatchNorm in the MLP head."})
-    loss_temperature: float = field(
-        default=0.5,
-        metadata={"help": "NT-Xent temperature; 0.5 suits CIFAR, 0.1-0.2 larger batches/ImageNet."},
-    )
+
+
+@dataclass
+class ModelArguments(make_dataclass("ConfigArguments", config_settings(), bases=(_ModelStart,))):
+    """Architecture of the model to pretrain: `SimCLRConfig`'s settings (generated from it, so every one of
+    its settings is a flag with its documentation as help), and a model to start from."""
 
     def __post_init__(self) -> None:
         check_path("model_name_or_path", self.model_name_or_path, READ_DIR_OR_HUB)
@@ -104,40 +135,27 @@ class ModelArguments:
         """
         from ..configuration_simclr import SimCLRConfig
 
+        settings = {name: getattr(self, name) for name in CONFIG_FLAGS}
+        settings["cifar_stem"] = image_size <= 64 if self.cifar_stem is None else self.cifar_stem
+        settings["backbone_kwargs"] = self.backbone_kwargs_dict()
         with as_usage_error(MODEL_FLAGS):
-            return SimCLRConfig(
-                backbone=self.backbone,
-                cifar_stem=image_size <= 64 if self.cifar_stem is None else self.cifar_stem,
-                backbone_kwargs=self.backbone_kwargs_dict(),
-                projection_layers=self.projection_layers,
-                projection_hidden_dim=self.projection_hidden_dim,
-                projection_dim=self.projection_dim,
-                projection_batch_norm=self.projection_batch_norm,
-                loss_temperature=self.loss_temperature,
-                image_size=image_size,
-            )
+            return SimCLRConfig(**settings, image_size=image_size)
+
+
+# Every flag of the recipe, each unset by default: the preset's value applies.
+ViewArguments = augmentation_arguments("ViewArguments", tuple(FLAGS), note="the preset")
 
 
 @dataclass
-class DataArguments(DatasetArguments):
-    """Where the images come from ([`DatasetArguments`]) and how the two views are made."""
+class DataArguments(ViewArguments, DatasetArguments):
+    """Where the images come from ([`DatasetArguments`]) and how the two views are made (the preset, and
+    the recipe's flags generated from `AugmentationConfig`)."""
 
     DEFAULT_DATASET = "uoft-cs/cifar10"
 
     preset: str = field(
         default="cifar10", metadata={"help": "Augmentation preset: cifar10, stl10, imagenet."}
     )
-    image_size: int | None = field(default=None, metadata={"help": "Override the preset's view size."})
-    crop_scale_min: float | None = field(default=None, metadata={"help": "Smallest crop area (paper 0.08)."})
-    crop_scale_max: float | None = field(default=None, metadata={"help": "Largest crop area (1.0)."})
-    horizontal_flip_p: float | None = field(default=None, metadata={"help": "Flip probability (0.5)."})
-    color_jitter_strength: float | None = field(
-        default=None,
-        metadata={"help": "Paper's s: 0.5 for CIFAR, 1.0 for ImageNet; the strongest single knob."},
-    )
-    color_jitter_p: float | None = field(default=None, metadata={"help": "Jitter probability (0.8)."})
-    grayscale_p: float | None = field(default=None, metadata={"help": "Grayscale probability (0.2)."})
-    blur_p: float | None = field(default=None, metadata={"help": "Blur probability (0.5 >= 96px, 0 CIFAR)."})
     augment_on: str = field(
         default="auto",
         metadata={
@@ -151,29 +169,11 @@ class DataArguments(DatasetArguments):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        probability = "a probability in [0, 1] (unset: the preset's)"
-        scale = "in (0, 1] (unset: the preset's)"
+        self.check_augmentation()
         check_paths(self, {"decoded_cache_dir": WRITE_DIR})
         check_arguments(
             self,
             {
-                "image_size": (
-                    self.image_size is None or self.image_size >= 8,
-                    "at least 8 pixels (unset: the preset's)",
-                ),
-                "crop_scale_min": (self.crop_scale_min is None or 0 < self.crop_scale_min <= 1, scale),
-                "crop_scale_max": (self.crop_scale_max is None or 0 < self.crop_scale_max <= 1, scale),
-                "horizontal_flip_p": (
-                    self.horizontal_flip_p is None or 0 <= self.horizontal_flip_p <= 1,
-                    probability,
-                ),
-                "color_jitter_strength": (
-                    self.color_jitter_strength is None or 0 <= self.color_jitter_strength <= 2.5,
-                    "in [0, 2.5] (hue jitter 0.2 x s must stay <= 0.5)",
-                ),
-                "color_jitter_p": (self.color_jitter_p is None or 0 <= self.color_jitter_p <= 1, probability),
-                "grayscale_p": (self.grayscale_p is None or 0 <= self.grayscale_p <= 1, probability),
-                "blur_p": (self.blur_p is None or 0 <= self.blur_p <= 1, probability),
                 "augment_on": (self.augment_on in ("auto", "gpu", "cpu"), "gpu, cpu or auto"),
                 "dataloader_num_workers": (
                     self.dataloader_num_workers >= 0,
@@ -183,36 +183,20 @@ class DataArguments(DatasetArguments):
         )
 
     def check(self) -> None:
-        """The checks that build the augmentation (torch): the preset with every override."""
+        """The checks that build the recipe: the preset with every flag (also run from Python, by start_run)."""
         self.augmentation()
 
     def augmentation(self) -> AugmentationConfig:
-        """The recipe: the preset with every override set here.
+        """The recipe: the preset with every flag set here.
 
         Raises:
-            UsageError: for values the recipe refuses together (e.g. a minimum crop above the maximum).
+            UsageError: for an unknown preset, or values the recipe refuses together (e.g. a minimum crop
+                above the maximum).
         """
-        from ..transforms import augmentation_preset
+        from ..augmentation import augmentation_preset
 
         with as_usage_error(DATA_FLAGS):
-            base = augmentation_preset(self.preset).crop_scale
-        overrides = {
-            "image_size": self.image_size,
-            "horizontal_flip_p": self.horizontal_flip_p,
-            "color_jitter_strength": self.color_jitter_strength,
-            "color_jitter_p": self.color_jitter_p,
-            "grayscale_p": self.grayscale_p,
-            "blur_p": self.blur_p,
-        }
-        low = base[0] if self.crop_scale_min is None else self.crop_scale_min
-        high = base[1] if self.crop_scale_max is None else self.crop_scale_max
-        if low > high:
-            raise UsageError(
-                f"--crop_scale_min {low} is above --crop_scale_max {high}; the smallest crop area must not "
-                f"exceed the largest."
-            )
-        with as_usage_error(DATA_FLAGS):
-            return augmentation_preset(self.preset, crop_scale=(low, high), **overrides)
+            return self.augmentation_from(augmentation_preset(self.preset))
 
 
 @dataclass
@@ -420,6 +404,7 @@ def default_output_dir(model_args: ModelArguments, data_args: DataArguments) -> 
 
 
 MODEL_FLAGS = tuple(f.name for f in fields(ModelArguments))
+CONFIG_FLAGS = tuple(name for name, _, _ in config_settings())
 DATA_FLAGS = tuple(f.name for f in fields(DataArguments))
 PRETRAINING_ARGUMENTS = (ModelArguments, DataArguments, PretrainingArguments)
 # `scripts/pretrain.py`: an optional recipe file first (`configs/*.yaml`), then flags that override it.

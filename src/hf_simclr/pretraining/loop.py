@@ -17,11 +17,11 @@ from accelerate import Accelerator
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..augmentation import AugmentationConfig
 from ..devices import device_description
 from ..folder_format import SNAPSHOT_DIR, snapshot_name, staged_folder
 from ..hub import push_model_folder
 from ..model_folder import save_model_folder
-from ..transforms import AugmentationConfig
 from .arguments import DataArguments, ModelArguments, PretrainingArguments
 from .checkpoints import save_checkpoint
 from .log import log_record

@@ -6,10 +6,10 @@ import datasets
 import torch
 from torch import nn
 
+from ..augmentation import AugmentationConfig
 from ..data import decode_images, decode_labels, decoded_cache_file
 from ..evaluation.features import extract_features
 from ..evaluation.knn import knn_top1
-from ..transforms import AugmentationConfig
 from .arguments import DataArguments
 
 

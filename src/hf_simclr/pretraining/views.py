@@ -23,10 +23,11 @@ import datasets
 import torch
 from accelerate import Accelerator
 
+from ..augmentation import AugmentationConfig
 from ..data import ImageViewDataset, decode_images, decoded_cache_file
 from ..gpu_transforms import GPUTwoViewAugmentation
 from ..modeling_simclr import split_views
-from ..transforms import AugmentationConfig, two_view_batch_transform
+from ..transforms import two_view_batch_transform
 from .arguments import DataArguments
 from .plan import RunPlan
 

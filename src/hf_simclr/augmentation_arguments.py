@@ -1,0 +1,85 @@
+"""The recipe's command-line settings, generated from `AugmentationConfig`'s fields ([`augmentation.FLAGS`]).
+
+A job's arguments extend the class [`augmentation_arguments`] makes for the flags it offers: pretraining
+all of them (unset: the preset's), fine-tuning the crop and the flip of its training view. Each flag has its
+field's help and is checked against its field's range when the arguments are parsed. Imports no torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import field
+from typing import Any
+
+from .arguments import UsageError, as_usage_error, check_arguments
+from .augmentation import FLAGS, AugmentationConfig
+
+
+class _AugmentationSettings:
+    """What every generated settings class does: check its flags, and build the recipe from a base."""
+
+    def check_augmentation(self) -> None:
+        """Each flag set against its field's range (unset, None, passes: the base's value applies)."""
+        checks = {}
+        for flag in self.FLAG_NAMES:
+            value = getattr(self, flag)
+            valid, requirement = FLAGS[flag][2]
+            checks[flag] = (value is None or valid(value), requirement)
+        check_arguments(self, checks)
+
+    def augmentation_from(self, base: AugmentationConfig) -> AugmentationConfig:
+        """`base` with every flag set here.
+
+        Raises:
+            UsageError: for values the recipe refuses together (e.g. a minimum crop above the maximum),
+                named as the flags.
+        """
+        overrides: dict[str, Any] = {}
+        for flag in self.FLAG_NAMES:
+            name, position, _, _ = FLAGS[flag]
+            value = getattr(self, flag)
+            if value is not None and position is None:
+                overrides[name] = value
+            elif value is not None:
+                pair = list(overrides.get(name, getattr(base, name)))
+                pair[position] = value
+                overrides[name] = tuple(pair)
+        for name, pair in overrides.items():
+            if isinstance(pair, tuple) and pair[0] > pair[1]:
+                low, high = (flag for flag, spec in FLAGS.items() if spec[0] == name)
+                raise UsageError(
+                    f"--{low} {pair[0]} is above --{high} {pair[1]}; the smallest value must not exceed the largest."
+                )
+        with as_usage_error(tuple(FLAGS)):
+            return dataclasses.replace(base, **overrides)
+
+
+def augmentation_arguments(
+    class_name: str, flags: tuple[str, ...], defaults: dict[str, Any] | None = None, note: str = ""
+) -> type:
+    """A dataclass of the recipe's command-line `flags` (names of [`FLAGS`]), to be extended by a job's
+    arguments: each field has its config field's help and range, and defaults to `defaults[flag]`, or to
+    None (the job's base recipe, e.g. its preset, decides).
+
+    The class has `check_augmentation()` (each set flag in its range; call it in `__post_init__`) and
+    `augmentation_from(base)` (the recipe `base` with every set flag).
+    """
+    defaults = defaults or {}
+    specs = []
+    for flag in flags:
+        _, _, _, help = FLAGS[flag]
+        default = defaults.get(flag)
+        kind = type(getattr(AugmentationConfig(), FLAGS[flag][0]))
+        kind = float if kind is tuple else kind
+        hint = "" if default is not None else f" Unset: {note or 'the base recipe'}'s."
+        specs.append(
+            (
+                flag,
+                kind if default is not None else kind | None,
+                field(default=default, metadata={"help": help + hint}),
+            )
+        )
+    namespace = {"FLAG_NAMES": flags}
+    return dataclasses.make_dataclass(
+        class_name, specs, bases=(_AugmentationSettings,), namespace=namespace, kw_only=True
+    )
