@@ -9,12 +9,10 @@ from dataclasses import asdict
 from datetime import date
 from pathlib import Path
 
-import torch
-
 from ..folder_format import write_text_atomically
 from .arguments import TRAINING_CASES, BenchmarkArguments
 from .data_pipeline import benchmark_data_pipeline, machine_description
-from .training import benchmark_training
+from .training import benchmark_device, benchmark_training, device_name
 
 
 def run_benchmark(args: BenchmarkArguments) -> dict:
@@ -63,4 +61,4 @@ def _time_data(args: BenchmarkArguments) -> dict:
 def _time_training(args: BenchmarkArguments) -> dict:
     cases = tuple(case for case in TRAINING_CASES if not args.cases or case.name in args.cases)
     results = benchmark_training(args.dataset_name, args.work_dir, cases, cpu_workers=args.cpu_workers)
-    return {"gpu": torch.cuda.get_device_name(), "results": results}
+    return {"device": device_name(benchmark_device()), "results": results}
