@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ..arguments import (
     READ_DIR,
@@ -15,6 +14,7 @@ from ..arguments import (
     UsageError,
     check_arguments,
     check_paths,
+    local_path,
 )
 from ..dataset_arguments import DatasetArguments
 
@@ -119,7 +119,7 @@ class LinearProbeArguments(DatasetArguments):
                 ),
             },
         )
-        if self.output_dir is None and not Path(self.model_name_or_path).is_dir():
+        if self.output_dir is None and local_path(self.model_name_or_path) is None:
             raise UsageError(
                 f"--model_name_or_path {self.model_name_or_path} is a Hub id: pass --output_dir."
             )
