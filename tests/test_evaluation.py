@@ -151,7 +151,18 @@ def test_linear_probe_separates_linearly_separable_features():
     assert top_k_accuracy(fitted.logits(train_h), train_y, 1) >= 0.99
     assert top_k_accuracy(fitted.logits(test_h), test_y, 1) >= 0.99
     assert set(fitted.holdout_top1) == {1e-5, 1e-3, 1e-1}
-    assert fitted.weight_decay == max(fitted.holdout_top1, key=lambda wd: (fitted.holdout_top1[wd], wd))
+
+
+def test_the_probe_picks_the_weight_decay_that_generalises():
+    # Two classes, 80/20, shifted apart along one axis: a penalty of 1e4 leaves the probe only its bias (it
+    # predicts the majority class), 1e-4 separates them; the answer is known without the selection rule.
+    generator = torch.Generator().manual_seed(0)
+    y = (torch.rand(1000, generator=generator) < 0.2).long()
+    h = torch.randn(1000, 8, generator=generator)
+    h[:, 0] += 3 * y.float()
+    fitted = fit_linear_probe(h, y, 2, weight_decays=(1e-4, 1e4), seed=0, max_iter=100)
+    assert fitted.weight_decay == 1e-4
+    assert fitted.holdout_top1[1e-4] > 0.9 > fitted.holdout_top1[1e4]
 
 
 def test_linear_probe_is_deterministic_and_standardises():

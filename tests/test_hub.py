@@ -14,6 +14,7 @@ import pytest
 import torch
 from huggingface_hub import ModelCard
 from huggingface_hub.errors import OfflineModeIsEnabled
+from huggingface_hub.utils import filter_repo_objects
 from test_evaluation import save_tiny_dataset, save_tiny_model
 from transformers import AutoModel
 
@@ -52,31 +53,75 @@ def folder(probed_folder, tmp_path) -> Path:
     return Path(shutil.copytree(probed_folder, tmp_path / "model"))
 
 
-@pytest.fixture
-def hub_calls(monkeypatch, online_hub) -> list[tuple[str, dict]]:
-    """Replace HfApi's network calls by recorders; a token is set and offline mode is off."""
-    calls: list[tuple[str, dict]] = []
+class FakeHub:
+    """The Hub as a push sees it: repositories with their visibility, branches and pull requests, each holding
+    files. Its methods stand in for HfApi's network calls; what a push did is read from the state it leaves."""
 
-    def create_repo(self, repo_id, **kwargs):
-        calls.append(("create_repo", {"repo_id": repo_id, **kwargs}))
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.repos: dict[str, dict] = {}
+
+    def create_repo(self, repo_id, private=False, exist_ok=False, repo_type="model", **kwargs):
+        assert repo_type == "model" and (exist_ok or repo_id not in self.repos)
+        self.repos.setdefault(
+            repo_id, {"private": bool(private), "branches": {"main": {}}, "pull_requests": []}
+        )
         return huggingface_hub.RepoUrl(f"https://huggingface.co/{repo_id}")
 
-    def create_branch(self, repo_id, **kwargs):
-        calls.append(("create_branch", {"repo_id": repo_id, **kwargs}))
+    def create_branch(self, repo_id, branch, exist_ok=False, repo_type="model", **kwargs):
+        branches = self.repos[repo_id]["branches"]  # KeyError, as the Hub's 404: the repository must exist
+        assert exist_ok or branch not in branches
+        branches.setdefault(branch, dict(branches["main"]))
 
-    def upload_folder(self, **kwargs):
-        calls.append(("upload_folder", kwargs))
+    def upload_folder(
+        self,
+        repo_id,
+        folder_path,
+        revision=None,
+        create_pr=False,
+        commit_message=None,
+        ignore_patterns=None,
+        allow_patterns=None,
+        repo_type="model",
+        **kwargs,
+    ):
+        folder = Path(folder_path)
+        names = [path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file()]
+        kept = filter_repo_objects(names, allow_patterns=allow_patterns, ignore_patterns=ignore_patterns)
+        files = {name: (folder / name).read_bytes() for name in kept}  # one commit: all files, or none
+        repo = self.repos[repo_id]
+        branch = revision or "main"
+        assert branch in repo["branches"], f"revision {branch} not found"  # the Hub refuses it too
+        if create_pr:
+            repo["pull_requests"].append({"target": branch, "files": files, "message": commit_message})
+        else:
+            repo["branches"][branch] = {**repo["branches"][branch], **files}
         return huggingface_hub.CommitInfo(
-            commit_url=f"https://huggingface.co/{kwargs['repo_id']}/commit/abc",
-            commit_message=kwargs["commit_message"],
+            commit_url=f"https://huggingface.co/{repo_id}/commit/abc",
+            commit_message=commit_message,
             commit_description="",
             oid="abc",
         )
 
-    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", create_repo)
-    monkeypatch.setattr(huggingface_hub.HfApi, "create_branch", create_branch)
-    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
-    return calls
+    def files(self, repo_id: str, branch: str = "main") -> dict[str, bytes]:
+        return self.repos[repo_id]["branches"][branch]
+
+    def checkout(self, files: dict[str, bytes], name: str) -> Path:
+        """The files as a local folder, as a download of them would be."""
+        folder = self.root / name
+        for relative, content in files.items():
+            (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+            (folder / relative).write_bytes(content)
+        return folder
+
+
+@pytest.fixture
+def fake_hub(monkeypatch, online_hub, tmp_path) -> FakeHub:
+    """A [`FakeHub`] in place of HfApi's network calls; a token is set and offline mode is off."""
+    fake = FakeHub(tmp_path / "hub")
+    for name in ("create_repo", "create_branch", "upload_folder"):
+        monkeypatch.setattr(huggingface_hub.HfApi, name, getattr(fake, name))
+    return fake
 
 
 # ----------------------------------------------------------------------------------------------
@@ -165,24 +210,15 @@ def test_card_needs_results(folder):
 # ----------------------------------------------------------------------------------------------
 
 
-def test_push_uploads_a_complete_loadable_folder_in_one_commit(folder, hub_calls):
+def test_push_uploads_a_complete_loadable_folder_in_one_commit(folder, fake_hub):
     (folder / "feature_cache" / "features_model_train.safetensors").touch()
     commit = hub.push_model_folder(folder, REPO_ID, private=True, commit_message="first model")
-    assert [name for name, _ in hub_calls] == ["create_repo", "upload_folder"]
-    create, upload = hub_calls[0][1], hub_calls[1][1]
-    assert create == {"repo_id": REPO_ID, "private": True, "exist_ok": True, "repo_type": "model"}
-    assert (
-        upload["repo_id"] == REPO_ID
-        and upload["repo_type"] == "model"
-        and upload["commit_message"] == "first model"
-    )
-    assert upload["revision"] is None and upload["create_pr"] is False
-    assert {"feature_cache/*", "checkpoints/*"} <= set(upload["ignore_patterns"])
-    assert commit.commit_url.endswith("/commit/abc")
-
-    uploaded = Path(upload["folder_path"])
+    assert fake_hub.repos[REPO_ID]["private"] is True and commit.commit_url.endswith("/commit/abc")
+    files = fake_hub.files(REPO_ID)
     for name in hub.REQUIRED_FILES + ("model.safetensors",):
-        assert (uploaded / name).is_file(), name
+        assert name in files, name
+    assert not any(name.startswith(("feature_cache/", "checkpoints/")) for name in files)
+    uploaded = fake_hub.checkout(files, "main")
     encoder = AutoModel.from_pretrained(uploaded)
     assert isinstance(encoder, SimCLRModel)
     remote = AutoModel.from_pretrained(uploaded, trust_remote_code=True)
@@ -191,39 +227,38 @@ def test_push_uploads_a_complete_loadable_folder_in_one_commit(folder, hub_calls
         assert remote.eval()(pixel_values).pooler_output.shape == (2, 512)
 
 
-def test_push_to_a_branch_or_as_a_pull_request(folder, hub_calls):
+def test_push_to_a_branch_or_as_a_pull_request(folder, fake_hub):
     hub.push_model_folder(folder, REPO_ID, revision="v1")
-    assert [name for name, _ in hub_calls] == ["create_repo", "create_branch", "upload_folder"]
-    assert hub_calls[1][1]["branch"] == "v1" and hub_calls[2][1]["revision"] == "v1"
-    hub_calls.clear()
-    hub.push_model_folder(folder, REPO_ID, create_pr=True)
-    assert [name for name, _ in hub_calls] == ["create_repo", "upload_folder"]
-    assert hub_calls[1][1]["create_pr"] is True
+    branches = fake_hub.repos[REPO_ID]["branches"]
+    assert set(branches) == {"main", "v1"} and branches["main"] == {} and "config.json" in branches["v1"]
+    hub.push_model_folder(folder, REPO_ID, create_pr=True, commit_message="a proposal")
+    (proposal,) = fake_hub.repos[REPO_ID]["pull_requests"]
+    assert proposal["target"] == "main" and "config.json" in proposal["files"] and branches["main"] == {}
 
 
-def test_push_checks_the_folder_before_any_network_call(folder, hub_calls):
+def test_push_checks_the_folder_before_any_network_call(folder, fake_hub):
     (folder / "results.json").unlink()
     (folder / "loss.py").unlink()
     with pytest.raises(
         UsageError, match=r"lacks: loss.py .*; results.json \(written by scripts/linear_probe.py\)"
     ):
         hub.push_model_folder(folder, REPO_ID)
-    assert hub_calls == []
+    assert fake_hub.repos == {}
 
 
-def test_push_refuses_a_folder_that_is_not_a_simclr_model(folder, hub_calls):
+def test_push_refuses_a_folder_that_is_not_a_simclr_model(folder, fake_hub):
     config = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**config, "model_type": "resnet"}))
     with pytest.raises(ValueError, match="holds a 'resnet' model"):
         hub.push_model_folder(folder, REPO_ID)
-    assert hub_calls == []
+    assert fake_hub.repos == {}
 
 
-def test_push_offline_says_what_to_do(folder, hub_calls, monkeypatch):
+def test_push_offline_says_what_to_do(folder, fake_hub, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(UsageError, match="unset HF_HUB_OFFLINE"):
         hub.push_model_folder(folder, REPO_ID)
-    assert hub_calls == []
+    assert fake_hub.repos == {}
     # Offline mode switched on after import shows up as huggingface_hub's own error: translated too.
     monkeypatch.delenv("HF_HUB_OFFLINE")
 
@@ -236,22 +271,22 @@ def test_push_offline_says_what_to_do(folder, hub_calls, monkeypatch):
     assert isinstance(error.value.__cause__, OfflineModeIsEnabled)
 
 
-def test_push_without_a_token_says_how_to_log_in(folder, hub_calls, monkeypatch):
+def test_push_without_a_token_says_how_to_log_in(folder, fake_hub, monkeypatch):
     monkeypatch.delenv("HF_TOKEN")
     monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
     with pytest.raises(UsageError, match=r"run `hf auth login`, or set HF_TOKEN"):
         hub.push_model_folder(folder, REPO_ID)
-    assert hub_calls == []
+    assert fake_hub.repos == {}
 
 
-def test_push_script_rewrites_the_card_with_the_repo_id(folder, hub_calls, monkeypatch, capsys):
+def test_push_script_rewrites_the_card_with_the_repo_id(folder, fake_hub, monkeypatch, capsys):
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "scripts"))
     import push_to_hub
 
     monkeypatch.setattr(sys, "argv", ["push_to_hub.py", "--model_dir", str(folder), "--repo_id", REPO_ID])
     push_to_hub.main()
     assert f'AutoModel.from_pretrained("{REPO_ID}"' in (folder / "README.md").read_text()
-    assert [name for name, _ in hub_calls] == ["create_repo", "upload_folder"]
+    assert fake_hub.files(REPO_ID)["README.md"] == (folder / "README.md").read_bytes()  # the rewritten card
     assert "Pushed" in capsys.readouterr().out
 
 
@@ -264,7 +299,7 @@ def test_push_script_rewrites_the_card_with_the_repo_id(folder, hub_calls, monke
     ],
 )
 def test_push_script_changes_nothing_when_the_push_cannot_start(
-    folder, hub_calls, monkeypatch, capsys, problem, match
+    folder, fake_hub, monkeypatch, capsys, problem, match
 ):
     # Before: the script rewrote README.md for the new repo id, then failed to upload (or, with an
     # invalid id, went on to the network).
@@ -283,7 +318,7 @@ def test_push_script_changes_nothing_when_the_push_cannot_start(
         push_to_hub.main()
     assert exit.value.code == 2 and match in capsys.readouterr().err
     assert {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file()} == before
-    assert hub_calls == []
+    assert fake_hub.repos == {}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -12,16 +12,6 @@ def section(title: str) -> str:
     return README.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
 
 
-def test_install_says_how_to_get_the_cpu_build_of_torch_first() -> None:
-    # Before: nothing, and on a CPU-only machine the default install pulls about 3 GB of CUDA wheels.
-    install = section("Install and test")
-    cpu_build = install.index(
-        "pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu"
-    )
-    assert 'pip install -e ".[dev]"' in install[cpu_build:]  # torch first, then the package
-    assert "pip install torch==2.14.1 torchvision==0.29.1" in install
-
-
 def test_failure_modes_say_what_is_written_safe_to_interrupt_resumed_and_refused() -> None:
     failure_modes = section("Failure modes")
     for promise in ("checkpoints/.tmp-step_N/", "Safe to interrupt", "--resume_from_checkpoint latest",
