@@ -49,7 +49,9 @@ FREE_TEXT = {
     "label_column", "hub_model_id", "revision", "commit_message", "token", "license", "variants",
     "dataset_root", "split",
 }  # fmt: skip
-NUMBERS = {int: ["x", "-5", "0", str(10**15)], float: ["x", "-1", "0", "nan", "1e15", "2"]}
+# Values the package's own ranges refuse (argparse refuses "x" itself, so a case like that could not fail): zero,
+# negative, beyond any range; a bool has no range, so only its type is argparse's to check.
+NUMBERS = {int: ["-5", "0", str(10**15)], float: ["-1", "0", "nan", "1e15", "2"]}
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +108,7 @@ def invalid_values(field: dataclasses.Field, hints: dict, world: dict[str, Path]
     if typing.get_origin(kind) is list:
         kind = typing.get_args(kind)[0]
     if kind is bool:
-        return ["maybe"]
+        return []
     if kind in NUMBERS:
         return NUMBERS[kind]
     file = world["file"]
@@ -153,7 +155,7 @@ def test_every_argument_refuses_invalid_values_with_its_flag_and_writes_nothing(
         else:
             capsys.readouterr()
         assert files_under(world["root"]) | files_under(tmp_path) == before, f"--{name} {value} wrote files"
-    if name not in FREE_TEXT:
+    if name not in FREE_TEXT and base_type(hints[name]) is not bool:
         assert refused, (
             f"{command.name}: no invalid value of --{name} is refused; check it, or declare it FREE_TEXT"
         )
