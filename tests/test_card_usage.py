@@ -12,9 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from builders import pretraining_folder, save_tiny_dataset
 from PIL import Image
-from test_evaluation import save_tiny_dataset
-from test_timm_export import pretraining_folder
 
 from hf_simclr.evaluation.arguments import LinearProbeArguments
 from hf_simclr.evaluation.probe import run_linear_probe

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from builders import CLASSES, colour_images, save_tiny_dataset, save_tiny_model
 from PIL import Image
 from transformers import AutoImageProcessor, AutoModel
 
-from hf_simclr import SimCLRConfig, SimCLRForPreTraining, folder_format
+from hf_simclr import SimCLRForPreTraining
 from hf_simclr.augmentation import augmentation_preset
 from hf_simclr.data import decode_images, load_image_dataset
 from hf_simclr.evaluation import features as feature_path
@@ -46,67 +47,7 @@ from hf_simclr.reports.plots import (
 )
 from hf_simclr.reports.tables import format_results_table
 
-CLASSES = ["red", "green", "blue"]
-# Six classes (dominant channel x brightness), for tests where top-3 must not hold every label by construction.
-SIX_CLASSES = ["red", "green", "blue", "dark red", "dark green", "dark blue"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-# ----------------------------------------------------------------------------------------------
-# Tiny model folder and tiny generated dataset
-# ----------------------------------------------------------------------------------------------
-
-
-def save_tiny_model(folder: Path, log_history: bool = True) -> Path:
-    """A pretraining-style folder: ResNet-18 with the CIFAR stem at 32 px, random weights."""
-    torch.manual_seed(1)  # not the probe's seed 0, so the random-init baseline differs from it
-    model = SimCLRForPreTraining(SimCLRConfig(backbone="resnet18", cifar_stem=True, image_size=32))
-    training_args = {"dataset_name": "generated", "epochs": 1, "batch_size": 8, "wall_time_seconds": 1.5}
-    save_model_folder(model, folder, augmentation_preset("cifar10"), training_args)
-    if log_history:
-        records = [
-            {
-                "step": step,
-                "epoch": step / 4,
-                "loss": 5.0 - step,
-                "learning_rate": 0.1,
-                "contrastive_top1": 0.1 * step,
-            }
-            for step in range(1, 5)
-        ] + [{"step": 4, "epoch": 1.0, "knn_top1": 0.4}]
-        (folder / folder_format.LOG_HISTORY_FILE).write_text(
-            "".join(json.dumps(record) + "\n" for record in records)
-        )
-    return folder
-
-
-def colour_images(labels: list[int], seed: int) -> list[Image.Image]:
-    """32x32 images whose dominant channel is the class (label mod 3; labels 3-5 darker): easy for any
-    encoder, even a random one."""
-    rng = np.random.default_rng(seed)
-    images = []
-    for label in labels:
-        pixels = rng.integers(0, 90, (32, 32, 3))
-        pixels[..., label % 3] += 140 if label < 3 else 60
-        images.append(Image.fromarray(pixels.astype(np.uint8)))
-    return images
-
-
-def save_tiny_dataset(
-    folder: Path, per_class: tuple[int, int] = (12, 4), labeled: bool = True, classes: list[str] = CLASSES
-) -> Path:
-    """A `save_to_disk` DatasetDict with train/test splits of colour images (labels optional)."""
-    splits = {}
-    for split, count, seed in (("train", per_class[0], 0), ("test", per_class[1], 1)):
-        labels = [label for label in range(len(classes)) for _ in range(count)]
-        columns = {"image": colour_images(labels, seed)}
-        features = {"image": datasets.Image()}
-        if labeled:
-            columns["label"] = labels
-            features["label"] = datasets.ClassLabel(names=classes)
-        splits[split] = datasets.Dataset.from_dict(columns, features=datasets.Features(features))
-    datasets.DatasetDict(splits).save_to_disk(str(folder))
-    return folder
 
 
 @pytest.fixture(scope="module")

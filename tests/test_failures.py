@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_evaluation import save_tiny_dataset, save_tiny_model
+from builders import save_tiny_dataset, save_tiny_model
 
 from hf_simclr.arguments import Command
 from hf_simclr.benchmark.arguments import BENCHMARK

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_evaluation import SIX_CLASSES, save_tiny_dataset
+from builders import SIX_CLASSES, save_tiny_dataset
 from transformers import (
     AutoImageProcessor,
     AutoModelForImageClassification,

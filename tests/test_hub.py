@@ -12,10 +12,10 @@ from pathlib import Path
 import huggingface_hub
 import pytest
 import torch
+from builders import save_tiny_dataset, save_tiny_model
 from huggingface_hub import ModelCard
 from huggingface_hub.errors import OfflineModeIsEnabled
 from huggingface_hub.utils import filter_repo_objects
-from test_evaluation import save_tiny_dataset, save_tiny_model
 from transformers import AutoModel
 
 import hf_simclr

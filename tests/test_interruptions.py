@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_evaluation import save_tiny_dataset, save_tiny_model
+from builders import save_tiny_dataset, save_tiny_model
 from transformers import AutoModel
 
 from hf_simclr import SimCLRModel

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from builders import save_tiny_dataset
 from huggingface_hub import ModelCard
 from huggingface_hub.repocard_data import model_index_to_eval_results
-from test_evaluation import save_tiny_dataset
 
 from hf_simclr import SimCLRConfig, SimCLRForPreTraining
 from hf_simclr.augmentation import augmentation_preset

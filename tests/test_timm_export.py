@@ -10,25 +10,11 @@ import huggingface_hub
 import pytest
 import timm
 import torch
+from builders import pretraining_folder
 from transformers import AutoConfig, AutoModel
 
-from hf_simclr import SimCLRConfig, SimCLRForPreTraining, SimCLRModel
-from hf_simclr.augmentation import augmentation_preset
-from hf_simclr.model_folder import save_model_folder
+from hf_simclr import SimCLRModel
 from hf_simclr.timm_export import export_timm, timm_export_is_current
-
-
-def pretraining_folder(folder: Path, cifar_stem: bool, seed: int = 0) -> Path:
-    """A folder as pretraining writes it (encoder + projection head), random weights, 32 px views."""
-    torch.manual_seed(seed)
-    model = SimCLRForPreTraining(SimCLRConfig(backbone="resnet18", cifar_stem=cifar_stem, image_size=32))
-    with torch.no_grad():  # running statistics that differ from the defaults, so eval mode is checked too
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.uniform_(-0.5, 0.5)
-                module.running_var.uniform_(0.5, 2.0)
-    save_model_folder(model, folder, augmentation_preset("cifar10"), {"epochs": 1})
-    return folder
 
 
 @pytest.fixture(scope="module")
