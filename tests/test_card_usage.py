@@ -32,8 +32,17 @@ def shared_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = pretraining_folder(root / "model", cifar_stem=False)
     export_timm(folder)
     data = save_tiny_dataset(root / "data", per_class=(4, 2))
-    run_linear_probe(LinearProbeArguments(str(folder), dataset_name=str(data), knn_k=[3], label_fractions=[], skip_baseline=True,
-                                          max_iter=5, device="cpu"))  # fmt: skip
+    run_linear_probe(
+        LinearProbeArguments(
+            str(folder),
+            dataset_name=str(data),
+            knn_k=[3],
+            label_fractions=[],
+            skip_baseline=True,
+            max_iter=5,
+            device="cpu",
+        )
+    )
     return folder
 
 
@@ -45,8 +54,9 @@ def run_without_hf_simclr(code: str, cwd: Path) -> subprocess.CompletedProcess:
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(
         cwd / "image.jpg"
     )
-    return subprocess.run([sys.executable, "-c", WITHOUT_HF_SIMCLR + code], capture_output=True, text=True,
-                          timeout=300, cwd=cwd)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-c", WITHOUT_HF_SIMCLR + code], capture_output=True, text=True, timeout=300, cwd=cwd
+    )
 
 
 def test_every_code_block_of_the_card_runs_without_hf_simclr(shared_folder: Path, tmp_path: Path) -> None:

@@ -28,16 +28,34 @@ def probed_folder(cifar10_path: Path, tmp_path_factory: pytest.TempPathFactory) 
     folder = tmp_path_factory.mktemp("e2e") / "model"
     pretrain(
         ModelArguments(),
-        DataArguments(dataset_name=str(cifar10_path), max_train_samples=1024, max_eval_samples=1000, image_size=16),
-        PretrainingArguments(output_dir=str(folder), num_train_epochs=6, per_device_train_batch_size=128,
-                             optimizer="sgd", learning_rate=0.3, warmup_epochs=1, knn_every_epochs=3,
-                             report_to="none", logging_steps=8, seed=42),
-    )  # fmt: skip
+        DataArguments(
+            dataset_name=str(cifar10_path), max_train_samples=1024, max_eval_samples=1000, image_size=16
+        ),
+        PretrainingArguments(
+            output_dir=str(folder),
+            num_train_epochs=6,
+            per_device_train_batch_size=128,
+            optimizer="sgd",
+            learning_rate=0.3,
+            warmup_epochs=1,
+            knn_every_epochs=3,
+            report_to="none",
+            logging_steps=8,
+            seed=42,
+        ),
+    )
     run_linear_probe(
-        LinearProbeArguments(model_name_or_path=str(folder), dataset_name=str(cifar10_path),
-                             max_train_samples=1000, max_eval_samples=500,
-                             label_fractions=[0.1], knn_k=[10], plots=True, device="cpu")
-    )  # fmt: skip
+        LinearProbeArguments(
+            model_name_or_path=str(folder),
+            dataset_name=str(cifar10_path),
+            max_train_samples=1000,
+            max_eval_samples=500,
+            label_fractions=[0.1],
+            knn_k=[10],
+            plots=True,
+            device="cpu",
+        )
+    )
     return folder
 
 

@@ -359,8 +359,14 @@ def test_z_needs_a_projection_head(probed, tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("the error must come before any image is encoded")
 
-    common = dict(dataset_name=args.dataset_name, output_dir=str(tmp_path / "out"), max_iter=20,
-                  skip_baseline=True, label_fractions=[0.5], device="cpu")  # fmt: skip
+    common = dict(
+        dataset_name=args.dataset_name,
+        output_dir=str(tmp_path / "out"),
+        max_iter=20,
+        skip_baseline=True,
+        label_fractions=[0.5],
+        device="cpu",
+    )
     with monkeypatch.context() as patch:
         patch.setattr(feature_path, "extract_features", fail)  # where cached_features calls it
         with pytest.raises(ValueError, match="--features z: the model folder holds the encoder only"):
@@ -375,9 +381,17 @@ def test_z_needs_a_projection_head(probed, tmp_path, monkeypatch):
 def test_a_label_fraction_that_would_empty_a_class_is_skipped_and_the_rest_completes(probed, tmp_path):
     args, _, model_dir = probed
     results = run_linear_probe(
-        LinearProbeArguments(str(model_dir), dataset_name=args.dataset_name, output_dir=str(tmp_path), features="h",
-                             label_fractions=[0.01, 0.5], skip_baseline=True, max_iter=20, device="cpu")
-    )  # fmt: skip
+        LinearProbeArguments(
+            str(model_dir),
+            dataset_name=args.dataset_name,
+            output_dir=str(tmp_path),
+            features="h",
+            label_fractions=[0.01, 0.5],
+            skip_baseline=True,
+            max_iter=20,
+            device="cpu",
+        )
+    )
     assert set(results["label_fraction"]) == {"0.5"}
     assert "leaves class 'red'" in results["label_fraction_skipped"]["0.01"]
     written = json.loads((tmp_path / "results.json").read_text())
@@ -394,18 +408,38 @@ def test_knn_monitor_memory_follows_the_training_subset_and_matches_the_probe(ci
 
     output_dir = tmp_path / "run"
     data.max_eval_samples = 48
-    pretrain(ModelArguments(), data,
-             PretrainingArguments(output_dir=str(output_dir), max_steps=4, per_device_train_batch_size=32,
-                                  knn_every_epochs=1, report_to="none", seed=0, warmup_epochs=0))  # fmt: skip
+    pretrain(
+        ModelArguments(),
+        data,
+        PretrainingArguments(
+            output_dir=str(output_dir),
+            max_steps=4,
+            per_device_train_batch_size=32,
+            knn_every_epochs=1,
+            report_to="none",
+            seed=0,
+            warmup_epochs=0,
+        ),
+    )
     knn_records = [
         record for record in read_log_history(output_dir / "log_history.jsonl") if "knn_top1" in record
     ]
     assert len(knn_records) == 2 and all(record["knn_seconds"] >= 0 for record in knn_records)
     results = run_linear_probe(
-        LinearProbeArguments(str(output_dir), dataset_name=str(cifar10_path), max_train_samples=64, max_eval_samples=48,
-                             knn_k=[10], features="h", label_fractions=[], skip_baseline=True, max_iter=5,
-                             device="cpu", write_card=False)
-    )  # fmt: skip
+        LinearProbeArguments(
+            str(output_dir),
+            dataset_name=str(cifar10_path),
+            max_train_samples=64,
+            max_eval_samples=48,
+            knn_k=[10],
+            features="h",
+            label_fractions=[],
+            skip_baseline=True,
+            max_iter=5,
+            device="cpu",
+            write_card=False,
+        )
+    )
     # The monitor at the last step and the evaluation of the saved folder: the same features.
     assert results["knn_top1"]["10"] == pytest.approx(knn_records[-1]["knn_top1"], abs=1e-4)
 

@@ -16,9 +16,17 @@ from hf_simclr.experiments.summary import write_summary
 
 pytestmark = pytest.mark.slow
 
-RECIPE = {"preset": "cifar10", "image_size": 16, "per_device_train_batch_size": 32, "optimizer": "sgd",
-          "warmup_epochs": 0, "num_train_epochs": 1, "knn_every_epochs": 1, "report_to": "none",
-          "logging_steps": 1}  # fmt: skip
+RECIPE = {
+    "preset": "cifar10",
+    "image_size": 16,
+    "per_device_train_batch_size": 32,
+    "optimizer": "sgd",
+    "warmup_epochs": 0,
+    "num_train_epochs": 1,
+    "knn_every_epochs": 1,
+    "report_to": "none",
+    "logging_steps": 1,
+}
 
 
 def write_grid(folder: Path, cifar10_path: Path, **extra) -> Path:
@@ -26,12 +34,17 @@ def write_grid(folder: Path, cifar10_path: Path, **extra) -> Path:
     (folder / "recipe.yaml").write_text(yaml.safe_dump(RECIPE))
     grid = {
         "base": "recipe.yaml",
-        "overrides": {"dataset_name": str(cifar10_path), "max_train_samples": 64, "max_eval_samples": 32,
-                      "checkpointing_steps": "none", "seed": 0},
+        "overrides": {
+            "dataset_name": str(cifar10_path),
+            "max_train_samples": 64,
+            "max_eval_samples": 32,
+            "checkpointing_steps": "none",
+            "seed": 0,
+        },
         "evaluation": {"knn_k": [5, 200], "label_fractions": [0.5], "max_iter": 20, "device": "cpu"},
         "variants": {"mlp-head": {}, "no-head": {"projection_layers": 0}},
         **extra,
-    }  # fmt: skip
+    }
     (folder / "grid.yaml").write_text(yaml.safe_dump(grid, sort_keys=False))
     return folder / "grid.yaml"
 
@@ -84,8 +97,12 @@ def test_table_is_written_from_the_results_files(grid_run):
     for row in summary["rows"]:
         results = json.loads((results_dir / row["variant"] / "results.json").read_text())
         line = next(line for line in table.splitlines() if line.startswith(f"| {row['variant']} |"))
-        for value in (results["knn_top1"]["5"], results["knn_top1"]["200"], results["linear_top1"],
-                      results["z"]["linear_top1"]):  # fmt: skip
+        for value in (
+            results["knn_top1"]["5"],
+            results["knn_top1"]["200"],
+            results["linear_top1"],
+            results["z"]["linear_top1"],
+        ):
             assert f"{100 * value:.2f}" in line
         assert "--variants " + row["variant"] in line and "| CPU |" in line
     # Rewriting the table from the files alone gives the same table.
@@ -119,7 +136,10 @@ def test_bad_grids_fail_before_anything_runs(cifar10_path, tmp_path, change, mat
 
 def test_overrides_and_estimates():
     assert parse_overrides(["num_train_epochs=1", "torch_compile=false", "knn_k=[5]"]) == {
-        "num_train_epochs": 1, "torch_compile": False, "knn_k": [5]}  # fmt: skip
+        "num_train_epochs": 1,
+        "torch_compile": False,
+        "knn_k": [5],
+    }
     with pytest.raises(ValueError, match="write key=value"):
         parse_overrides(["num_train_epochs"])
     history = [{"pretrain_seconds": 100.0, "epochs": 10, "evaluation_seconds": 20.0}]

@@ -45,10 +45,22 @@ COMMANDS = (
 # Settings that no value can make wrong when the arguments are parsed: names (split, column, revision, Hub
 # ids) are checked when the data or the Hub is read, free text never.
 FREE_TEXT = {
-    "dataset_config_name", "dataset_revision", "model_revision", "train_split", "eval_split", "image_column",
-    "label_column", "hub_model_id", "revision", "commit_message", "token", "license", "variants",
-    "dataset_root", "split",
-}  # fmt: skip
+    "dataset_config_name",
+    "dataset_revision",
+    "model_revision",
+    "train_split",
+    "eval_split",
+    "image_column",
+    "label_column",
+    "hub_model_id",
+    "revision",
+    "commit_message",
+    "token",
+    "license",
+    "variants",
+    "dataset_root",
+    "split",
+}
 # Values the package's own ranges refuse (argparse refuses "x" itself, so a case like that could not fail): zero,
 # negative, beyond any range; a bool has no range, so only its type is argparse's to check.
 NUMBERS = {int: ["-5", "0", str(10**15)], float: ["-1", "0", "nan", "1e15", "2"]}
@@ -66,8 +78,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (root / "results").mkdir()
     (root / "results" / "published.yaml").write_text("{}\n")
     (root / "file.txt").write_text("not a folder")
-    return {"root": root, "model": model, "data": data, "grid": root / "grid.yaml", "results": root / "results",
-            "file": root / "file.txt"}  # fmt: skip
+    return {
+        "root": root,
+        "model": model,
+        "data": data,
+        "grid": root / "grid.yaml",
+        "results": root / "results",
+        "file": root / "file.txt",
+    }
 
 
 def valid_argv(command: Command, world: dict[str, Path], out: Path) -> list[str]:
@@ -197,9 +215,20 @@ def test_a_train_only_dataset_with_the_default_monitor_names_pretrains_flags_bef
     train_only = tmp_path / "train-only"
     datasets.load_from_disk(str(world["data"]))["train"].save_to_disk(str(train_only))  # one split: "train"
     cache = tmp_path / "decoded"
-    result = run_script(str(REPO_ROOT / "scripts" / "pretrain.py"), "--dataset_name", str(train_only),
-                        "--output_dir", str(tmp_path / "out"), "--decoded_cache_dir", str(cache),
-                        "--image_size", "16", "--report_to", "none", cwd=tmp_path)  # fmt: skip
+    result = run_script(
+        str(REPO_ROOT / "scripts" / "pretrain.py"),
+        "--dataset_name",
+        str(train_only),
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--decoded_cache_dir",
+        str(cache),
+        "--image_size",
+        "16",
+        "--report_to",
+        "none",
+        cwd=tmp_path,
+    )
     assert result.returncode == 2, result.stderr[-2000:]
     assert "--eval_split test:" in result.stderr and "--knn_every_epochs 0" in result.stderr
     assert "--split " not in result.stderr and "Traceback" not in result.stderr
@@ -207,9 +236,18 @@ def test_a_train_only_dataset_with_the_default_monitor_names_pretrains_flags_bef
 
 
 def test_finetune_label_fraction_zero_is_a_usage_error(world, tmp_path):
-    result = run_script(str(REPO_ROOT / "scripts" / "finetune.py"), "--model_name_or_path", str(world["model"]),
-                        "--dataset_name", str(world["data"]), "--output_dir", str(tmp_path / "out"),
-                        "--label_fraction", "0", cwd=tmp_path)  # fmt: skip
+    result = run_script(
+        str(REPO_ROOT / "scripts" / "finetune.py"),
+        "--model_name_or_path",
+        str(world["model"]),
+        "--dataset_name",
+        str(world["data"]),
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--label_fraction",
+        "0",
+        cwd=tmp_path,
+    )
     assert result.returncode == 2 and "--label_fraction 0.0 must be in (0, 1]" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
 
@@ -223,19 +261,32 @@ def tiny_pretraining(output_dir: Path, cifar10_path: Path, **overrides):
     from hf_simclr.pretraining.arguments import DataArguments, ModelArguments, PretrainingArguments
     from hf_simclr.pretraining.loop import pretrain
 
-    data = DataArguments(dataset_name=str(cifar10_path), max_train_samples=16, image_size=16,
-                         decoded_cache_dir=str(output_dir.parent / "decoded"))  # fmt: skip
+    data = DataArguments(
+        dataset_name=str(cifar10_path),
+        max_train_samples=16,
+        image_size=16,
+        decoded_cache_dir=str(output_dir.parent / "decoded"),
+    )
     model = ModelArguments(**overrides.pop("model", {}))
-    args = dict(output_dir=str(output_dir), max_steps=1, per_device_train_batch_size=8, report_to="none",
-                knn_every_epochs=0, warmup_epochs=0)  # fmt: skip
+    args = dict(
+        output_dir=str(output_dir),
+        max_steps=1,
+        per_device_train_batch_size=8,
+        report_to="none",
+        knn_every_epochs=0,
+        warmup_epochs=0,
+    )
     return pretrain(model, data, PretrainingArguments(**{**args, **overrides}))
 
 
 @pytest.mark.parametrize(
     "resume, match",
-    [("model", "is not a checkpoint folder"), ("empty", "is not a checkpoint folder"),
-     ("latest", "no checkpoint in .* start afresh: the same command without --resume_from_checkpoint")],
-)  # fmt: skip
+    [
+        ("model", "is not a checkpoint folder"),
+        ("empty", "is not a checkpoint folder"),
+        ("latest", "no checkpoint in .* start afresh: the same command without --resume_from_checkpoint"),
+    ],
+)
 def test_a_resume_without_a_checkpoint_is_refused_before_the_data_is_read(
     world, cifar10_path, tmp_path, resume, match
 ):
@@ -320,8 +371,17 @@ def test_a_hand_written_readme_is_kept_by_the_probe_and_refused_by_the_push(
 
     model = Path(shutil.copytree(world["model"], tmp_path / "model"))
     (model / "README.md").write_text("# My notes on this model\n")
-    run_linear_probe(LinearProbeArguments(str(model), dataset_name=str(world["data"]), knn_k=[3], label_fractions=[],
-                                          skip_baseline=True, max_iter=5, device="cpu"))  # fmt: skip
+    run_linear_probe(
+        LinearProbeArguments(
+            str(model),
+            dataset_name=str(world["data"]),
+            knn_k=[3],
+            label_fractions=[],
+            skip_baseline=True,
+            max_iter=5,
+            device="cpu",
+        )
+    )
     assert (model / "README.md").read_text() == "# My notes on this model\n" and (
         model / "results.json"
     ).is_file()
@@ -366,8 +426,14 @@ def test_the_bare_command_runs_the_main_job_and_offline_says_which_dataset_to_pa
     )
     assert default_output_dir(model_args, data_args) == "runs/simclr-cifar10-resnet18"
     offline = {**__import__("os").environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "pretrain.py")], capture_output=True,
-                            text=True, timeout=300, cwd=tmp_path, env=offline)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "pretrain.py")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env=offline,
+    )
     errors = [line for line in result.stderr.splitlines() if line.startswith("pretrain.py: error:")]
     assert result.returncode == 2 and len(errors) == 1, result.stderr[-2000:]
     assert (
@@ -382,10 +448,36 @@ def test_the_bare_command_runs_the_main_job_and_offline_says_which_dataset_to_pa
 def test_under_accelerate_launch_the_mistake_is_the_only_output(world, tmp_path):
     # accelerate's launcher turns any non-zero exit of its child into its own traceback unless -q (then it
     # exits with 1): the README says to use -q; the script's own output is the usage line and the message.
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "-q", "--cpu", "--num_processes", "1",
-                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
-    result = subprocess.run([*launcher, str(REPO_ROOT / "scripts" / "linear_probe.py"), "--model_name_or_path",
-                             str(world["model"]), "--dataset_name", str(world["data"]), "--output_dir",
-                             str(world["file"])], capture_output=True, text=True, timeout=300, cwd=tmp_path)  # fmt: skip
+    launcher = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "-q",
+        "--cpu",
+        "--num_processes",
+        "1",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ]
+    result = subprocess.run(
+        [
+            *launcher,
+            str(REPO_ROOT / "scripts" / "linear_probe.py"),
+            "--model_name_or_path",
+            str(world["model"]),
+            "--dataset_name",
+            str(world["data"]),
+            "--output_dir",
+            str(world["file"]),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert f"linear_probe.py: error: --output_dir {world['file']} is a file, not a folder" in result.stderr

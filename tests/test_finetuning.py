@@ -43,9 +43,19 @@ def tiny(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def quick_training(output_dir: Path, **overrides) -> TrainingArguments:
-    settings = dict(output_dir=str(output_dir), num_train_epochs=1, per_device_train_batch_size=4,
-                    per_device_eval_batch_size=12, learning_rate=1e-3, use_cpu=True, report_to="none",
-                    save_strategy="no", logging_steps=1, disable_tqdm=True, seed=7)  # fmt: skip
+    settings = dict(
+        output_dir=str(output_dir),
+        num_train_epochs=1,
+        per_device_train_batch_size=4,
+        per_device_eval_batch_size=12,
+        learning_rate=1e-3,
+        use_cpu=True,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        disable_tqdm=True,
+        seed=7,
+    )
     return TrainingArguments(**{**settings, **overrides})
 
 
@@ -55,10 +65,30 @@ def test_finetune_script_writes_a_loadable_classifier_and_its_results(tiny, tmp_
     monkeypatch.syspath_prepend(str(SCRIPTS))
     import finetune as finetune_script
 
-    argv = ["finetune.py", "--model_name_or_path", str(model_dir), "--dataset_name", str(data_dir),
-            "--label_fraction", "0.5", "--output_dir", str(output_dir), "--num_train_epochs", "2",
-            "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "12", "--use_cpu",
-            "--report_to", "none", "--save_strategy", "no", "--disable_tqdm", "true"]  # fmt: skip
+    argv = [
+        "finetune.py",
+        "--model_name_or_path",
+        str(model_dir),
+        "--dataset_name",
+        str(data_dir),
+        "--label_fraction",
+        "0.5",
+        "--output_dir",
+        str(output_dir),
+        "--num_train_epochs",
+        "2",
+        "--per_device_train_batch_size",
+        "4",
+        "--per_device_eval_batch_size",
+        "12",
+        "--use_cpu",
+        "--report_to",
+        "none",
+        "--save_strategy",
+        "no",
+        "--disable_tqdm",
+        "true",
+    ]
     monkeypatch.setattr(sys, "argv", argv)
     finetune_script.main()
     printed = capsys.readouterr().out

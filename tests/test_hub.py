@@ -348,8 +348,22 @@ def test_the_hub_tests_pass_with_the_offline_variables_set_too(tmp_path):
     offline = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     tests = Path(__file__).resolve().parent
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests / "test_hub.py"),
-         str(tests / "test_failures.py"), "-k", "not offline_variables and (test_hub or push)"],
-        capture_output=True, text=True, env=offline, cwd=tmp_path, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            str(tests / "test_hub.py"),
+            str(tests / "test_failures.py"),
+            "-k",
+            "not offline_variables and (test_hub or push)",
+        ],
+        capture_output=True,
+        text=True,
+        env=offline,
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-3000:]

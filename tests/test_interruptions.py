@@ -19,9 +19,26 @@ pytestmark = pytest.mark.slow
 REPO_ROOT = Path(__file__).resolve().parents[1]
 INTERRUPT = Path(__file__).resolve().with_name("interrupt.py")
 # 32 images of 16px in batches of 8: 4 steps per epoch, 8 steps, a checkpoint at the end of each epoch.
-PRETRAIN = ["--image_size", "16", "--max_train_samples", "32", "--per_device_train_batch_size", "8",
-            "--max_steps", "8", "--knn_every_epochs", "0", "--report_to", "none", "--logging_steps", "1",
-            "--warmup_epochs", "0", "--backbone_kwargs", '{"norm_layer": "groupnorm"}']  # fmt: skip
+PRETRAIN = [
+    "--image_size",
+    "16",
+    "--max_train_samples",
+    "32",
+    "--per_device_train_batch_size",
+    "8",
+    "--max_steps",
+    "8",
+    "--knn_every_epochs",
+    "0",
+    "--report_to",
+    "none",
+    "--logging_steps",
+    "1",
+    "--warmup_epochs",
+    "0",
+    "--backbone_kwargs",
+    '{"norm_layer": "groupnorm"}',
+]
 
 
 def run(
@@ -35,8 +52,17 @@ def run(
 
 def pretrain(output_dir: Path, cifar10_path: Path, *extra: str, **interrupt) -> subprocess.CompletedProcess:
     script = str(REPO_ROOT / "scripts" / "pretrain.py")
-    return run(script, "--dataset_name", str(cifar10_path), "--output_dir", str(output_dir), *PRETRAIN, *extra,
-               cwd=output_dir.parent, **interrupt)  # fmt: skip
+    return run(
+        script,
+        "--dataset_name",
+        str(cifar10_path),
+        "--output_dir",
+        str(output_dir),
+        *PRETRAIN,
+        *extra,
+        cwd=output_dir.parent,
+        **interrupt,
+    )
 
 
 def finished(output_dir: Path) -> None:
@@ -90,8 +116,20 @@ def test_killed_during_the_final_save_the_resume_saves_the_model_again(cifar10_p
 def test_the_probe_killed_during_feature_extraction_finishes_when_run_again(tmp_path):
     model = save_tiny_model(tmp_path / "model", log_history=False)
     data = save_tiny_dataset(tmp_path / "data", per_class=(4, 2))
-    argv = [str(REPO_ROOT / "scripts" / "linear_probe.py"), "--model_name_or_path", str(model), "--dataset_name",
-            str(data), "--knn_k", "3", "--label_fractions", "0.5", "--skip_baseline", "--max_iter", "20"]  # fmt: skip
+    argv = [
+        str(REPO_ROOT / "scripts" / "linear_probe.py"),
+        "--model_name_or_path",
+        str(model),
+        "--dataset_name",
+        str(data),
+        "--knn_k",
+        "3",
+        "--label_fractions",
+        "0.5",
+        "--skip_baseline",
+        "--max_iter",
+        "20",
+    ]
     assert run(*argv, cwd=tmp_path, interrupt="features:2").returncode != 0
     assert not (model / "results.json").exists() and not list(model.rglob(".*.tmp"))
     again = run(*argv, cwd=tmp_path)

@@ -102,8 +102,17 @@ def test_two_processes_match_one_process_loss_and_gradients(tmp_path: Path) -> N
     loss.backward()
 
     worker = Path(__file__).with_name("distributed_loss_worker.py")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "--master_port", str(_free_port()), str(worker), str(tmp_path)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(_free_port()),
+        str(worker),
+        str(tmp_path),
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     for rank in range(2):

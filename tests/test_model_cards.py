@@ -48,9 +48,18 @@ def stock_folder(tmp_path_factory) -> Path:
     training_args = {"dataset_name": "uoft-cs/cifar10", "wall_time_seconds": 90.0, "device": "CPU"}
     folder = save_model_folder(model, root / "model", augmentation_preset("cifar10"), training_args)
     data = save_tiny_dataset(root / "data", per_class=(8, 4))
-    results = run_linear_probe(LinearProbeArguments(
-        model_name_or_path=str(folder), dataset_name=str(data), knn_k=[3],
-        label_fractions=[0.5], weight_decays=[1e-4], max_iter=30, skip_baseline=True, device="cpu"))  # fmt: skip
+    results = run_linear_probe(
+        LinearProbeArguments(
+            model_name_or_path=str(folder),
+            dataset_name=str(data),
+            knn_k=[3],
+            label_fractions=[0.5],
+            weight_decays=[1e-4],
+            max_iter=30,
+            skip_baseline=True,
+            device="cpu",
+        )
+    )
     results["dataset"]["name"] = "uoft-cs/cifar10"
     (folder / RESULTS_FILE).write_text(json.dumps(results))
     return folder
@@ -86,11 +95,23 @@ def test_compute_and_fine_tuning_results_reach_the_card_and_its_model_index(fold
     results = json.loads((folder / RESULTS_FILE).read_text())
     dataset = {**results["dataset"], "subset_seed": results["seed"]}
     runs = [
-        (f"ft-{init}", {"init": init, "label_fraction": 0.5, "num_train_samples": 12, "top1": top1, "top3": 1.0,
-                        "model_name_or_path": results["model_name_or_path"], "dataset": dataset, "split_sizes": {"eval": 12},
-                        "device": "CPU", "wall_time_seconds": 30.0})
+        (
+            f"ft-{init}",
+            {
+                "init": init,
+                "label_fraction": 0.5,
+                "num_train_samples": 12,
+                "top1": top1,
+                "top3": 1.0,
+                "model_name_or_path": results["model_name_or_path"],
+                "dataset": dataset,
+                "split_sizes": {"eval": 12},
+                "device": "CPU",
+                "wall_time_seconds": 30.0,
+            },
+        )
         for init, top1 in (("simclr", 0.75), ("random", 0.5))
-    ]  # fmt: skip
+    ]
     table = collect_semi_supervised(runs, (str(folder / RESULTS_FILE), results))
     (folder / SEMI_SUPERVISED_FILE).write_text(json.dumps(table))
     card = parse(render_model_card(folder, repo_id=REPO_ID).content)
@@ -143,8 +164,10 @@ def test_published_cards_are_rendered_from_the_results_folders_without_weights(
 
 def test_a_probe_below_its_random_init_baseline_is_flagged_in_the_card(folder):
     results = json.loads((folder / RESULTS_FILE).read_text())
-    results["random_init_baseline"] = {**(results.get("random_init_baseline") or {}),
-                                       "linear_top1": results["linear_top1"] + 0.05}  # fmt: skip
+    results["random_init_baseline"] = {
+        **(results.get("random_init_baseline") or {}),
+        "linear_top1": results["linear_top1"] + 0.05,
+    }
     card = render_model_card(folder, results=results, repo_id=REPO_ID)
     summary = card.text.split("## Model", 1)[0]
     assert "Warning: this is not above the" in summary and "Do not use these weights" in summary

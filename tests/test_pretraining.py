@@ -27,8 +27,14 @@ from hf_simclr.pretraining.loop import pretrain
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "pretrain.py"
 # Views without randomness: every process (and every run) sees the same pixels for the same image.
-NO_AUGMENTATION = dict(crop_scale_min=1.0, crop_scale_max=1.0, horizontal_flip_p=0.0, color_jitter_p=0.0,
-                       grayscale_p=0.0, blur_p=0.0)  # fmt: skip
+NO_AUGMENTATION = dict(
+    crop_scale_min=1.0,
+    crop_scale_max=1.0,
+    horizontal_flip_p=0.0,
+    color_jitter_p=0.0,
+    grayscale_p=0.0,
+    blur_p=0.0,
+)
 
 
 def read_log(output_dir: Path) -> list[dict]:
@@ -50,8 +56,13 @@ def test_resume_gives_the_same_weights(cifar10_path: Path, tmp_path: Path, augme
     # Both ways of making views: the seeded per-step draw on the device, and the DataLoader (its sampler's
     # epoch, skipped batches and the RNG states that save_state keeps).
     data = {"max_train_samples": 96, "image_size": 16, "augment_on": augment_on, "dataloader_num_workers": 0}
-    settings = dict(data=data, per_device_train_batch_size=16, max_steps=8, checkpointing_steps="3",
-                    checkpoints_total_limit=3)  # fmt: skip
+    settings = dict(
+        data=data,
+        per_device_train_batch_size=16,
+        max_steps=8,
+        checkpointing_steps="3",
+        checkpoints_total_limit=3,
+    )
     full = tmp_path / "full"
     run(full, cifar10_path, **settings)
     interrupted = tmp_path / "interrupted"
@@ -79,8 +90,11 @@ def test_a_new_run_never_mixes_with_an_earlier_run_in_its_folder(cifar10_path: P
     first_weights = (tmp_path / "model.safetensors").read_bytes()
     (tmp_path / "results.json").write_text("{}")  # the first model's probe results
     second = dict(data=data, per_device_train_batch_size=16, max_steps=2, checkpointing_steps="1")
-    with pytest.raises(ValueError, match=r"holds another run \(.*checkpoints.*\)\. Continue it with "
-                       r"--resume_from_checkpoint latest, .* --overwrite_output_dir"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"holds another run \(.*checkpoints.*\)\. Continue it with "
+        r"--resume_from_checkpoint latest, .* --overwrite_output_dir",
+    ):
         run(tmp_path, cifar10_path, **second)
     assert [path.name for path in list_checkpoints(tmp_path)] == ["step_2", "step_4"]  # left alone
     with pytest.raises(ValueError, match="give one of them"):
@@ -100,8 +114,13 @@ def test_a_new_run_never_mixes_with_an_earlier_run_in_its_folder(cifar10_path: P
     assert (tmp_path / "model.safetensors").read_bytes() == second_weights
 
 
-RESUMABLE = dict(data={"max_train_samples": 32, "image_size": 16}, per_device_train_batch_size=16, max_steps=4,
-                 checkpointing_steps="1", checkpoints_total_limit=3)  # fmt: skip
+RESUMABLE = dict(
+    data={"max_train_samples": 32, "image_size": 16},
+    per_device_train_batch_size=16,
+    max_steps=4,
+    checkpointing_steps="1",
+    checkpoints_total_limit=3,
+)
 
 
 @pytest.fixture(scope="module")
@@ -118,15 +137,23 @@ def interrupted_run(cifar10_path: Path, tmp_path_factory: pytest.TempPathFactory
 @pytest.mark.parametrize(
     "change, match",
     [
-        ({"per_device_train_batch_size": 8},
-         r"global_batch_size: 16 in the checkpoint, 8 now \(--per_device_train_batch_size x processes\)"),
-        ({"data": {"max_train_samples": 48, "image_size": 16}}, r"num_train_samples: 32 in the checkpoint, 48 now"),
+        (
+            {"per_device_train_batch_size": 8},
+            r"global_batch_size: 16 in the checkpoint, 8 now \(--per_device_train_batch_size x processes\)",
+        ),
+        (
+            {"data": {"max_train_samples": 48, "image_size": 16}},
+            r"num_train_samples: 32 in the checkpoint, 48 now",
+        ),
         ({"seed": 1}, r"dataset_fingerprint: '\w+' in the checkpoint, '\w+' now \(.*--seed\)"),
         ({"optimizer": "adamw"}, r"optimizer: 'lars' in the checkpoint, 'adamw' now \(--optimizer\)"),
         ({"max_steps": 6}, r"total_steps: 4 in the checkpoint, 6 now"),
-        ({"model": {"projection_dim": 64}}, r"projection_dim: 128 in the checkpoint, 64 now \(--projection_dim\)"),
+        (
+            {"model": {"projection_dim": 64}},
+            r"projection_dim: 128 in the checkpoint, 64 now \(--projection_dim\)",
+        ),
     ],
-)  # fmt: skip
+)
 def test_resume_refuses_other_settings_naming_them(
     cifar10_path: Path, interrupted_run: Path, change: dict, match: str
 ) -> None:
@@ -156,10 +183,34 @@ def _free_port() -> int:
 # GroupNorm and no BN in the head: CPU has no SyncBatchNorm, and per-process BN statistics would differ
 # from the single process's; the negatives, gathered across processes, are what is tested. SGD without
 # momentum: the weights after the step are the gradient's image.
-ONE_STEP = ["--max_train_samples", "64", "--image_size", "16", "--backbone_kwargs", '{"norm_layer": "groupnorm"}',
-            "--projection_batch_norm", "false", "--max_steps", "1", "--logging_steps", "1", "--report_to", "none",
-            "--knn_every_epochs", "0", "--warmup_epochs", "0", "--seed", "0", "--optimizer", "sgd",
-            "--momentum", "0", "--learning_rate", "10"]  # fmt: skip
+ONE_STEP = [
+    "--max_train_samples",
+    "64",
+    "--image_size",
+    "16",
+    "--backbone_kwargs",
+    '{"norm_layer": "groupnorm"}',
+    "--projection_batch_norm",
+    "false",
+    "--max_steps",
+    "1",
+    "--logging_steps",
+    "1",
+    "--report_to",
+    "none",
+    "--knn_every_epochs",
+    "0",
+    "--warmup_epochs",
+    "0",
+    "--seed",
+    "0",
+    "--optimizer",
+    "sgd",
+    "--momentum",
+    "0",
+    "--learning_rate",
+    "10",
+]
 ONE_STEP += [item for key, value in NO_AUGMENTATION.items() for item in (f"--{key}", str(value))]
 
 
@@ -167,8 +218,17 @@ ONE_STEP += [item for key, value in NO_AUGMENTATION.items() for item in (f"--{ke
 def one_process(cifar10_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One step of one process with the global batch of 16."""
     folder = tmp_path_factory.mktemp("one") / "run"
-    cmd = [sys.executable, str(SCRIPT), "--dataset_name", str(cifar10_path), *ONE_STEP,
-           "--per_device_train_batch_size", "16", "--output_dir", str(folder)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(SCRIPT),
+        "--dataset_name",
+        str(cifar10_path),
+        *ONE_STEP,
+        "--per_device_train_batch_size",
+        "16",
+        "--output_dir",
+        str(folder),
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return folder
@@ -185,16 +245,40 @@ def test_two_processes_take_the_step_of_one_process_with_the_global_batch(
     # Two processes on one machine (torchrun --nproc_per_node 2), or one on each of two "machines" (two torchrun
     # nodes meeting on loopback, as two hosts would), each with half of the global batch.
     port, folder = str(_free_port()), tmp_path / "run"
-    script = [str(SCRIPT), "--dataset_name", str(cifar10_path), *ONE_STEP, "--per_device_train_batch_size", "8",
-              "--output_dir", str(folder)]  # fmt: skip
+    script = [
+        str(SCRIPT),
+        "--dataset_name",
+        str(cifar10_path),
+        *ONE_STEP,
+        "--per_device_train_batch_size",
+        "8",
+        "--output_dir",
+        str(folder),
+    ]
     if machines == 1:
         commands = [torchrun("--nproc_per_node", "2", "--master_port", port, *script)]
     else:
-        commands = [torchrun("--nnodes", "2", "--nproc_per_node", "1", "--node_rank", str(rank), "--master_addr",
-                             "127.0.0.1", "--master_port", port, *script) for rank in (0, 1)]  # fmt: skip
+        commands = [
+            torchrun(
+                "--nnodes",
+                "2",
+                "--nproc_per_node",
+                "1",
+                "--node_rank",
+                str(rank),
+                "--master_addr",
+                "127.0.0.1",
+                "--master_port",
+                port,
+                *script,
+            )
+            for rank in (0, 1)
+        ]
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
-    processes = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
-                 for cmd in commands]  # fmt: skip
+    processes = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
+        for cmd in commands
+    ]
     for process in processes:
         _, stderr = process.communicate(timeout=300)
         assert process.returncode == 0, stderr[-3000:]
@@ -226,9 +310,19 @@ def test_stl10_path_96px_unlabeled_with_blur(tmp_path: Path, augment_on: str) ->
     dataset = make_stl10_parquet(tmp_path / "stl10")
     # 32 images in batches of 8: the 4 steps make one epoch, whose end runs the kNN monitor (memory: the
     # 8 labeled rows; STL-10's unlabeled rows, label -1, are dropped; queries: the 8 test images).
-    run(tmp_path / "out", dataset, data={"preset": "stl10", "train_split": "train+unlabeled",
-        "augment_on": augment_on, "dataloader_num_workers": 0}, per_device_train_batch_size=8,
-        max_steps=4, knn_every_epochs=1)  # fmt: skip
+    run(
+        tmp_path / "out",
+        dataset,
+        data={
+            "preset": "stl10",
+            "train_split": "train+unlabeled",
+            "augment_on": augment_on,
+            "dataloader_num_workers": 0,
+        },
+        per_device_train_batch_size=8,
+        max_steps=4,
+        knn_every_epochs=1,
+    )
     knn = [record for record in read_log(tmp_path / "out") if "knn_top1" in record]
     assert len(knn) == 1 and knn[0]["step"] == 4 and knn[0]["epoch"] == 1 and 0 <= knn[0]["knn_top1"] <= 1
     args = json.loads((tmp_path / "out" / "training_args.json").read_text())
@@ -276,10 +370,18 @@ REQUIRED = {
 @pytest.mark.parametrize(
     "arguments, values, match",
     [
-        (PretrainingArguments, {"num_train_epochs": 0}, r"--num_train_epochs 0 must be > 0 \(or give --max_steps\)"),
+        (
+            PretrainingArguments,
+            {"num_train_epochs": 0},
+            r"--num_train_epochs 0 must be > 0 \(or give --max_steps\)",
+        ),
         (PretrainingArguments, {"num_train_epochs": -1}, "--num_train_epochs -1 must be > 0"),
         (PretrainingArguments, {"max_steps": 0}, "--max_steps 0 must be a positive number of steps, or -1"),
-        (PretrainingArguments, {"checkpointing_steps": "0"}, "--checkpointing_steps 0 must be a positive integer, 'epoch' or 'none'"),
+        (
+            PretrainingArguments,
+            {"checkpointing_steps": "0"},
+            "--checkpointing_steps 0 must be a positive integer, 'epoch' or 'none'",
+        ),
         (PretrainingArguments, {"logging_steps": 0}, "--logging_steps 0 must be a positive integer"),
         (PretrainingArguments, {"per_device_train_batch_size": 0}, "--per_device_train_batch_size 0"),
         (PretrainingArguments, {"learning_rate": float("nan")}, "--learning_rate nan must be > 0"),
@@ -290,21 +392,37 @@ REQUIRED = {
         (PretrainingArguments, {"checkpoints_total_limit": -1}, "--checkpoints_total_limit -1"),
         (PretrainingArguments, {"knn_every_epochs": -1}, "--knn_every_epochs -1"),
         (PretrainingArguments, {"knn_k": 0}, "--knn_k 0"),
-        (DataArguments, {"max_train_samples": 0}, "--max_train_samples 0 must be a positive number of images"),
+        (
+            DataArguments,
+            {"max_train_samples": 0},
+            "--max_train_samples 0 must be a positive number of images",
+        ),
         (DataArguments, {"max_eval_samples": -5}, "--max_eval_samples -5"),
         (DataArguments, {"dataloader_num_workers": -1}, "--dataloader_num_workers -1"),
         (DataArguments, {"augment_on": "tpu"}, "--augment_on tpu must be gpu, cpu or auto"),
         (DataArguments, {"image_size": 4}, "--image_size 4 must be at least 8 pixels"),
         (DataArguments, {"horizontal_flip_p": 1.5}, "--horizontal_flip_p 1.5 must be a probability in"),
-        (DataArguments, {"crop_scale_min": 0.9, "crop_scale_max": 0.5}, "--crop_scale_min 0.9 is above --crop_scale_max 0.5"),
+        (
+            DataArguments,
+            {"crop_scale_min": 0.9, "crop_scale_max": 0.5},
+            "--crop_scale_min 0.9 is above --crop_scale_max 0.5",
+        ),
         (DataArguments, {"preset": "mnist"}, "--preset mnist is not a preset"),
         (ModelArguments, {"projection_dim": 0}, "--projection_dim 0 must be a positive integer"),
         (ModelArguments, {"loss_temperature": 0.0}, "--loss_temperature 0.0 must be > 0"),
-        (ModelArguments, {"backbone": "vit_tiny_patch16_224", "cifar_stem": True}, "--cifar_stem true needs a backbone .* Use e.g. --backbone resnet18"),
+        (
+            ModelArguments,
+            {"backbone": "vit_tiny_patch16_224", "cifar_stem": True},
+            "--cifar_stem true needs a backbone .* Use e.g. --backbone resnet18",
+        ),
         (ModelArguments, {"backbone": "no_such_net"}, "--backbone no_such_net is not a timm model"),
-        (ModelArguments, {"backbone_kwargs": "{drop_path_rate: 0.1}"}, "--backbone_kwargs .* must be a JSON dict"),
+        (
+            ModelArguments,
+            {"backbone_kwargs": "{drop_path_rate: 0.1}"},
+            "--backbone_kwargs .* must be a JSON dict",
+        ),
     ],
-)  # fmt: skip
+)
 def test_numbers_are_checked_when_the_arguments_are_parsed(arguments: type, values: dict, match: str) -> None:
     with pytest.raises(UsageError, match=match):
         parsed = arguments(**REQUIRED[arguments], **values)
@@ -315,10 +433,22 @@ def test_numbers_are_checked_when_the_arguments_are_parsed(arguments: type, valu
 def test_script_refuses_zero_epochs_before_loading_anything(cifar10_path: Path, tmp_path: Path) -> None:
     # Before: 0 epochs ran "0 steps" and saved a randomly initialised model as if pretrained, exit code 0.
     result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--dataset_name", str(cifar10_path), "--output_dir", str(tmp_path / "out"),
-         "--num_train_epochs", "0", "--report_to", "none"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--dataset_name",
+            str(cifar10_path),
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--num_train_epochs",
+            "0",
+            "--report_to",
+            "none",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and "error: --num_train_epochs 0.0 must be > 0" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
 
@@ -358,8 +488,15 @@ def uploads(monkeypatch: pytest.MonkeyPatch, online_hub) -> list[dict]:
 def test_push_to_hub_after_pretraining_uploads_one_loadable_folder(
     cifar10_path: Path, tmp_path: Path, uploads: list[dict]
 ) -> None:
-    run(tmp_path, cifar10_path, data={"max_train_samples": 32, "image_size": 16}, per_device_train_batch_size=16,
-        max_steps=1, push_to_hub=True, hub_model_id="org/simclr-test")  # fmt: skip
+    run(
+        tmp_path,
+        cifar10_path,
+        data={"max_train_samples": 32, "image_size": 16},
+        per_device_train_batch_size=16,
+        max_steps=1,
+        push_to_hub=True,
+        hub_model_id="org/simclr-test",
+    )
     assert len(uploads) == 1 and uploads[0]["repo_id"] == "org/simclr-test"
     folder = Path(uploads[0]["folder_path"])
     assert (folder / "training_args.json").is_file() and not (folder / "results.json").exists()
@@ -386,17 +523,33 @@ def test_push_to_hub_problems_stop_the_run_before_it_starts(
         monkeypatch.delenv("HF_TOKEN")
         monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
     with pytest.raises(UsageError, match=match):
-        run(tmp_path / "out", cifar10_path, data={"max_train_samples": 32, "image_size": 16},
-            per_device_train_batch_size=16, max_steps=1, push_to_hub=True, hub_model_id="org/simclr-test")  # fmt: skip
+        run(
+            tmp_path / "out",
+            cifar10_path,
+            data={"max_train_samples": 32, "image_size": 16},
+            per_device_train_batch_size=16,
+            max_steps=1,
+            push_to_hub=True,
+            hub_model_id="org/simclr-test",
+        )
     assert not (tmp_path / "out").exists() and uploads == []
 
 
 def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(cifar10_path: Path, tmp_path: Path):
     # Every step is checkpointed; this absurd learning rate spoils the weights within 8 steps (seed 0).
     with pytest.raises(FloatingPointError, match=r"Non-finite (loss at|weights after) step \d+; stopping"):
-        run(tmp_path, cifar10_path, data={"max_train_samples": 32, "image_size": 16}, per_device_train_batch_size=16,
-            max_steps=8, optimizer="sgd", learning_rate=1e8, checkpointing_steps="1", checkpoints_total_limit=10,
-            logging_steps=4)  # fmt: skip
+        run(
+            tmp_path,
+            cifar10_path,
+            data={"max_train_samples": 32, "image_size": 16},
+            per_device_train_batch_size=16,
+            max_steps=8,
+            optimizer="sgd",
+            learning_rate=1e8,
+            checkpointing_steps="1",
+            checkpoints_total_limit=10,
+            logging_steps=4,
+        )
     checkpoints = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert checkpoints and not any(name.startswith(".tmp") for name in checkpoints)
     for checkpoint in checkpoints:

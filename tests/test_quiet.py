@@ -62,9 +62,17 @@ def test_a_short_run_says_warmup_covers_it_and_does_not_compile_on_cpu(
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", FutureWarning)  # none of our calls uses a deprecated API
-        pretrain(ModelArguments(), DataArguments(dataset_name=str(cifar10_path), max_train_samples=16, image_size=16),
-                 PretrainingArguments(output_dir=str(tmp_path / "run"), num_train_epochs=2,
-                                      per_device_train_batch_size=8, report_to="none", knn_every_epochs=0))  # fmt: skip
+        pretrain(
+            ModelArguments(),
+            DataArguments(dataset_name=str(cifar10_path), max_train_samples=16, image_size=16),
+            PretrainingArguments(
+                output_dir=str(tmp_path / "run"),
+                num_train_epochs=2,
+                per_device_train_batch_size=8,
+                report_to="none",
+                knn_every_epochs=0,
+            ),
+        )
     printed = capsys.readouterr().out
     assert "SimCLR pretraining: 1 process(es)" in printed.splitlines()[0]
     assert "--warmup_epochs 10 makes 4 of the 4 steps warmup" in printed

@@ -14,7 +14,15 @@ def section(title: str) -> str:
 
 def test_failure_modes_say_what_is_written_safe_to_interrupt_resumed_and_refused() -> None:
     failure_modes = section("Failure modes")
-    for promise in ("checkpoints/.tmp-step_N/", "Safe to interrupt", "--resume_from_checkpoint latest",
-                    "--overwrite_output_dir", "resume_settings.json", "Refused before any work", "exit code 2",
-                    "run the same command again", "<!-- Written by"):  # fmt: skip
+    for promise in (
+        "checkpoints/.tmp-step_N/",
+        "Safe to interrupt",
+        "--resume_from_checkpoint latest",
+        "--overwrite_output_dir",
+        "resume_settings.json",
+        "Refused before any work",
+        "exit code 2",
+        "run the same command again",
+        "<!-- Written by",
+    ):
         assert promise in failure_modes, promise

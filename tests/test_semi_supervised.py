@@ -15,14 +15,28 @@ from hf_simclr.reports.semi_supervised import (
     write_semi_supervised_table,
 )
 
-DATASET = {"name": "cifar10", "config": None, "revision": None, "train_split": "train", "eval_split": "test",
-           "max_train_samples": None, "max_eval_samples": None}  # fmt: skip
+DATASET = {
+    "name": "cifar10",
+    "config": None,
+    "revision": None,
+    "train_split": "train",
+    "eval_split": "test",
+    "max_train_samples": None,
+    "max_eval_samples": None,
+}
 
 
 def finetuned(init: str, fraction: float, top1: float, top3: float, size: int, **dataset) -> dict:
-    return {"init": init, "label_fraction": fraction, "num_train_samples": size, "top1": top1, "top3": top3,
-            "model_name_or_path": "runs/simclr", "dataset": {**DATASET, "subset_seed": 0, **dataset},
-            "split_sizes": {"eval": 10000}}  # fmt: skip
+    return {
+        "init": init,
+        "label_fraction": fraction,
+        "num_train_samples": size,
+        "top1": top1,
+        "top3": top3,
+        "model_name_or_path": "runs/simclr",
+        "dataset": {**DATASET, "subset_seed": 0, **dataset},
+        "split_sizes": {"eval": 10000},
+    }
 
 
 PROBE = {
@@ -66,8 +80,11 @@ def test_write_reads_run_folders_and_writes_json_and_markdown(tmp_path: Path, mo
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "scripts"))
     import semi_supervised_table
 
-    monkeypatch.setattr(sys, "argv", ["semi_supervised_table.py", "--probe_run", str(tmp_path / "model"),
-                                      "--finetune_runs", *runs])  # fmt: skip
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        ["semi_supervised_table.py", "--probe_run", str(tmp_path / "model"), "--finetune_runs", *runs],
+    )
     semi_supervised_table.main()
     written = json.loads((tmp_path / "model" / SEMI_SUPERVISED_FILE).read_text())
     assert len(written["entries"]) == 5 and written["fractions"] == [0.01, 0.1]

@@ -39,23 +39,51 @@ def runs(cifar10_path: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     pretrain(
         ModelArguments(backbone="test_resnet", cifar_stem=False),
         DataArguments(dataset_name=dataset, max_train_samples=4096, image_size=16),
-        PretrainingArguments(output_dir=str(model), num_train_epochs=40, per_device_train_batch_size=256,
-                             optimizer="sgd", learning_rate=0.3, warmup_epochs=1, knn_every_epochs=0,
-                             checkpoints_total_limit=1, report_to="none", logging_steps=16, seed=42),
-    )  # fmt: skip
+        PretrainingArguments(
+            output_dir=str(model),
+            num_train_epochs=40,
+            per_device_train_batch_size=256,
+            optimizer="sgd",
+            learning_rate=0.3,
+            warmup_epochs=1,
+            knn_every_epochs=0,
+            checkpoints_total_limit=1,
+            report_to="none",
+            logging_steps=16,
+            seed=42,
+        ),
+    )
     run_linear_probe(
-        LinearProbeArguments(model_name_or_path=str(model), dataset_name=dataset, knn_k=[10],
-                             label_fractions=[0.1], skip_baseline=True, device="cpu", **SLICE)
-    )  # fmt: skip
+        LinearProbeArguments(
+            model_name_or_path=str(model),
+            dataset_name=dataset,
+            knn_k=[10],
+            label_fractions=[0.1],
+            skip_baseline=True,
+            device="cpu",
+            **SLICE,
+        )
+    )
     folders = {"simclr": model}
     for init in ("simclr", "random"):
         folders[f"finetune_{init}"] = root / f"finetune-{init}"
         finetune(
-            FinetuneArguments(str(model), dataset_name=dataset, init=init, label_fraction=0.1, crop_scale_min=0.5, **SLICE),
-            TrainingArguments(output_dir=str(folders[f"finetune_{init}"]), num_train_epochs=15,
-                              per_device_train_batch_size=32, per_device_eval_batch_size=500, learning_rate=2e-3,
-                              use_cpu=True, report_to="none", save_strategy="no", disable_tqdm=True, seed=7),
-        )  # fmt: skip
+            FinetuneArguments(
+                str(model), dataset_name=dataset, init=init, label_fraction=0.1, crop_scale_min=0.5, **SLICE
+            ),
+            TrainingArguments(
+                output_dir=str(folders[f"finetune_{init}"]),
+                num_train_epochs=15,
+                per_device_train_batch_size=32,
+                per_device_eval_batch_size=500,
+                learning_rate=2e-3,
+                use_cpu=True,
+                report_to="none",
+                save_strategy="no",
+                disable_tqdm=True,
+                seed=7,
+            ),
+        )
     write_semi_supervised_table([folders["finetune_simclr"], folders["finetune_random"]], model, model)
     return folders
 

@@ -23,8 +23,14 @@ from hf_simclr.pretraining.arguments import (
 )
 from hf_simclr.pretraining.loop import pretrain
 
-TINY = dict(report_to="none", knn_every_epochs=0, logging_steps=1, warmup_epochs=0, seed=0,
-            per_device_train_batch_size=8)  # fmt: skip
+TINY = dict(
+    report_to="none",
+    knn_every_epochs=0,
+    logging_steps=1,
+    warmup_epochs=0,
+    seed=0,
+    per_device_train_batch_size=8,
+)
 FAST_MODEL = ModelArguments(cifar_stem=False)  # the ImageNet stem downsamples 4x: a fast step at 16px
 
 
@@ -36,8 +42,13 @@ def test_snapshots_are_encoder_folders_kept_apart_from_pruned_checkpoints(
     cifar10_path: Path, tmp_path: Path
 ) -> None:
     output_dir = tmp_path / "run"
-    args = PretrainingArguments(output_dir=str(output_dir), num_train_epochs=3, snapshot_epochs="3, 1",
-                                checkpoints_total_limit=1, **TINY)  # fmt: skip
+    args = PretrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=3,
+        snapshot_epochs="3, 1",
+        checkpoints_total_limit=1,
+        **TINY,
+    )
     assert args.snapshot_epochs == [1, 3]
     pretrain(FAST_MODEL, tiny_data(cifar10_path), args)
 
@@ -100,9 +111,25 @@ def test_snapshot_curve_evaluates_every_snapshot_on_one_scale(
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "scripts"))
     import snapshot_curve
 
-    argv = ["snapshot_curve.py", "--model_name_or_path", str(output_dir), "--dataset_name", str(cifar10_path),
-            "--max_train_samples", "60", "--max_eval_samples", "30", "--knn_k", "5", "--max_iter", "20",
-            "--device", "cpu", "--tsne_points", "20"]  # fmt: skip
+    argv = [
+        "snapshot_curve.py",
+        "--model_name_or_path",
+        str(output_dir),
+        "--dataset_name",
+        str(cifar10_path),
+        "--max_train_samples",
+        "60",
+        "--max_eval_samples",
+        "30",
+        "--knn_k",
+        "5",
+        "--max_iter",
+        "20",
+        "--device",
+        "cpu",
+        "--tsne_points",
+        "20",
+    ]
     monkeypatch.setattr(sys, "argv", argv)
     snapshot_curve.main()
     curve = json.loads((output_dir / "snapshot_curve.json").read_text())
@@ -119,10 +146,20 @@ def test_snapshot_curve_evaluates_every_snapshot_on_one_scale(
     from hf_simclr.evaluation.probe import run_linear_probe
 
     final = run_linear_probe(
-        LinearProbeArguments(str(output_dir), dataset_name=str(cifar10_path), max_train_samples=60, max_eval_samples=30,
-                             knn_k=[5], max_iter=20, features="h", label_fractions=[], skip_baseline=True,
-                             device="cpu", output_dir=str(tmp_path / "final"))
-    )  # fmt: skip
+        LinearProbeArguments(
+            str(output_dir),
+            dataset_name=str(cifar10_path),
+            max_train_samples=60,
+            max_eval_samples=30,
+            knn_k=[5],
+            max_iter=20,
+            features="h",
+            label_fractions=[],
+            skip_baseline=True,
+            device="cpu",
+            output_dir=str(tmp_path / "final"),
+        )
+    )
     assert (
         final["linear_top1"] == curve["rows"][-1]["linear_top1"]
         and final["knn_top1"] == curve["rows"][-1]["knn_top1"]

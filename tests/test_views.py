@@ -31,8 +31,11 @@ def views_of(
     data = DataArguments(
         dataset_name="unused", image_size=16, augment_on=augment_on, dataloader_num_workers=workers
     )
-    plan = RunPlan.create(PretrainingArguments(output_dir="unused", max_steps=5, per_device_train_batch_size=4),
-                          len(split), world_size=1)  # fmt: skip
+    plan = RunPlan.create(
+        PretrainingArguments(output_dir="unused", max_steps=5, per_device_train_batch_size=4),
+        len(split),
+        world_size=1,
+    )
     views = build_views(data, split, data.augmentation(), plan, Accelerator(cpu=True), seed=3, compile=False)
     return list(itertools.islice(views.from_step(start), steps))
 
