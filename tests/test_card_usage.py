@@ -20,6 +20,8 @@ from hf_simclr.evaluation.probe import run_linear_probe
 from hf_simclr.timm_export import export_timm
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # every test runs Python in a subprocess
+
 WITHOUT_HF_SIMCLR = (
     'import sys\nsys.modules["hf_simclr"] = None  # not importable here, as for the Hub\'s readers\n'
 )

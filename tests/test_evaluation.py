@@ -290,6 +290,7 @@ def test_features_are_cached_and_recomputed_when_the_inputs_change(probed, tmp_p
     assert torch.equal(recomputed["h"], direct["h"].cpu())
 
 
+@pytest.mark.slow  # the whole script, end to end
 def test_script_runs_from_the_command_line(probed, tmp_path, monkeypatch, capsys):
     args, results, model_dir = probed
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "scripts"))

@@ -209,6 +209,7 @@ def run_script(*argv: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=300, cwd=cwd)
 
 
+@pytest.mark.slow  # a script or Python run in a subprocess
 def test_a_train_only_dataset_with_the_default_monitor_names_pretrains_flags_before_decoding(world, tmp_path):
     import datasets
 
@@ -235,6 +236,7 @@ def test_a_train_only_dataset_with_the_default_monitor_names_pretrains_flags_bef
     assert not cache.exists()  # refused before the training split was decoded
 
 
+@pytest.mark.slow  # a script or Python run in a subprocess
 def test_finetune_label_fraction_zero_is_a_usage_error(world, tmp_path):
     result = run_script(
         str(REPO_ROOT / "scripts" / "finetune.py"),
@@ -415,6 +417,7 @@ def test_null_in_a_recipe_means_the_default(tmp_path, monkeypatch):
     assert not (tmp_path / "None").exists()
 
 
+@pytest.mark.slow  # a script or Python run in a subprocess
 def test_the_bare_command_runs_the_main_job_and_offline_says_which_dataset_to_pass(tmp_path):
     from hf_simclr.pretraining.arguments import default_output_dir
 
@@ -445,6 +448,7 @@ def test_the_bare_command_runs_the_main_job_and_offline_says_which_dataset_to_pa
     )  # named, nothing written
 
 
+@pytest.mark.slow  # a script or Python run in a subprocess
 def test_under_accelerate_launch_the_mistake_is_the_only_output(world, tmp_path):
     # accelerate's launcher turns any non-zero exit of its child into its own traceback unless -q (then it
     # exits with 1): the README says to use -q; the script's own output is the usage line and the message.

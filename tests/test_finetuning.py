@@ -59,6 +59,7 @@ def quick_training(output_dir: Path, **overrides) -> TrainingArguments:
     return TrainingArguments(**{**settings, **overrides})
 
 
+@pytest.mark.slow  # the whole script, end to end
 def test_finetune_script_writes_a_loadable_classifier_and_its_results(tiny, tmp_path, monkeypatch, capsys):
     model_dir, data_dir = tiny
     output_dir = tmp_path / "finetuned"

@@ -342,6 +342,7 @@ def test_missing_folder_is_a_clear_error(tmp_path):
         model_folder.load_encoder(tmp_path / "does-not-exist")
 
 
+@pytest.mark.slow  # a script or Python run in a subprocess
 def test_the_hub_tests_pass_with_the_offline_variables_set_too(tmp_path):
     # Before: with HF_HUB_OFFLINE=1 in the environment (as the package advises on a machine without the Hub),
     # a push test failed: it cleared the variable but not huggingface_hub's constant read at import.

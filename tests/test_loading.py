@@ -96,6 +96,7 @@ def test_encoder_loads_from_a_pretraining_folder_without_a_load_report(
     assert head and all(torch.equal(value, saved[f"projection_head.{name}"]) for name, value in head.items())
 
 
+@pytest.mark.slow  # a script or Python run in a subprocess
 def test_trust_remote_code_without_hf_simclr(model_folder: Path) -> None:
     result = run_python(
         f"""
@@ -116,6 +117,7 @@ def test_trust_remote_code_without_hf_simclr(model_folder: Path) -> None:
     assert max_diff < 1e-6
 
 
+@pytest.mark.slow  # a script or Python run in a subprocess
 def test_repo_id_from_offline_hub_cache(model_folder: Path, tmp_path: Path) -> None:
     revision = "0" * 40
     repo_dir = tmp_path / "hub" / ("models--" + REPO_ID.replace("/", "--"))
@@ -196,6 +198,7 @@ def test_readme_usage_works_on_every_image_mode(model_folder: Path, mode: str) -
     assert h.shape == (1, 512) and torch.isfinite(h).all()
 
 
+@pytest.mark.slow  # a script or Python run in a subprocess
 def test_processor_loads_with_trust_remote_code_only(model_folder: Path) -> None:
     result = run_python(
         f"""

@@ -91,6 +91,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # a script or Python run in a subprocess
 def test_two_processes_match_one_process_loss_and_gradients(tmp_path: Path) -> None:
     """k=2 processes of B images, DDP-averaged, give the loss and gradients of one process with 2B."""
     torch.manual_seed(3)

@@ -7,12 +7,14 @@ import sys
 import warnings
 from pathlib import Path
 
+import pytest
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted((REPO_ROOT / "scripts").glob("*.py"))
 
 
+@pytest.mark.slow  # a script or Python run in a subprocess
 def test_help_imports_no_torch() -> None:
     # Before: --help took 16 s on an idle 2-core machine, 9 s of it importing torch, transformers and timm.
     # One process runs every script's --help in turn: torch must still be unimported after each. finetune.py
