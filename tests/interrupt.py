@@ -14,6 +14,10 @@ import signal
 import sys
 
 moment, signal_name, script, *argv = sys.argv[1:]
+if (
+    signal_name == "SIGINT"
+):  # Ctrl-C at a terminal; a shell that starts a job in the background ignores SIGINT
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 where, _, number = moment.partition(":")
 calls = {"count": 0}
 
