@@ -46,3 +46,28 @@ def online_hub(monkeypatch: pytest.MonkeyPatch) -> None:
     for variable in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+
+
+@pytest.fixture(scope="session")
+def tiny_probe(tmp_path_factory: pytest.TempPathFactory):
+    """One full probe run (plots, random-init baseline, kNN k=3 and 200, label fractions 0.25 and 0.5) of the
+    tiny model on the tiny colour dataset, shared by the evaluation's and the Hub's tests: `(arguments,
+    results, model folder)`. Read it only; a test that changes the folder works on a copy."""
+    from builders import save_tiny_dataset, save_tiny_model
+
+    from hf_simclr.evaluation.arguments import LinearProbeArguments
+    from hf_simclr.evaluation.probe import run_linear_probe
+
+    root = tmp_path_factory.mktemp("probe")
+    model_dir = save_tiny_model(root / "model")
+    args = LinearProbeArguments(
+        model_name_or_path=str(model_dir),
+        dataset_name=str(save_tiny_dataset(root / "data")),
+        batch_size=16,
+        knn_k=[3, 200],
+        label_fractions=[0.25, 0.5],
+        plots=True,
+        max_iter=100,
+        device="cpu",
+    )
+    return args, run_linear_probe(args), model_dir

@@ -50,23 +50,10 @@ from hf_simclr.reports.tables import format_results_table
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(scope="module")
-def probed(tmp_path_factory):
-    """One full probe run (plots, baseline, label fractions) on the tiny model and data."""
-    root = tmp_path_factory.mktemp("probe")
-    model_dir = save_tiny_model(root / "model")
-    data_dir = save_tiny_dataset(root / "data")
-    args = LinearProbeArguments(
-        model_name_or_path=str(model_dir),
-        dataset_name=str(data_dir),
-        batch_size=16,
-        knn_k=[3, 200],
-        label_fractions=[0.25, 0.5],
-        plots=True,
-        max_iter=100,
-        device="cpu",
-    )
-    return args, run_linear_probe(args), model_dir
+@pytest.fixture
+def probed(tiny_probe):
+    """The shared probe run of the tiny model (`tiny_probe` in conftest.py)."""
+    return tiny_probe
 
 
 # ----------------------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ from pathlib import Path
 import huggingface_hub
 import pytest
 import torch
-from builders import save_tiny_dataset, save_tiny_model
 from huggingface_hub import ModelCard
 from huggingface_hub.errors import OfflineModeIsEnabled
 from huggingface_hub.utils import filter_repo_objects
@@ -21,30 +20,16 @@ from transformers import AutoModel
 import hf_simclr
 from hf_simclr import SimCLRModel, hub, model_folder
 from hf_simclr.arguments import UsageError
-from hf_simclr.evaluation.arguments import LinearProbeArguments
-from hf_simclr.evaluation.probe import run_linear_probe
 from hf_simclr.reports import card as cards
 
 REPO_ID = "someone/simclr-resnet18-tiny"
 
 
-@pytest.fixture(scope="module")
-def probed_folder(tmp_path_factory) -> Path:
-    """A model folder after pretraining (tiny, random) and the probe: results.json and README.md."""
-    root = tmp_path_factory.mktemp("hub")
-    model_dir = save_tiny_model(root / "model")
-    data_dir = save_tiny_dataset(root / "data", per_class=(8, 4))
-    args = LinearProbeArguments(
-        model_name_or_path=str(model_dir),
-        dataset_name=str(data_dir),
-        knn_k=[3, 200],
-        label_fractions=[0.5],
-        weight_decays=[1e-4],
-        max_iter=50,
-        device="cpu",
-    )
-    run_linear_probe(args)
-    return model_dir
+@pytest.fixture
+def probed_folder(tiny_probe) -> Path:
+    """A model folder after pretraining (tiny, random) and the probe: results.json and README.md (the shared
+    run, `tiny_probe` in conftest.py; read only)."""
+    return tiny_probe[2]
 
 
 @pytest.fixture
