@@ -74,6 +74,9 @@ SUMMARY_MARKDOWN = "summary.md"
 DECODED_SUBFOLDER = "decoded"  # the runner's shared decoded-image cache
 PUBLISHED_FILE = "published.yaml"
 
+# The training benchmark's work folder: the upsampled 96 px copy, and one run folder per case and views.
+BENCHMARK_STL10_FOLDER = "stl10-like"
+
 # Staging: a folder is built under STAGING_PREFIX + its name, beside it, and renamed into place.
 STAGING_PREFIX = ".tmp-"
 MERGE_STAGING = ".tmp-save"  # inside a folder whose files are replaced one by one
@@ -97,6 +100,11 @@ def feature_cache_file(tag: str, split: str) -> str:
 def decoded_cache_name(fingerprint: str, rows: int, image_size: int) -> str:
     """The decoded-image cache of a dataset split (its fingerprint and size) at one image size."""
     return f"decoded-{fingerprint}-{rows}x{image_size}px.npy"
+
+
+def benchmark_run_folder(case: str, augment_on: str) -> str:
+    """The training benchmark's run of `case` with views made on `augment_on` (`gpu` or `cpu`)."""
+    return f"{case}-{augment_on}"
 
 
 def card_file(name: str) -> str:

@@ -16,11 +16,9 @@ import torch
 
 from ..augmentation import augmentation_preset
 from ..data import load_image_dataset
-from ..folder_format import LOG_HISTORY_FILE
+from ..folder_format import BENCHMARK_STL10_FOLDER, LOG_HISTORY_FILE, benchmark_run_folder
 from .arguments import TRAINING_CASES, TrainingCase
 from .data_pipeline import upsampled_copy
-
-STL10_LIKE_FOLDER = "stl10-like"  # moves to folder_format at merge
 
 
 @dataclass(frozen=True)
@@ -161,7 +159,7 @@ def benchmark_training(
         `cpu_pipeline_views_per_s`, `gpu_pipeline_views_per_s` and `peak_gpu_memory_gib` (None on the CPU).
     """
     cifar = load_image_dataset(cifar_dir)
-    stl10_dir = os.path.join(work_dir, STL10_LIKE_FOLDER)
+    stl10_dir = os.path.join(work_dir, BENCHMARK_STL10_FOLDER)
     if not os.path.isdir(stl10_dir):
         upsampled_copy(cifar, 96, stl10_samples).save_to_disk(stl10_dir)
     workers = cpu_workers or len(os.sched_getaffinity(0))
@@ -189,7 +187,7 @@ def benchmark_training(
             case,
             data_dir,
             "gpu",
-            os.path.join(work_dir, case.name + "-gpu"),
+            os.path.join(work_dir, benchmark_run_folder(case.name, "gpu")),
             steps=scale.gpu_pipeline_steps,
             log_every=scale.gpu_pipeline_log_every,
             compile_model=scale.compile_model,
@@ -200,7 +198,7 @@ def benchmark_training(
             case,
             data_dir,
             "cpu",
-            os.path.join(work_dir, case.name + "-cpu"),
+            os.path.join(work_dir, benchmark_run_folder(case.name, "cpu")),
             steps=scale.cpu_pipeline_steps,
             log_every=scale.cpu_pipeline_log_every,
             num_workers=workers,
