@@ -61,7 +61,7 @@ OUT_OF_RANGE = {
 def test_each_recipe_flag_is_checked_against_its_fields_range(flag):
     with pytest.raises(UsageError, match=rf"--{flag} {OUT_OF_RANGE[flag]} must be"):
         DataArguments(**{flag: OUT_OF_RANGE[flag]})
-    field, position, _, _ = FLAGS[flag]
+    field, position = FLAGS[flag].field, FLAGS[flag].position
     value = OUT_OF_RANGE[flag]
     if position is not None:
         value = (value, 1.0) if position == 0 else (0.5, value)

@@ -150,21 +150,39 @@ def augmentation_preset(name: str, **overrides) -> AugmentationConfig:
 # ----------------------------------------------------------------------------------------------
 
 
-# Each flag of the recipe: (the config field it sets, its position in a pair or None, its range, its help).
-def _flag(item: dataclasses.Field, position: int) -> tuple[str, int | None, Range, str]:
-    if len(item.metadata["flags"]) == 1:
-        return item.name, None, item.metadata["range"], item.metadata["help"]
-    end = ("Lower", "Upper")[position]
-    return (
-        item.name,
-        position,
-        item.metadata["range"],
-        f"{end} end of the {item.metadata['help'][0].lower()}{item.metadata['help'][1:]}",
-    )
+@dataclass(frozen=True)
+class Flag:
+    """A command-line flag of the recipe: the config field it sets, and what the flag needs to know of it."""
+
+    field: str
+    position: int | None  # the item of a pair field it sets (crop_scale_min: 0), None for a plain field
+    range: Range
+    help: str
+    kind: type  # what a value of the flag is: int or float
+    pair: tuple[str, ...]  # for a pair field, its two flags (low, high), to name both in a message
 
 
-FLAGS: dict[str, tuple[str, int | None, Range, str]] = {
-    flag: _flag(item, position)
-    for item in dataclasses.fields(AugmentationConfig)
-    for position, flag in enumerate(item.metadata["flags"])
+def _flags(item: dataclasses.Field) -> dict[str, Flag]:
+    names, help = item.metadata["flags"], item.metadata["help"]
+    kind = type(item.default[0] if isinstance(item.default, tuple) else item.default)
+    if not names:  # set in Python only
+        return {}
+    if len(names) == 1:
+        return {names[0]: Flag(item.name, None, item.metadata["range"], help, kind, ())}
+    return {
+        name: Flag(
+            item.name,
+            position,
+            item.metadata["range"],
+            f"{end} end of the {help[0].lower()}{help[1:]}",
+            kind,
+            names,
+        )
+        for position, (name, end) in enumerate(zip(names, ("Lower", "Upper"), strict=True))
+    }
+
+
+# Every flag of the recipe, by name, in the order of the config's fields.
+FLAGS: dict[str, Flag] = {
+    name: flag for item in dataclasses.fields(AugmentationConfig) for name, flag in _flags(item).items()
 }

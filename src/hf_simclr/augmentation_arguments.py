@@ -21,10 +21,9 @@ class _AugmentationSettings:
     def check_augmentation(self) -> None:
         """Each flag set against its field's range (unset, None, passes: the base's value applies)."""
         checks = {}
-        for flag in self.FLAG_NAMES:
-            value = getattr(self, flag)
-            valid, requirement = FLAGS[flag][2]
-            checks[flag] = (value is None or valid(value), requirement)
+        for name in self.FLAG_NAMES:
+            value, (valid, requirement) = getattr(self, name), FLAGS[name].range
+            checks[name] = (value is None or valid(value), requirement)
         check_arguments(self, checks)
 
     def augmentation_from(self, base: AugmentationConfig) -> AugmentationConfig:
@@ -35,20 +34,23 @@ class _AugmentationSettings:
                 named as the flags.
         """
         overrides: dict[str, Any] = {}
-        for flag in self.FLAG_NAMES:
-            name, position, _, _ = FLAGS[flag]
-            value = getattr(self, flag)
-            if value is not None and position is None:
-                overrides[name] = value
-            elif value is not None:
-                pair = list(overrides.get(name, getattr(base, name)))
-                pair[position] = value
-                overrides[name] = tuple(pair)
-        for name, pair in overrides.items():
-            if isinstance(pair, tuple) and pair[0] > pair[1]:
-                low, high = (flag for flag, spec in FLAGS.items() if spec[0] == name)
+        pairs: dict[str, tuple[str, ...]] = {}  # the pair fields set, with their two flags
+        for name in self.FLAG_NAMES:
+            flag, value = FLAGS[name], getattr(self, name)
+            if value is None:
+                continue
+            if flag.position is None:
+                overrides[flag.field] = value
+                continue
+            pair = list(overrides.get(flag.field, getattr(base, flag.field)))
+            pair[flag.position] = value
+            overrides[flag.field], pairs[flag.field] = tuple(pair), flag.pair
+        for field_name, (low_flag, high_flag) in pairs.items():  # once both items are set
+            low, high = overrides[field_name]
+            if low > high:
                 raise UsageError(
-                    f"--{low} {pair[0]} is above --{high} {pair[1]}; the smallest value must not exceed the largest."
+                    f"--{low_flag} {low} is above --{high_flag} {high}; the smallest value must not exceed "
+                    f"the largest."
                 )
         with as_usage_error(tuple(FLAGS)):
             return dataclasses.replace(base, **overrides)
@@ -66,19 +68,11 @@ def augmentation_arguments(
     """
     defaults = defaults or {}
     specs = []
-    for flag in flags:
-        _, _, _, help = FLAGS[flag]
-        default = defaults.get(flag)
-        kind = type(getattr(AugmentationConfig(), FLAGS[flag][0]))
-        kind = float if kind is tuple else kind
+    for name in flags:
+        flag, default = FLAGS[name], defaults.get(name)
         hint = "" if default is not None else f" Unset: {note or 'the base recipe'}'s."
-        specs.append(
-            (
-                flag,
-                kind if default is not None else kind | None,
-                field(default=default, metadata={"help": help + hint}),
-            )
-        )
+        kind = flag.kind if default is not None else flag.kind | None
+        specs.append((name, kind, field(default=default, metadata={"help": flag.help + hint})))
     namespace = {"FLAG_NAMES": flags}
     return dataclasses.make_dataclass(
         class_name, specs, bases=(_AugmentationSettings,), namespace=namespace, kw_only=True
