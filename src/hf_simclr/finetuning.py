@@ -309,7 +309,10 @@ def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict[
     if not torch.cuda.is_available():
         training_args.dataloader_pin_memory = False  # pinned memory is for copies to a GPU
     eval_view = eval_augmentation_for(args.model_name_or_path, config, args.model_revision)
-    train_view = args.augmentation_from(dataclasses.replace(eval_view, crop_scale=(args.crop_scale_min, 1.0)))
+    # the training view: the evaluation's, with crops that may reach the whole image, and the flags set here
+    train_view = args.augmentation_from(
+        dataclasses.replace(eval_view, crop_scale=(eval_view.crop_scale[0], 1.0))
+    )
     train_set, eval_set, names, train_split_size = load_labeled_splits(args)
     eval_dataset = ImageViewDataset(eval_set, eval_batch_transform(eval_view))
     trainer = Trainer(

@@ -404,7 +404,9 @@ def default_output_dir(model_args: ModelArguments, data_args: DataArguments) -> 
 
 
 MODEL_FLAGS = tuple(f.name for f in fields(ModelArguments))
-CONFIG_FLAGS = tuple(name for name, _, _ in config_settings())
+CONFIG_FLAGS = tuple(
+    f.name for f in fields(ModelArguments) if f.name not in {g.name for g in fields(_ModelStart)}
+)
 DATA_FLAGS = tuple(f.name for f in fields(DataArguments))
 PRETRAINING_ARGUMENTS = (ModelArguments, DataArguments, PretrainingArguments)
 # `scripts/pretrain.py`: an optional recipe file first (`configs/*.yaml`), then flags that override it.

@@ -79,7 +79,7 @@ def start_run(model_args: ModelArguments, data_args: DataArguments, args: Pretra
     augmentation = data_args.augmentation()
     # Data: every process reads the same split (batches are sharded by rank); the kNN monitor's queries are
     # loaded (and so checked) before anything is decoded.
-    dataset = data_args.load_split("train_split", data_args.max_train_samples, seed=args.seed)
+    dataset = data_args.load_split("train_split", seed=args.seed)
     queries = monitor_queries(accelerator, data_args, args, dataset)
     plan = RunPlan.create(args, len(dataset), accelerator.num_processes)
     model = build_model(model_args, augmentation)
