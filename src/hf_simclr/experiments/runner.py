@@ -10,8 +10,6 @@ weights) go to `<results_dir>/<variant>/`, the weights to `<work_dir>/<variant>/
 
 from __future__ import annotations
 
-import json
-import os
 import shlex
 import shutil
 import sys
@@ -36,7 +34,6 @@ from ..folder_format import (
     begin_staging,
     finish_staging,
     write_json_atomically,
-    write_text_atomically,
 )
 from ..pretraining.loop import pretrain
 from .arguments import ExperimentArguments
@@ -231,7 +228,7 @@ def write_variant_files(
     for file in COPIED_FILES:
         if (model_dir / file).is_file():
             shutil.copy2(model_dir / file, staging / file)
-    write_text_atomically(staging / WALL_TIMES_FILE, json.dumps(wall_times, indent=2) + "\n")
+    write_json_atomically(staging / WALL_TIMES_FILE, wall_times)
     experiment = {
         "grid": str(grid.path),
         "base": str(grid.base),
@@ -242,9 +239,8 @@ def write_variant_files(
         "command": command,
         "settings": arguments.settings(),
     }
-    write_json_atomically(staging / f".{EXPERIMENT_FILE}", experiment)
     finish_staging(staging, folder)
-    os.replace(folder / f".{EXPERIMENT_FILE}", folder / EXPERIMENT_FILE)
+    write_json_atomically(folder / EXPERIMENT_FILE, experiment)  # last: its presence marks a complete folder
 
 
 def command_string() -> str:
