@@ -1,11 +1,13 @@
-"""Run a script and interrupt it at a chosen moment, as Ctrl-C (SIGINT) or a lost machine (SIGKILL) would.
+"""Run a script and interrupt it at a chosen moment, as Ctrl-C (SIGINT), a scheduler (SIGTERM, SIGUSR1) or a
+lost machine (SIGKILL) would.
 
     python tests/interrupt.py MOMENT SIGNAL scripts/pretrain.py --output_dir ...
 
 MOMENT names the library function at whose call the signal comes (patched where it is used), and the
 call number: `step:3` (the third training step), `checkpoint:1` (inside the first checkpoint, after the
 model and optimizer were written), `final_save:1` (inside the final save, half the files moved),
-`features:2` (the second split's feature extraction).
+`features:2` (the second split's feature extraction), `decode:1` (decoding the training split into its cache file),
+`trainer_step:2` (fine-tuning's second Trainer step).
 """
 
 import os
@@ -47,6 +49,14 @@ elif where == "final_save":
 
     # the move of the second file of the model folder into place is where it stops
     folder_format.move_into_place = interrupt_on_call(folder_format.move_into_place)
+elif where == "decode":
+    import hf_simclr.data as data
+
+    data._decode_into = interrupt_on_call(data._decode_into)  # inside the cache's write: its file exists
+elif where == "trainer_step":
+    from transformers import Trainer
+
+    Trainer.training_step = interrupt_on_call(Trainer.training_step)
 elif where == "features":
     import hf_simclr.evaluation.features as features
 

@@ -1,15 +1,19 @@
-"""Safe to interrupt at any moment: each script stopped by Ctrl-C (SIGINT) or a lost machine (SIGKILL) before
-the first step, mid-epoch, during a checkpoint write, during the final save, during feature extraction; then
-the same command again (or the documented resume) finishes the job. See tests/interrupt.py for the moments."""
+"""Safe to interrupt at any moment: each script stopped by Ctrl-C (SIGINT), a scheduler (SIGTERM, SIGUSR1) or a
+lost machine (SIGKILL) before the first step, mid-epoch, during decoding, during a checkpoint write, during the
+final save, during feature extraction; then the same command again (or the documented resume) finishes the
+job. A scheduler's signal inside a training loop finishes the step and checkpoints first. See
+tests/interrupt.py for the moments."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from builders import save_tiny_dataset, save_tiny_model
+import torch
+from builders import SIX_CLASSES, save_tiny_dataset, save_tiny_model
 from transformers import AutoModel
 
 from hf_simclr import SimCLRModel
@@ -105,15 +109,76 @@ def test_killed_during_a_checkpoint_write_the_resume_continues_from_the_last_com
     finished(output_dir)
 
 
-def test_killed_during_the_final_save_the_resume_saves_the_model_again(cifar10_path, tmp_path):
+def stopped_by(result: subprocess.CompletedProcess, name: str) -> bool:
+    """Exit code 128 + the signal's number, one line saying what to do, no traceback."""
+    code = 128 + getattr(signal, name)
+    return (
+        result.returncode == code
+        and f"stopped by {name}" in result.stderr
+        and "Traceback" not in result.stderr
+    )
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    return AutoModel.from_pretrained(folder).state_dict()
+
+
+def test_a_schedulers_sigterm_mid_epoch_checkpoints_the_step_and_the_resume_continues_exactly(
+    cifar10_path, tmp_path
+):
+    full = tmp_path / "full"
+    assert pretrain(full, cifar10_path).returncode == 0
     output_dir = tmp_path / "run"
-    assert pretrain(output_dir, cifar10_path, interrupt="final_save:2").returncode != 0
+    stopped = pretrain(output_dir, cifar10_path, interrupt="step:3", signal="SIGTERM")
+    assert stopped_by(stopped, "SIGTERM"), stopped.stderr[-3000:]
+    assert (
+        "step_3 after step 3 of 8" in stopped.stderr and "--resume_from_checkpoint latest" in stopped.stderr
+    )
+    resumed = pretrain(output_dir, cifar10_path, "--resume_from_checkpoint", "latest")
+    assert resumed.returncode == 0 and "at step 3" in resumed.stdout, resumed.stderr[-3000:]
+    finished(output_dir)
+    expected, got = weights(full), weights(output_dir)
+    for key, value in expected.items():
+        torch.testing.assert_close(got[key], value, atol=1e-6, rtol=0, msg=key)
+
+
+def test_sigusr1_during_a_checkpoint_write_lets_it_finish_and_stops_with_it(cifar10_path, tmp_path):
+    output_dir = tmp_path / "run"
+    stopped = pretrain(output_dir, cifar10_path, interrupt="checkpoint:1", signal="SIGUSR1")
+    assert stopped_by(stopped, "SIGUSR1"), stopped.stderr[-3000:]
+    assert sorted(path.name for path in (output_dir / "checkpoints").iterdir()) == ["step_4"]
+    resumed = pretrain(output_dir, cifar10_path, "--resume_from_checkpoint", "latest")
+    assert resumed.returncode == 0 and "at step 4" in resumed.stdout, resumed.stderr[-3000:]
+    finished(output_dir)
+
+
+def test_sigterm_during_decoding_leaves_no_half_written_cache_and_the_same_command_starts_again(
+    cifar10_path, tmp_path
+):
+    output_dir, cache = tmp_path / "run", tmp_path / "decoded"
+    stopped = pretrain(
+        output_dir, cifar10_path, "--decoded_cache_dir", str(cache), interrupt="decode:1", signal="SIGTERM"
+    )
+    assert stopped_by(stopped, "SIGTERM") and "the same command starts again" in stopped.stderr, (
+        stopped.stderr
+    )
+    assert list(cache.iterdir()) == []  # the cache's temporary file went with the stop
+    again = pretrain(output_dir, cifar10_path, "--decoded_cache_dir", str(cache))
+    assert again.returncode == 0, again.stderr[-3000:]
+    finished(output_dir)
+
+
+@pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGTERM"])
+def test_killed_during_the_final_save_the_resume_saves_the_model_again(cifar10_path, tmp_path, signal_name):
+    output_dir = tmp_path / "run"
+    assert pretrain(output_dir, cifar10_path, interrupt="final_save:2", signal=signal_name).returncode != 0
     resumed = pretrain(output_dir, cifar10_path, "--resume_from_checkpoint", "latest")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     finished(output_dir)
 
 
-def test_the_probe_killed_during_feature_extraction_finishes_when_run_again(tmp_path):
+@pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGTERM"])
+def test_the_probe_killed_during_feature_extraction_finishes_when_run_again(tmp_path, signal_name):
     model = save_tiny_model(tmp_path / "model", log_history=False)
     data = save_tiny_dataset(tmp_path / "data", per_class=(4, 2))
     argv = [
@@ -130,8 +195,45 @@ def test_the_probe_killed_during_feature_extraction_finishes_when_run_again(tmp_
         "--max_iter",
         "20",
     ]
-    assert run(*argv, cwd=tmp_path, interrupt="features:2").returncode != 0
+    stopped = run(*argv, cwd=tmp_path, interrupt="features:2", signal=signal_name)
+    assert stopped.returncode != 0 and (signal_name == "SIGKILL" or stopped_by(stopped, signal_name))
     assert not (model / "results.json").exists() and not list(model.rglob(".*.tmp"))
     again = run(*argv, cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     assert (model / "results.json").is_file() and (model / "README.md").is_file()
+
+
+def test_fine_tuning_stopped_by_sigterm_saves_a_trainer_checkpoint_and_resumes_from_it(tmp_path):
+    model = save_tiny_model(tmp_path / "model", log_history=False)
+    data = save_tiny_dataset(tmp_path / "data", per_class=(4, 2), classes=SIX_CLASSES)
+    output_dir = tmp_path / "finetuned"
+    argv = [
+        str(REPO_ROOT / "scripts" / "finetune.py"),
+        "--model_name_or_path",
+        str(model),
+        "--dataset_name",
+        str(data),
+        "--output_dir",
+        str(output_dir),
+        "--num_train_epochs",
+        "1",
+        "--per_device_train_batch_size",
+        "4",
+        "--use_cpu",
+        "--report_to",
+        "none",
+        "--save_strategy",
+        "no",
+        "--disable_tqdm",
+        "true",
+    ]
+    stopped = run(*argv, cwd=tmp_path, interrupt="trainer_step:2", signal="SIGTERM")
+    assert stopped_by(stopped, "SIGTERM"), stopped.stderr[-3000:]
+    assert (
+        "checkpoint-2 after step 2 of 6" in stopped.stderr
+        and "--resume_from_checkpoint latest" in stopped.stderr
+    )
+    assert (output_dir / "checkpoint-2" / "trainer_state.json").is_file()
+    resumed = run(*argv, "--resume_from_checkpoint", "latest", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert (output_dir / "finetune_results.json").is_file()

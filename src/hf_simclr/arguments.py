@@ -16,13 +16,19 @@ This module imports no torch: `--help` and an argument error answer before the h
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import dataclasses
+import functools
 import importlib
 import json
 import math
 import os
 import re
+import shutil
+import socket
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,6 +36,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from . import stop_signals
+from .folder_format import FOLDER_HOLDER_FILE, FOLDER_LOCK_FILE, NoSpaceLeft, write_text_atomically
 
 
 class UsageError(ValueError):
@@ -159,9 +168,7 @@ def check_repo_id(repo_id: str, flag: str = "repo_id") -> None:
 
 def check_writable(flag: str, value: str, folder: Path) -> None:
     """Refuse when `folder` (or its nearest existing parent, where it will be created) cannot be written."""
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    existing = nearest_existing(folder)
     if not existing.is_dir():
         raise UsageError(
             f"--{flag} {value}: {existing} is a file, so {folder} cannot be created; pick another path."
@@ -170,12 +177,138 @@ def check_writable(flag: str, value: str, folder: Path) -> None:
         raise UsageError(f"--{flag} {value}: {existing} is not writable; pick a folder you can write to.")
 
 
+def check_free_space(flag: str, folder: Path, needed: int, what: str) -> None:
+    """Refuse when the disk of `folder` (or of its nearest existing parent) has less than `needed` bytes free.
+
+    Raises:
+        UsageError: naming both numbers, what needs the space, and the way out.
+    """
+    existing = nearest_existing(folder)
+    free = shutil.disk_usage(existing).free
+    if free < needed:
+        raise UsageError(
+            f"--{flag} {folder}: {what} needs about {megabytes(needed)}, and only {megabytes(free)} is free on "
+            f"the disk of {existing}; free some space or pick a folder on another disk."
+        )
+
+
+def megabytes(size: int) -> str:
+    """`size` bytes for a message: `"61.2 MB"`."""
+    return f"{size / 1e6:.1f} MB"
+
+
+def nearest_existing(path: Path) -> Path:
+    """`path`, or its nearest parent that exists (where a new folder will be created)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
 def check_paths(arguments: Any, roles: dict[str, str]) -> None:
     """[`check_path`] for every `{field: role}` of a dataclass (each item of a list field)."""
     for flag, role in roles.items():
         value = getattr(arguments, flag)
         for item in value if isinstance(value, (list, tuple)) else [value]:
             check_path(flag, item, role)
+
+
+# ----------------------------------------------------------------------------------------------
+# One run per folder
+# ----------------------------------------------------------------------------------------------
+
+_held: list[tuple[Any, Path, Path | None]] = []  # this process's holds: (lock, holder file, folder created)
+
+
+def hold_folder(flag: str, folder: str | Path, say: Callable[[str], Any] = print) -> None:
+    """Hold `folder` for this process, so that a second run into it is refused (until [`folder_holds`]'s
+    block ends, or the process does).
+
+    The lock is `filelock`'s on `FOLDER_LOCK_FILE` in the folder: an operating-system lock, which the
+    system releases when its holder ends in any way (SIGKILL and a lost machine included). `FOLDER_HOLDER_FILE`
+    beside it names the holder (host, process, command, since when); one found while the lock is free was
+    left by a holder that was killed: the folder is taken over, and `say`s so. Both files are removed on
+    release, and the folder too if this call created it and nothing else was written into it. A folder this
+    process holds already is held once.
+
+    Raises:
+        UsageError: when another process holds the folder, naming it, before any work.
+    """
+    from filelock import FileLock, Timeout
+
+    folder = Path(folder).expanduser().absolute()
+    if any(holder.parent == folder for _, holder, _ in _held):
+        return
+    created = None if folder.exists() else folder
+    folder.mkdir(parents=True, exist_ok=True)
+    lock, holder_file = FileLock(folder / FOLDER_LOCK_FILE), folder / FOLDER_HOLDER_FILE
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise UsageError(
+            f"--{flag} {folder} is in use by another run ({describe_holder(holder_file)}); two runs in one "
+            f"folder would mix their files. Wait for it to finish, stop it, or pick another --{flag}."
+        ) from None
+    if holder_file.is_file():
+        say(
+            f"{folder}: taking it over from a run that ended without letting go ({describe_holder(holder_file)})."
+        )
+    holder = {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "command": " ".join(sys.argv),
+        "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    write_text_atomically(holder_file, json.dumps(holder) + "\n")
+    _held.append((lock, holder_file, created))
+
+
+@contextmanager
+def folder_holds() -> Iterator[None]:
+    """Release, when the block ends (in any way), every folder [`hold_folder`] took inside it."""
+    before = len(_held)
+    try:
+        yield
+    finally:
+        while len(_held) > before:
+            let_go(*_held.pop())
+
+
+def holds_folders(function: Callable[..., Any]) -> Callable[..., Any]:
+    """`function` run inside [`folder_holds`]: the folders it holds are let go when it returns or raises."""
+
+    @functools.wraps(function)
+    def holding(*args: Any, **kwargs: Any) -> Any:
+        with folder_holds():
+            return function(*args, **kwargs)
+
+    return holding
+
+
+def describe_holder(holder_file: Path) -> str:
+    """`process 123 on host-1 since 2026-12-03 20:10:00: scripts/pretrain.py ...` from the holder file."""
+    try:
+        holder = json.loads(holder_file.read_text())
+        return f"process {holder['pid']} on {holder['host']} since {holder['since']}: {holder['command']}"
+    except (OSError, ValueError, KeyError):
+        return "its holder is not recorded"
+
+
+def let_go(lock: Any, holder_file: Path, created: Path | None) -> None:
+    """Release a folder [`hold_folder`] took: its two files first (a run starting meanwhile makes new ones),
+    then the lock, then the folder if this process created it and it stayed empty."""
+    with contextlib.suppress(OSError):
+        holder_file.unlink()
+        holder_file.with_name(FOLDER_LOCK_FILE).unlink()
+    lock.release(force=True)
+    if created is not None:
+        with contextlib.suppress(OSError):
+            created.rmdir()  # only when empty: a refused start leaves no folder behind
+
+
+@atexit.register
+def _let_go_at_exit() -> None:
+    while _held:
+        let_go(*_held.pop())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -278,15 +411,27 @@ class Command:
 
     def main(self, argv: Sequence[str] | None = None) -> Any:
         """Parse, check and run; a [`UsageError`] at any point: the usage and the message, exit code 2;
-        Ctrl-C: what to do next, exit code 130."""
+        Ctrl-C: what to do next, exit code 130; a stop signal (SIGTERM, SIGUSR1, SIGHUP: see
+        [`stop_signals`]): what to do next, exit code 128 + the signal's number."""
         arguments = self.parse(argv)
+        stop_signals.install()
         try:
-            result = load(self.run)(*arguments)
+            with folder_holds():
+                result = load(self.run)(*arguments)
         except UsageError as error:
             self.parser().error(str(error))
         except KeyboardInterrupt:
             print(f"\n{self.name}: interrupted; {self.interrupted}", file=sys.stderr)
             raise SystemExit(130) from None
+        except NoSpaceLeft as error:
+            print(f"\n{self.name}: {error.strerror}.", file=sys.stderr)
+            raise SystemExit(1) from None
+        except stop_signals.Stopped as stop:
+            print(
+                f"\n{self.name}: stopped by {stop.signal_name}; {stop.next_step or self.interrupted}",
+                file=sys.stderr,
+            )
+            raise SystemExit(stop.exit_code) from None
         if self.report is not None:
             print(load(self.report)(result))
         return result

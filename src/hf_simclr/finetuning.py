@@ -28,10 +28,19 @@ from typing import Any
 
 import datasets
 import torch
-from transformers import EvalPrediction, Trainer, TrainingArguments, default_data_collator, set_seed
-from transformers.trainer_utils import PredictionOutput
+from transformers import (
+    EvalPrediction,
+    Trainer,
+    TrainerCallback,
+    TrainerControl,
+    TrainingArguments,
+    default_data_collator,
+    set_seed,
+)
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, PredictionOutput
 from transformers.utils import logging as transformers_logging
 
+from . import stop_signals
 from .arguments import (
     READ_DIR_OR_HUB,
     WRITE_DIR,
@@ -40,6 +49,8 @@ from .arguments import (
     check_arguments,
     check_path,
     check_paths,
+    hold_folder,
+    holds_folders,
 )
 from .augmentation_arguments import augmentation_arguments
 from .data import ImageViewDataset, decode_labels, label_names
@@ -54,6 +65,7 @@ from .folder_format import (
     TRAINER_STATE_FILE,
     TRAINING_ARGS_FILE,
     WEIGHTS_FILES,
+    give_plain_mode,
     write_json_atomically,
 )
 from .model_folder import (
@@ -279,6 +291,7 @@ def results_record(
     }
 
 
+@holds_folders  # the output folder is this run's until it returns or raises
 def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict[str, Any]:
     """Fine-tune on a label fraction and score on the evaluation split; write the model and its results.
 
@@ -306,6 +319,7 @@ def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict[
     resume = training_args.resume_from_checkpoint
     check_resume(output_dir, resume)
     check_output_dir(output_dir, args.overwrite_output_dir, resume is not None, args.model_name_or_path)
+    hold_folder("output_dir", output_dir)
     if not torch.cuda.is_available():
         training_args.dataloader_pin_memory = False  # pinned memory is for copies to a GPU
     eval_view = eval_augmentation_for(args.model_name_or_path, config, args.model_revision)
@@ -325,7 +339,11 @@ def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict[
         data_collator=default_data_collator,  # stacks pixel_values, turns `label` into `labels`
         compute_metrics=top_k_metrics,
     )
-    trainer.train(resume_from_checkpoint=True if resume == "latest" else resume)
+    trainer.add_callback(StopOnSignal())
+    trainer.add_callback(ReadableCheckpoints())
+    with stop_signals.deferred():  # a scheduler's SIGTERM: the step finishes, Trainer saves a checkpoint
+        trainer.train(resume_from_checkpoint=True if resume == "latest" else resume)
+    stop_after_signal(trainer, output_dir)
     prediction = trainer.predict(eval_dataset, metric_key_prefix="eval")
     sizes = {"train": train_split_size, "labeled": len(train_set), "eval": len(eval_set)}
     results = results_record(args, training_args, prediction, names, sizes)
@@ -336,6 +354,43 @@ def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict[
         save_model_folder(model, output_dir, eval_view, run_record)
         write_finetune_results(results, output_dir)
     return results
+
+
+class StopOnSignal(TrainerCallback):
+    """After a stop signal ([`stop_signals`]), Trainer saves a checkpoint at the end of the step and stops."""
+
+    def on_step_end(
+        self, args: TrainingArguments, state: Any, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        if stop_signals.pending() is not None:
+            control.should_save = True
+            control.should_training_stop = True
+
+
+class ReadableCheckpoints(TrainerCallback):
+    """Each Trainer checkpoint gets the file modes of a plain `open()` (safetensors writes 0600)."""
+
+    def on_save(self, args: TrainingArguments, state: Any, control: TrainerControl, **kwargs: Any) -> None:
+        checkpoint = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+        if state.is_world_process_zero and checkpoint.is_dir():
+            give_plain_mode(checkpoint)
+
+
+def stop_after_signal(trainer: Trainer, output_dir: Path) -> None:
+    """Stop with the checkpoint Trainer saved, if a stop signal ended its training early.
+
+    Raises:
+        Stopped: naming the checkpoint and the resume command.
+    """
+    signal_number = stop_signals.pending()
+    if signal_number is None or trainer.state.global_step >= trainer.state.max_steps:
+        return
+    checkpoint = output_dir / f"{PREFIX_CHECKPOINT_DIR}-{trainer.state.global_step}"
+    raise stop_signals.Stopped(
+        signal_number,
+        f"Trainer saved {checkpoint} after step {trainer.state.global_step} of {trainer.state.max_steps}. "
+        f"Continue with the same command and --resume_from_checkpoint latest.",
+    )
 
 
 def describe_finetuning(results: dict[str, Any]) -> str:

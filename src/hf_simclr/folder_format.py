@@ -8,6 +8,7 @@ killed or failing write leaves the old file, or none, and no temporary file behi
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -77,6 +78,9 @@ PUBLISHED_FILE = "published.yaml"
 # The training benchmark's work folder: the upsampled 96 px copy, and one run folder per case and views.
 BENCHMARK_STL10_FOLDER = "stl10-like"
 
+# One run per folder (arguments.hold_folder): the lock, and who holds it.
+FOLDER_LOCK_FILE = ".hf_simclr.lock"
+FOLDER_HOLDER_FILE = ".hf_simclr.holder.json"
 # Staging: a folder is built under STAGING_PREFIX + its name, beside it, and renamed into place.
 STAGING_PREFIX = ".tmp-"
 MERGE_STAGING = ".tmp-save"  # inside a folder whose files are replaced one by one
@@ -117,10 +121,51 @@ def card_file(name: str) -> str:
 # ----------------------------------------------------------------------------------------------
 
 
+class NoSpaceLeft(OSError):
+    """A write failed because its disk is full (errno ENOSPC); the message names the path and the free space."""
+
+
+# Below this much free space after a failed write, the disk is taken to be what failed it: libraries name it
+# their own way (torch: "unexpected pos", safetensors: "os error 28"), or not at all.
+FULL_DISK_BYTES = 1 << 20
+
+
+@contextlib.contextmanager
+def full_disk_named(path: str | Path) -> Iterator[None]:
+    """Turn an error of a write under `path` whose disk is full into [`NoSpaceLeft`], naming `path`."""
+    try:
+        yield
+    except NoSpaceLeft:
+        raise
+    except Exception as error:
+        free = free_bytes(Path(path))
+        full = (isinstance(error, OSError) and error.errno == errno.ENOSPC) or (
+            free is not None and free < FULL_DISK_BYTES
+        )
+        if not full:
+            raise
+        raise NoSpaceLeft(
+            errno.ENOSPC,
+            f"no space left on device: {path} could not be written ({(free or 0) / 1e6:.1f} MB free on its "
+            f"disk; nothing half-written was kept). Free some space, or write to another disk",
+        ) from error
+
+
+def free_bytes(path: Path) -> int | None:
+    """Free bytes on the disk of `path` (or of its nearest existing parent); None when it cannot be told."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None
+
+
 def write_atomically(path: str | Path, write: Callable[[Path], Any]) -> Path:
     """Call `write(temporary)` on a unique temporary file beside `path`, then rename it onto `path`.
 
-    If `write` raises, the temporary file is removed and `path` keeps what it held (or stays absent).
+    If `write` raises, the temporary file is removed and `path` keeps what it held (or stays absent); a
+    write that failed on a full disk raises [`NoSpaceLeft`]. The file gets the mode of a plain `open()`.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -128,13 +173,37 @@ def write_atomically(path: str | Path, write: Callable[[Path], Any]) -> Path:
     os.close(handle)
     temporary = Path(name)
     try:
-        write(temporary)
+        with full_disk_named(path):
+            write(temporary)
+        give_plain_mode(temporary)  # mkstemp's file is private (0600); the file written is not
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             temporary.unlink()
         raise
     return path
+
+
+def plain_mode(directory: bool = False) -> int:
+    """The mode a plain `open()` (or `mkdir`) gives under this process's umask: 0644 (0755) under umask 022."""
+    umask = None
+    with contextlib.suppress(OSError, ValueError):  # Linux says it without changing it
+        status = Path("/proc/self/status").read_text()
+        umask = int(status.split("Umask:", 1)[1].split()[0], 8)
+    if umask is None:
+        umask = os.umask(0)
+        os.umask(umask)
+    return (0o777 if directory else 0o666) & ~umask
+
+
+def give_plain_mode(path: Path) -> None:
+    """Give `path` (a file, or a folder and everything in it) the modes of [`plain_mode`]: libraries that
+    write through private temporary files (safetensors, `mkstemp`) leave 0600, which a colleague or a
+    serving process under another user cannot read."""
+    if path.is_dir():
+        for inner in path.rglob("*"):
+            os.chmod(inner, plain_mode(inner.is_dir()))
+    os.chmod(path, plain_mode(path.is_dir()))
 
 
 def write_text_atomically(path: str | Path, text: str) -> Path:
@@ -174,6 +243,7 @@ def begin_staging(final: str | Path) -> Path:
 def finish_staging(staging: Path, final: str | Path) -> Path:
     """Replace `final` (if any) with the complete `staging` folder."""
     final = Path(final)
+    give_plain_mode(staging)
     if final.exists():
         shutil.rmtree(final)
     os.replace(staging, final)
@@ -188,7 +258,8 @@ def staged_folder(final: str | Path) -> Iterator[Path]:
     """
     staging = begin_staging(final)
     try:
-        yield staging
+        with full_disk_named(final):
+            yield staging
         finish_staging(staging, final)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -211,7 +282,9 @@ def staged_files(folder: str | Path) -> Iterator[Path]:
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
-        yield staging
+        with full_disk_named(folder):
+            yield staging
+        give_plain_mode(staging)
         for path in staging.iterdir():
             move_into_place(path, folder / path.name)
     finally:

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ..arguments import UsageError
+from ..arguments import WRITE_DIR, WRITE_FILE, UsageError, check_path, hold_folder, holds_folders
 from ..augmentation import AugmentationConfig
 from ..data import label_names
 from ..devices import default_device, device_description
@@ -39,6 +39,7 @@ from .linear import LinearProbe, evaluate_representations, fit_linear_probe, pro
 from .metrics import classification_report_dict
 
 
+@holds_folders  # the output folder is this run's until it returns or raises
 def run_linear_probe(args: LinearProbeArguments) -> dict[str, Any]:
     """Evaluate a SimCLR model folder: kNN and linear probe on h (and z), label fractions, baseline.
 
@@ -66,6 +67,7 @@ def run_linear_probe(args: LinearProbeArguments) -> dict[str, Any]:
     output_dir = resolve_output_dir(args)
     write_card = card_wanted(args, output_dir)
     cache_dir = output_dir / FEATURE_CACHE_DIR
+    prepare_output_dir(args, output_dir, cache_dir)
     device = torch.device(args.device) if args.device else default_device()
     with timer("load_model"):
         model = load_frozen_model(args.model_name_or_path, args.model_revision)
@@ -237,6 +239,29 @@ def resolve_output_dir(args: LinearProbeArguments) -> Path:
     """`--output_dir`, or the model folder itself (a Hub id without `--output_dir` is refused when the
     arguments are built: [`LinearProbeArguments`])."""
     return Path(args.output_dir if args.output_dir is not None else args.model_name_or_path)
+
+
+def prepare_output_dir(args: LinearProbeArguments, output_dir: Path, cache_dir: Path) -> None:
+    """Every folder the probe writes (the output folder, its feature cache) checked writable, and the output
+    folder held for this run ([`hold_folder`]), before the model is loaded.
+
+    Raises:
+        UsageError: for a folder that cannot be written (the model folder on a read-only mount, when it is
+            the default output) or one another run holds.
+    """
+    flag = "output_dir" if args.output_dir is not None else "model_name_or_path"
+    try:
+        for folder in (output_dir, cache_dir):
+            check_path(flag, str(folder), WRITE_DIR)
+        check_path(flag, str(output_dir / RESULTS_FILE), WRITE_FILE)
+    except UsageError as error:
+        if args.output_dir is not None:
+            raise
+        raise UsageError(
+            f"{error} The probe writes {RESULTS_FILE}, the card and {FEATURE_CACHE_DIR}/ into the model folder "
+            f"unless --output_dir is given: pass --output_dir with a folder you can write."
+        ) from error
+    hold_folder(flag, output_dir)
 
 
 def features_to_probe(requested: str, model: FrozenModel) -> tuple[tuple[str, ...], str | None]:

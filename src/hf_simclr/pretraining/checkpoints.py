@@ -12,11 +12,14 @@ import json
 import re
 import shutil
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import datasets
+import torch
 from accelerate import Accelerator
+from safetensors import safe_open
 
 from ..arguments import UsageError
 from ..configuration_simclr import SimCLRConfig
@@ -30,8 +33,9 @@ from ..folder_format import (
     begin_staging,
     checkpoint_name,
     finish_staging,
+    full_disk_named,
     staging_for,
-    write_text_atomically,
+    write_json_atomically,
 )
 
 # What `accelerator.save_state` writes for the model and the optimizer (the weights may be pytorch_model.bin).
@@ -78,12 +82,16 @@ def list_checkpoints(output_dir: Path) -> list[Path]:
     return sorted(finished, key=checkpoint_step)
 
 
-def find_checkpoint(output_dir: Path, resume_from_checkpoint: str) -> Path:
-    """Resolve `latest` (the highest `checkpoints/step_N`) or a path to a checkpoint folder.
+def find_checkpoint(output_dir: Path, resume_from_checkpoint: str, say: Callable[[str], Any] = print) -> Path:
+    """Resolve `latest` (the newest complete `checkpoints/step_N`) or a path to a checkpoint folder.
+
+    Every checkpoint is verified first ([`checkpoint_damage`]: each file present and readable), before any
+    data is read. `latest` skips a damaged checkpoint (a run killed or a disk filled while it was written)
+    for the newest complete one, and `say`s which it took and why.
 
     Raises:
-        UsageError: when there is no checkpoint, or the path is not one (a model folder, an empty folder):
-            before any data is read.
+        UsageError: when there is no checkpoint, the path is not one (a model folder, an empty folder), or
+            every checkpoint is damaged; the message names the file and what is wrong with it.
     """
     if resume_from_checkpoint != "latest":
         path = Path(resume_from_checkpoint)
@@ -93,6 +101,13 @@ def find_checkpoint(output_dir: Path, resume_from_checkpoint: str) -> Path:
                 f"state {', '.join(CHECKPOINT_FILES)} that checkpoints/step_N folders hold); pass one of those, "
                 f"or latest."
             )
+        damage = checkpoint_damage(path)
+        if damage is not None:
+            complete = [
+                c for c in reversed(list_checkpoints(path.parent.parent)) if checkpoint_damage(c) is None
+            ]
+            offer = f"pass the newest complete one, {complete[0]}, or latest" if complete else "start afresh"
+            raise UsageError(f"--resume_from_checkpoint {path} is damaged: {damage}. {DAMAGE_CAUSE} {offer}.")
         return path
     candidates = list_checkpoints(output_dir)
     if not candidates:
@@ -100,7 +115,61 @@ def find_checkpoint(output_dir: Path, resume_from_checkpoint: str) -> Path:
             f"--resume_from_checkpoint latest: no checkpoint in {output_dir / CHECKPOINT_DIR} (a run writes one "
             f"every --checkpointing_steps); start afresh: the same command without --resume_from_checkpoint."
         )
-    return candidates[-1]
+    damaged = []
+    for path in reversed(candidates):
+        damage = checkpoint_damage(path)
+        if damage is None:
+            for skipped, why in damaged:
+                say(f"Skipped {skipped}: {why}. {DAMAGE_CAUSE}")
+            if damaged:
+                say(f"--resume_from_checkpoint latest: taking {path}, the newest complete checkpoint.")
+            return path
+        damaged.append((path, damage))
+    raise UsageError(
+        "--resume_from_checkpoint latest: every checkpoint is damaged ("
+        + "; ".join(f"{path.name}: {why}" for path, why in damaged)
+        + f"). {DAMAGE_CAUSE} Start afresh with --overwrite_output_dir."
+    )
+
+
+DAMAGE_CAUSE = "A run killed, or a disk that filled, while it was written leaves such a checkpoint."
+
+
+def checkpoint_damage(path: Path) -> str | None:
+    """What makes the checkpoint `path` unusable, or None: every file that `accelerator.load_state` and the
+    resume check read must be there and read whole (weights, optimizer, RNG states, step, settings).
+
+    Reading them all costs about what the resume's own loading costs (well under a second for ResNet-18).
+    """
+    missing = [name for name in CHECKPOINT_FILES[1:] if not (path / name).is_file()]
+    if not any((path / name).is_file() for name in (WEIGHTS_FILE, LEGACY_WEIGHTS_FILE)):
+        missing.insert(0, WEIGHTS_FILE)
+    if missing:
+        return f"{', '.join(missing)} missing"
+    for file in sorted(path.iterdir()):
+        problem = unreadable(file) if file.is_file() else None
+        if problem is not None:
+            return f"{file.name} {problem}"
+    return None
+
+
+def unreadable(file: Path) -> str | None:
+    """Why a checkpoint file cannot be read whole (empty, truncated, not what its name says), or None."""
+    try:
+        if file.stat().st_size == 0:
+            return "is empty"
+        if file.suffix == ".safetensors":
+            with safe_open(str(file), framework="pt") as handle:
+                for key in handle.keys():
+                    handle.get_tensor(key)
+        elif file.suffix in (".bin", ".pkl", ".pt", ".pth"):
+            torch.load(file, map_location="cpu", weights_only=False)
+        elif file.suffix == ".json":
+            json.loads(file.read_text())
+    except Exception as error:  # each library's own error for a damaged file: named, not raised
+        reason = str(error).split(". ")[0].splitlines()[0] if str(error) else ""  # the first sentence
+        return f"cannot be read ({type(error).__name__}: {reason})"
+    return None
 
 
 def is_checkpoint(path: Path) -> bool:
@@ -183,10 +252,15 @@ def save_checkpoint(
     if accelerator.is_main_process:
         begin_staging(final)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(staging))
+    try:
+        with full_disk_named(final):
+            accelerator.save_state(str(staging))
+    except BaseException:  # a full disk, a signal: no half-written checkpoint fills the disk
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        write_text_atomically(staging / RESUME_SETTINGS_FILE, json.dumps(settings, indent=2) + "\n")
+        write_json_atomically(staging / RESUME_SETTINGS_FILE, settings)
         finish_staging(staging, final)
         finished = list_checkpoints(output_dir)
         for old in finished[:-keep] if keep > 0 else []:

@@ -8,6 +8,8 @@ epoch, and checkpoints; each is asked of the run's plan, and each is a short fun
 
 from __future__ import annotations
 
+import shlex
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,9 +19,11 @@ from accelerate import Accelerator
 from torch import nn
 from tqdm.auto import tqdm
 
+from .. import stop_signals
+from ..arguments import holds_folders
 from ..augmentation import AugmentationConfig
 from ..devices import device_description
-from ..folder_format import SNAPSHOT_DIR, snapshot_name, staged_folder
+from ..folder_format import CHECKPOINT_DIR, SNAPSHOT_DIR, checkpoint_name, snapshot_name, staged_folder
 from ..hub import push_model_folder
 from ..model_folder import save_model_folder
 from .arguments import DataArguments, ModelArguments, PretrainingArguments
@@ -28,6 +32,7 @@ from .log import log_record
 from .setup import Run, start_run
 
 
+@holds_folders  # the output folder is this run's until it returns or raises
 def pretrain(
     model_args: ModelArguments, data_args: DataArguments, args: PretrainingArguments
 ) -> dict[str, Any]:
@@ -43,10 +48,12 @@ def pretrain(
         total=run.plan.total_steps, initial=run.state.step, disable=not run.accelerator.is_local_main_process
     )
     run.model.train()
-    for pixel_values in run.views.from_step(run.state.step):
-        learning_rate = train_step(run, pixel_values)
-        progress.update(1)
-        after_step(run, learning_rate, progress)
+    with stop_signals.deferred():  # a scheduler's SIGTERM: the step finishes, a checkpoint is written
+        for pixel_values in run.views.from_step(run.state.step):
+            learning_rate = train_step(run, pixel_values)
+            progress.update(1)
+            after_step(run, learning_rate, progress)
+            stop_if_signalled(run, progress)
     progress.close()
     return finish_run(run, time.time() - started)
 
@@ -88,6 +95,50 @@ def after_step(run: Run, learning_rate: float, progress: tqdm) -> None:
     if plan.checkpoints_after(done):
         run.watch.check_weights(run.model, f"after step {done}", "stopping", drop_from=done)
         save_checkpoint(run.accelerator, run.output_dir, done, run.args.checkpoints_total_limit, run.settings)
+
+
+def stop_if_signalled(run: Run, progress: tqdm) -> None:
+    """After a stop signal ([`stop_signals`]): checkpoint the steps taken (unless the last step just did),
+    then stop with the command that continues the run.
+
+    With several processes, they agree to stop at the next log record (`--logging_steps`), where they
+    synchronise anyway: a stop decided by one process alone would leave the others waiting in a collective.
+
+    Raises:
+        Stopped: naming the checkpoint and the resume command (exit code 128 + the signal's number).
+    """
+    signal_number, done, plan = agreed_stop(run), run.state.step, run.plan
+    if signal_number is None or done >= plan.total_steps:  # the last step: the run finishes as usual
+        return
+    progress.close()
+    if not plan.checkpoints_after(done):
+        run.watch.check_loss()
+        run.watch.check_weights(run.model, f"after step {done}", "no checkpoint written", drop_from=done)
+        save_checkpoint(run.accelerator, run.output_dir, done, run.args.checkpoints_total_limit, run.settings)
+    checkpoint = run.output_dir / CHECKPOINT_DIR / checkpoint_name(done)
+    raise stop_signals.Stopped(
+        signal_number,
+        f"wrote {checkpoint} after step {done} of {plan.total_steps}. Continue with the same command and "
+        f"--resume_from_checkpoint latest: {resume_command()}",
+    )
+
+
+def agreed_stop(run: Run) -> int | None:
+    """The stop signal this process noted, or, with several processes, one any of them noted (at log steps)."""
+    noted = stop_signals.pending()
+    if run.accelerator.num_processes == 1:
+        return noted
+    if not run.plan.logs_after(run.state.step):
+        return None
+    flags = run.accelerator.gather(torch.tensor([noted or 0], device=run.accelerator.device))
+    return int(flags.max().item()) or None
+
+
+def resume_command() -> str:
+    """This script's command line with `--resume_from_checkpoint latest` (added unless it is there)."""
+    argv = list(sys.argv)
+    resume = [] if "--resume_from_checkpoint" in argv else ["--resume_from_checkpoint", "latest"]
+    return shlex.join(["python", *argv, *resume])
 
 
 def monitor_knn(run: Run) -> None:

@@ -8,6 +8,7 @@ run happens here, before the first step.
 from __future__ import annotations
 
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,12 +16,22 @@ from typing import Any
 import datasets
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration
-from accelerate.utils import set_seed
+from accelerate.utils import broadcast_object_list, set_seed
 from torch import nn
 
-from ..arguments import WRITE_DIR, WRITE_FILE, UsageError, as_usage_error, check_path, run_arguments
+from ..arguments import (
+    WRITE_DIR,
+    WRITE_FILE,
+    UsageError,
+    as_usage_error,
+    check_free_space,
+    check_path,
+    hold_folder,
+    megabytes,
+    run_arguments,
+)
 from ..augmentation import AugmentationConfig
-from ..data import decode_labels
+from ..data import decode_labels, decoded_cache_file
 from ..devices import resolve_mixed_precision
 from ..folder_format import CHECKPOINT_DIR, LOG_HISTORY_FILE, SNAPSHOT_DIR, TRACKER_PROJECT
 from ..hub import hub_token
@@ -90,6 +101,8 @@ def start_run(model_args: ModelArguments, data_args: DataArguments, args: Pretra
         check_resume_settings(checkpoint, settings)  # before decoding the data and loading the state
     model = place_model(model, accelerator, args.sync_batchnorm)
     optimizer = build_optimizer(model, args, plan.peak_learning_rate)
+    if accelerator.is_local_main_process:  # before the first image is decoded
+        check_disk_space(output_dir, model, args, plan, data_args, dataset, augmentation.image_size)
     compile = torch_compile(args, accelerator)
     views = build_views(data_args, dataset, augmentation, plan, accelerator, args.seed, compile)
     model, optimizer = accelerator.prepare(model, optimizer)  # the views follow their own BatchOrder
@@ -97,7 +110,7 @@ def start_run(model_args: ModelArguments, data_args: DataArguments, args: Pretra
     state = TrainState()
     accelerator.register_for_checkpointing(state)
     if checkpoint is not None:
-        accelerator.load_state(str(checkpoint))
+        load_checkpoint(accelerator, checkpoint)
         accelerator.print(f"Resumed from {checkpoint} at step {state.step}.")
     monitor = build_knn_monitor(data_args, dataset, queries, views.memory_images, augmentation, args.knn_k)
     config = run_record(run_arguments(model_args, data_args, args), plan, views, augmentation, compile)
@@ -165,11 +178,89 @@ def open_output_dir(accelerator: Accelerator, output_dir: Path, args: Pretrainin
     for name in (CHECKPOINT_DIR, SNAPSHOT_DIR, TRACKER_PROJECT):
         check_path("output_dir", str(output_dir / name), WRITE_DIR)
     check_path("output_dir", str(output_dir / LOG_HISTORY_FILE), WRITE_FILE)
-    checkpoint = (
-        find_checkpoint(output_dir, args.resume_from_checkpoint) if args.resume_from_checkpoint else None
-    )
+    hold_run_folder(accelerator, output_dir)
+    resume = args.resume_from_checkpoint
+    checkpoint = find_checkpoint(output_dir, resume, say=accelerator.print) if resume else None
     prepare_output_dir(accelerator, output_dir, checkpoint, args.overwrite_output_dir)
     return checkpoint
+
+
+# Optimizer state per parameter, in parameter-sized tensors: the momentum buffer; AdamW's two moments.
+OPTIMIZER_SLOTS = {"lars": 1, "sgd": 1, "adamw": 2}
+
+
+def check_disk_space(
+    output_dir: Path,
+    model: nn.Module,
+    args: PretrainingArguments,
+    plan: RunPlan,
+    data_args: DataArguments,
+    dataset: datasets.Dataset,
+    image_size: int,
+) -> None:
+    """Refuse a run whose files will not fit on their disks, before any image is decoded.
+
+    What the run writes is known now: a checkpoint is the weights, the optimizer's state (`OPTIMIZER_SLOTS`
+    parameter-sized tensors) and little else; at most `--checkpoints_total_limit` + 1 exist at once (the
+    oldest is pruned after a new one is in place); each snapshot and the final model folder hold the weights
+    once; the decoded cache (when `--decoded_cache_dir` is set and the split is not decoded yet) is
+    N x 3 x S x S bytes.
+
+    Raises:
+        UsageError: naming what needs how much, and what is free ([`check_free_space`]).
+    """
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    parameters = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    checkpoint = weights + OPTIMIZER_SLOTS.get(args.optimizer, 2) * parameters
+    finished = range(1, plan.total_steps + 1)
+    checkpoints = sum(plan.checkpoints_after(done) for done in finished)
+    keep = args.checkpoints_total_limit
+    at_once = min(checkpoints, keep + 1) if keep > 0 else checkpoints
+    snapshots = sum(plan.snapshots_after(done) for done in finished)
+    needed = at_once * checkpoint + (snapshots + 1) * weights
+    what = f"{at_once} checkpoint(s) of {megabytes(checkpoint)}, {snapshots} snapshot(s) and the model"
+    check_free_space("output_dir", output_dir, needed, what)
+    cache = decoded_cache_file(data_args.decoded_cache_dir, dataset, image_size)
+    if data_args.augment_on != "cpu" and cache is not None and not cache.is_file():
+        size = len(dataset) * 3 * image_size**2
+        check_free_space(
+            "decoded_cache_dir", cache.parent, size, f"the decoded split ({len(dataset)} images)"
+        )
+
+
+def hold_run_folder(accelerator: Accelerator, output_dir: Path) -> None:
+    """The main process holds the folder for the run ([`hold_folder`]); every process learns whether it could.
+
+    Raises:
+        UsageError: on every process, when another run holds the folder.
+    """
+    refusal = [None]
+    if accelerator.is_main_process:
+        try:
+            hold_folder("output_dir", output_dir, say=accelerator.print)
+        except UsageError as error:
+            refusal = [str(error)]
+    if accelerator.num_processes > 1:
+        broadcast_object_list(refusal)
+    if refusal[0] is not None:
+        raise UsageError(refusal[0])
+
+
+def load_checkpoint(accelerator: Accelerator, checkpoint: Path) -> None:
+    """`accelerator.load_state`, its errors named with the checkpoint (it was verified before the data work,
+    so this is a file changed since, or a state that does not fit this run, e.g. another process count).
+
+    Raises:
+        UsageError: naming the checkpoint, what failed and what to do.
+    """
+    try:
+        accelerator.load_state(str(checkpoint))
+    except (OSError, RuntimeError, ValueError, KeyError, EOFError, pickle.UnpicklingError) as error:
+        raise UsageError(
+            f"Cannot resume from {checkpoint}: loading its state failed ({type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else ''}). Resume with the number of processes that "
+            f"wrote it, pass an older checkpoints/step_N, or start afresh with --overwrite_output_dir."
+        ) from error
 
 
 def torch_compile(args: PretrainingArguments, accelerator: Accelerator) -> bool:
