@@ -24,5 +24,11 @@ def test_failure_modes_say_what_is_written_safe_to_interrupt_resumed_and_refused
         "exit code 2",
         "run the same command again",
         "<!-- Written by",
+        "SIGTERM",
+        "143",
+        "--resume_from_checkpoint latest",
+        ".hf_simclr.lock",
+        "no space left on device",
+        "newest complete one",
     ):
         assert promise in failure_modes, promise

@@ -427,10 +427,8 @@ class Command:
             print(f"\n{self.name}: {error.strerror}.", file=sys.stderr)
             raise SystemExit(1) from None
         except stop_signals.Stopped as stop:
-            print(
-                f"\n{self.name}: stopped by {stop.signal_name}; {stop.next_step or self.interrupted}",
-                file=sys.stderr,
-            )
+            advice = stop.next_step if stop.next_step and stop.script == self.name else self.interrupted
+            print(f"\n{self.name}: stopped by {stop.signal_name}; {advice}", file=sys.stderr)
             raise SystemExit(stop.exit_code) from None
         if self.report is not None:
             print(load(self.report)(result))

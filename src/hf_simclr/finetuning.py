@@ -390,6 +390,7 @@ def stop_after_signal(trainer: Trainer, output_dir: Path) -> None:
         signal_number,
         f"Trainer saved {checkpoint} after step {trainer.state.global_step} of {trainer.state.max_steps}. "
         f"Continue with the same command and --resume_from_checkpoint latest.",
+        script="finetune.py",
     )
 
 

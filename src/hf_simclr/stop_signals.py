@@ -33,12 +33,14 @@ class Stopped(BaseException):
     Args:
         signal_number (`int`): the signal that came.
         next_step (`str`, *optional*): what the user runs to continue (e.g. the checkpoint written and the
-            resume command); the script's own advice when None.
+            resume command), said when `script` is the script that stopped; else the script's own advice.
+        script (`str`, *optional*): the script `next_step` is for (`pretrain.py`: another script that runs
+            pretraining inside it, such as the experiment runner, continues its own way).
     """
 
-    def __init__(self, signal_number: int, next_step: str | None = None) -> None:
-        super().__init__(signal_number, next_step)
-        self.signal_number, self.next_step = signal_number, next_step
+    def __init__(self, signal_number: int, next_step: str | None = None, script: str | None = None) -> None:
+        super().__init__(signal_number, next_step, script)
+        self.signal_number, self.next_step, self.script = signal_number, next_step, script
 
     @property
     def signal_name(self) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ..arguments import UsageError
+from ..arguments import UsageError, holds_folders
 from ..data import label_names
 from ..devices import default_device, device_description
 from ..folder_format import (
@@ -37,7 +37,14 @@ from .arguments import LinearProbeArguments, SnapshotArguments
 from .features import load_frozen_model
 from .linear import evaluate_representations
 from .metrics import classification_report_dict
-from .probe import load_labeled_splits, probe_options, resolve_output_dir, split_features, write_results
+from .probe import (
+    load_labeled_splits,
+    prepare_output_dir,
+    probe_options,
+    resolve_output_dir,
+    split_features,
+    write_results,
+)
 
 CURVE_METRICS = ("linear_top1", "linear_top3", "linear_top5", "knn_top1", "weight_decay")
 
@@ -71,6 +78,7 @@ def find_snapshots(folders: Sequence[str | Path]) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+@holds_folders  # the output folder is this run's until it returns or raises
 def run_snapshot_curve(
     args: LinearProbeArguments, snapshots: Sequence[str | Path], tsne_points: int = 2000
 ) -> dict[str, Any]:
@@ -93,6 +101,7 @@ def run_snapshot_curve(
     started = time.perf_counter()
     found = find_snapshots(snapshots)
     output_dir = resolve_output_dir(args)
+    prepare_output_dir(args, output_dir, output_dir / FEATURE_CACHE_DIR)
     device = torch.device(args.device) if args.device else default_device()
     splits, rows, panels, last = None, [], [], None
     for epoch, folder in found:

@@ -19,7 +19,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from ..arguments import UsageError
+from ..arguments import UsageError, hold_folder, holds_folders
 from ..evaluation.probe import run_linear_probe
 from ..folder_format import (
     CONFIG_FILE,
@@ -99,6 +99,7 @@ def estimated_seconds(history: list[dict[str, float]], epochs: float) -> float |
     )
 
 
+@holds_folders  # the results and work folders are this grid's until it returns or raises
 def run_grid(
     grid: Grid,
     results_dir: str | Path,
@@ -137,6 +138,8 @@ def run_grid(
     if unknown:
         raise UsageError(f"--variants {unknown} not in {grid.path}; its variants are {list(grid.variants)}.")
     plan = {name: variant_arguments(grid, name, command_line, work_dir, cache_dir) for name in names}
+    hold_folder("results_dir", results_dir)  # a second runner into these folders is refused before any work
+    hold_folder("work_dir", work_dir)
     report = RunReport()
     for name in names:  # check every stored result first: a mismatch stops the grid before any work
         if check_stored_results(results_dir, name, plan[name].settings()):

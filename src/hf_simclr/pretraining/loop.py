@@ -120,6 +120,7 @@ def stop_if_signalled(run: Run, progress: tqdm) -> None:
         signal_number,
         f"wrote {checkpoint} after step {done} of {plan.total_steps}. Continue with the same command and "
         f"--resume_from_checkpoint latest: {resume_command()}",
+        script="pretrain.py",
     )
 
 
