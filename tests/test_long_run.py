@@ -27,8 +27,10 @@ from hf_simclr.folder_format import (
     staged_folder,
     write_bytes_atomically,
 )
+from hf_simclr.model_folder import read_json_lines
 from hf_simclr.pretraining.arguments import DataArguments, ModelArguments, PretrainingArguments
 from hf_simclr.pretraining.checkpoints import checkpoint_damage, find_checkpoint, list_checkpoints
+from hf_simclr.pretraining.log import drop_partial_last_line
 from hf_simclr.pretraining.loop import pretrain
 
 # 24 images of 16 px in batches of 8: 3 steps per epoch, 6 steps, a checkpoint every 3.
@@ -115,6 +117,52 @@ def test_a_resume_from_a_truncated_latest_checkpoint_continues_from_the_older_on
     out = capsys.readouterr().out
     assert "Skipped" in out and "optimizer.bin" in out and "Resumed from" in out and "step 3" in out, out
     assert summary["steps"] == 6 and checkpoint_damage(copy / "checkpoints" / "step_6") is None
+
+
+# ----------------------------------------------------------------------------------------------
+# A damaged model folder: each file the probe may read, truncated in turn
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_model_and_data(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("damaged_model")
+    return save_tiny_model(root / "model"), save_tiny_dataset(root / "data", per_class=(4, 2))
+
+
+def test_the_probe_on_a_damaged_model_folder_names_the_file_before_any_work_or_does_not_need_it(
+    tiny_model_and_data, tmp_path
+):
+    model, data = tiny_model_and_data
+    outcomes = {}
+    for name in sorted(path.name for path in model.iterdir()):  # generated from what a model folder holds
+        copy = tmp_path / name
+        shutil.copytree(model, copy)
+        damage(copy / name, "truncated")
+        args = LinearProbeArguments(
+            model_name_or_path=str(copy), dataset_name=str(data), skip_baseline=True, plots=True, max_iter=5
+        )
+        args.knn_k, args.label_fractions = [3], []
+        try:
+            run_linear_probe(args)
+            outcomes[name] = "not needed"  # the code files: the installed package's classes are used
+        except UsageError as error:
+            assert name in str(error), (name, str(error))
+            assert not (copy / "feature_cache").exists(), name  # refused before any image was encoded
+            outcomes[name] = "refused"
+    assert outcomes["model.safetensors"] == outcomes["config.json"] == "refused", outcomes
+    assert outcomes["training_args.json"] == outcomes["preprocessor_config.json"] == "refused", outcomes
+
+
+def test_a_log_cut_short_by_a_kill_keeps_its_whole_records_and_the_next_run_appends_on_a_new_line(tmp_path):
+    log = tmp_path / "log_history.jsonl"
+    log.write_text('{"step": 1, "loss": 4.5}\n{"step": 2, "lo')
+    assert read_json_lines(log) == [{"step": 1, "loss": 4.5}]
+    drop_partial_last_line(log)
+    assert log.read_text() == '{"step": 1, "loss": 4.5}\n'
+    log.write_text('{"step": 1, "lo\n{"step": 2}\n')
+    with pytest.raises(UsageError, match="log_history.jsonl, line 1, cannot be read"):
+        read_json_lines(log)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -96,10 +96,49 @@ def write_generated_text(path: str | Path, text: str, keep_advice: str) -> Path:
     return write_text_atomically(path, text)
 
 
+DAMAGED_ADVICE = "a write cut short (a killed run, a full disk) leaves such a file: write it again with the script that made it, or restore it"
+
+
 def read_json(path: str | Path) -> Any:
-    """The JSON content of `path`, or None when there is no such file."""
+    """The JSON content of `path`, or None when there is no such file: the one reader of the JSON files the
+    package writes (config, image processor, training arguments, results, the runner's records).
+
+    Raises:
+        UsageError: for a file that cannot be read whole (empty, truncated), naming it.
+    """
     path = Path(path)
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as error:
+        raise UsageError(
+            f"{path} cannot be read ({type(error).__name__}: {error}); {DAMAGED_ADVICE}."
+        ) from error
+
+
+def read_json_lines(path: str | Path) -> list[dict[str, Any]]:
+    """The records of a JSON-lines file such as `log_history.jsonl` (blank lines skipped).
+
+    A partial last line, what a run killed while appending leaves, is left out: the records before it are
+    whole. A damaged line elsewhere is refused.
+
+    Raises:
+        UsageError: naming the file and the line.
+    """
+    path = Path(path)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except ValueError as error:
+            if number == len(lines):
+                break  # cut short by a kill: the records before it stand
+            raise UsageError(f"{path}, line {number}, cannot be read ({error}); {DAMAGED_ADVICE}.") from error
+    return records
 
 
 # ----------------------------------------------------------------------------------------------
@@ -208,7 +247,7 @@ def load_simclr_config(
         )
     try:
         config_dict = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
+    except (ValueError, OSError) as error:
         raise UsageError(
             f"--{flag} {model_name_or_path}: {path} is not valid JSON ({error}); re-save the model folder."
         ) from error
@@ -336,7 +375,7 @@ def eval_augmentation_for(
 
     path = resolve_model_file(model_name_or_path, IMAGE_PROCESSOR_FILE, revision)
     if path is not None:
-        processor = json.loads(path.read_text())
+        processor = read_json(path)
         size = processor.get("size") or {}  # folders saved before SimCLRImageProcessor: ViTImageProcessor
         image_size = (
             processor.get("image_size")

@@ -24,7 +24,6 @@ no timm model name builds it, so it cannot be exported ([`timm_export_problem`] 
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -209,8 +208,8 @@ def timm_export_is_current(model_dir: str | Path) -> bool:
     timm_config_file = model_dir / TIMM_SUBFOLDER / CONFIG_FILE
     if not (timm_config_file.is_file() and (model_dir / TIMM_SUBFOLDER / WEIGHTS_FILE).is_file()):
         return False
-    if "architecture" not in json.loads((model_dir / CONFIG_FILE).read_text()):
+    if "architecture" not in (read_json(model_dir / CONFIG_FILE) or {}):
         return False
-    source = json.loads(timm_config_file.read_text()).get("exported_from") or {}
+    source = (read_json(timm_config_file) or {}).get("exported_from") or {}
     current = weights_sha256(model_dir)
     return current is not None and source.get("weights_sha256") == current

@@ -15,19 +15,21 @@ from typing import Any
 
 import torch
 
-from ..arguments import WRITE_DIR, WRITE_FILE, UsageError, check_path, hold_folder, holds_folders
+from ..arguments import WRITE_DIR, WRITE_FILE, UsageError, check_path, hold_folder, holds_folders, local_path
 from ..augmentation import AugmentationConfig
 from ..data import label_names
 from ..devices import default_device, device_description
 from ..folder_format import (
     CONFIG_FILE,
     FEATURE_CACHE_DIR,
+    LOG_HISTORY_FILE,
     MODEL_CARD_FILE,
     RESULTS_FILE,
+    TRAINING_ARGS_FILE,
     feature_cache_file,
     write_json_atomically,
 )
-from ..model_folder import is_generated
+from ..model_folder import is_generated, read_json, read_json_lines
 from ..modeling_simclr import SimCLRModel
 from ..reports.card import write_model_card
 from ..reports.plots import write_probe_plots
@@ -68,6 +70,7 @@ def run_linear_probe(args: LinearProbeArguments) -> dict[str, Any]:
     write_card = card_wanted(args, output_dir)
     cache_dir = output_dir / FEATURE_CACHE_DIR
     prepare_output_dir(args, output_dir, cache_dir)
+    read_model_records(args)
     device = torch.device(args.device) if args.device else default_device()
     with timer("load_model"):
         model = load_frozen_model(args.model_name_or_path, args.model_revision)
@@ -262,6 +265,21 @@ def prepare_output_dir(args: LinearProbeArguments, output_dir: Path, cache_dir: 
             f"unless --output_dir is given: pass --output_dir with a folder you can write."
         ) from error
     hold_folder(flag, output_dir)
+
+
+def read_model_records(args: LinearProbeArguments) -> None:
+    """Read now the model folder's records that the card and the plots read at the end (its training
+    arguments, its log), so that a damaged one is refused before the work, not after it.
+
+    Raises:
+        UsageError: naming the damaged file ([`read_json`], [`read_json_lines`]).
+    """
+    folder = local_path(args.model_name_or_path)
+    if folder is None:
+        return
+    read_json(folder / TRAINING_ARGS_FILE)
+    if args.plots and (folder / LOG_HISTORY_FILE).is_file():
+        read_json_lines(folder / LOG_HISTORY_FILE)
 
 
 def features_to_probe(requested: str, model: FrozenModel) -> tuple[tuple[str, ...], str | None]:

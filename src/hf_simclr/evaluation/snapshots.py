@@ -8,7 +8,6 @@ one t-SNE panel per snapshot and the last snapshot's per-class scores.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +30,7 @@ from ..folder_format import (
     snapshot_name,
     write_text_atomically,
 )
+from ..model_folder import read_json
 from ..reports.plots import plot_quality_curve, plot_tsne_panels
 from ..reports.tables import format_snapshot_table
 from .arguments import LinearProbeArguments, SnapshotArguments
@@ -65,7 +65,7 @@ def find_snapshots(folders: Sequence[str | Path]) -> list[tuple[int, Path]]:
             found += [(int(path.name.split("_")[1]), path) for path in snapshots if path.name[6:].isdigit()]
             continue
         record = folder / TRAINING_ARGS_FILE
-        epoch = json.loads(record.read_text()).get("snapshot_epoch") if record.is_file() else None
+        epoch = (read_json(record) or {}).get("snapshot_epoch")
         if epoch is None:
             raise UsageError(
                 f"{folder} is neither a pretraining folder with snapshots/epoch_N (pretrain with "

@@ -14,7 +14,7 @@ from ..folder_format import (
     WALL_TIMES_FILE,
     write_text_atomically,
 )
-from ..model_folder import GENERATED_MARK, write_generated_text
+from ..model_folder import GENERATED_MARK, read_json, write_generated_text
 from ..reports.tables import percent
 from .grid import Grid
 
@@ -24,7 +24,7 @@ def stored_settings(results_dir: Path, name: str) -> dict[str, Any] | None:
     folder = results_dir / name
     if not (folder / RESULTS_FILE).is_file() or not (folder / EXPERIMENT_FILE).is_file():
         return None
-    return json.loads((folder / EXPERIMENT_FILE).read_text())["settings"]
+    return read_json(folder / EXPERIMENT_FILE)["settings"]
 
 
 def metric_columns(grid: Grid) -> list[tuple[str, str, str]]:
@@ -40,9 +40,9 @@ def summary_row(grid: Grid, name: str, results_dir: Path) -> dict[str, Any]:
     row: dict[str, Any] = {"variant": name, "changed": grid.variants[name]}
     if stored_settings(results_dir, name) is None:
         return {**row, "status": "not run"}
-    results = json.loads((folder / RESULTS_FILE).read_text())
-    wall_times = json.loads((folder / WALL_TIMES_FILE).read_text())
-    experiment = json.loads((folder / EXPERIMENT_FILE).read_text())
+    results = read_json(folder / RESULTS_FILE)
+    wall_times = read_json(folder / WALL_TIMES_FILE)
+    experiment = read_json(folder / EXPERIMENT_FILE)
     accuracies = {}
     for representation, source in (("h", results), ("z", results.get("z") or {})):
         for k, value in (source.get("knn_top1") or {}).items():

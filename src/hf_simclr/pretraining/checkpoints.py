@@ -37,6 +37,7 @@ from ..folder_format import (
     staging_for,
     write_json_atomically,
 )
+from ..model_folder import read_json
 
 # What `accelerator.save_state` writes for the model and the optimizer (the weights may be pytorch_model.bin).
 # Written into each checkpoint: what a resumed run must share with it (see `resume_settings`).
@@ -226,7 +227,7 @@ def check_resume_settings(checkpoint: Path, settings: dict[str, Any]) -> None:
             stacklevel=2,
         )
         return
-    saved = json.loads(path.read_text())
+    saved = read_json(path)
     differences = [
         f"{name}: {saved.get(name)!r} in the checkpoint, {value!r} now ({RESUME_SETTING_SOURCES.get(name, '--' + name)})"
         for name, value in settings.items()

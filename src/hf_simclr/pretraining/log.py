@@ -32,6 +32,8 @@ class IntervalLog:
         self.loss = torch.zeros((), device=accelerator.device)
         self.top1 = torch.zeros((), device=accelerator.device)
         self.steps = 0
+        if accelerator.is_main_process:
+            drop_partial_last_line(log_file)
         self.restart_clock()
 
     def restart_clock(self) -> None:
@@ -74,3 +76,14 @@ def log_record(accelerator: Accelerator, log_file: Path, record: dict[str, Any])
     if accelerator.is_main_process:
         with log_file.open("a") as handle:
             handle.write(json.dumps(record) + "\n")
+
+
+def drop_partial_last_line(log_file: Path) -> None:
+    """Cut a last line that a run killed while appending left without its newline, so that the records this
+    run appends start on a line of their own (readers skip such a line: `read_json_lines`)."""
+    if not log_file.is_file():
+        return
+    content = log_file.read_bytes()
+    if content and not content.endswith(b"\n"):
+        with log_file.open("r+b") as handle:
+            handle.truncate(content.rfind(b"\n") + 1)
