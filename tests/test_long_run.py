@@ -29,7 +29,12 @@ from hf_simclr.folder_format import (
 )
 from hf_simclr.model_folder import read_json_lines
 from hf_simclr.pretraining.arguments import DataArguments, ModelArguments, PretrainingArguments
-from hf_simclr.pretraining.checkpoints import checkpoint_damage, find_checkpoint, list_checkpoints
+from hf_simclr.pretraining.checkpoints import (
+    checkpoint_damage,
+    find_checkpoint,
+    list_checkpoints,
+    save_checkpoint,
+)
 from hf_simclr.pretraining.log import drop_partial_last_line
 from hf_simclr.pretraining.loop import pretrain
 
@@ -266,6 +271,20 @@ def test_a_write_that_fills_the_disk_leaves_no_temporary_file_and_says_so(tmp_pa
             with staged_folder(mount / "step_3") as staging:  # torch names a full disk its own way
                 torch.save(torch.zeros(1 << 18), staging / "optimizer.bin")
         assert list(mount.iterdir()) == []
+
+
+def test_a_checkpoint_that_fills_the_disk_leaves_no_half_written_folder_and_says_so(tmp_path):
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(cpu=True)
+    model = torch.nn.Linear(256, 256)
+    model, optimizer = accelerator.prepare(model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9))
+    model(torch.ones(1, 256)).sum().backward()
+    optimizer.step()
+    with tmpfs(tmp_path / "mount", "256k") as mount:
+        with pytest.raises(NoSpaceLeft, match=r"no space left on device: .*checkpoints/step_1 .* MB free"):
+            save_checkpoint(accelerator, mount, 1, 2, {"global_batch_size": 1})
+        assert list((mount / "checkpoints").iterdir()) == []  # no .tmp-step_1 filling the disk
 
 
 # ----------------------------------------------------------------------------------------------
