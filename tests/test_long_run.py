@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 from builders import save_tiny_dataset, save_tiny_model
+from safetensors.torch import save_file
 
 from hf_simclr.arguments import UsageError, folder_holds, hold_folder
 from hf_simclr.evaluation.arguments import LinearProbeArguments
+from hf_simclr.evaluation.features import read_cached_features
 from hf_simclr.evaluation.probe import run_linear_probe
 from hf_simclr.folder_format import (
     FOLDER_HOLDER_FILE,
@@ -157,6 +159,15 @@ def test_the_probe_on_a_damaged_model_folder_names_the_file_before_any_work_or_d
             outcomes[name] = "refused"
     assert outcomes["model.safetensors"] == outcomes["config.json"] == "refused", outcomes
     assert outcomes["training_args.json"] == outcomes["preprocessor_config.json"] == "refused", outcomes
+
+
+@pytest.mark.parametrize("how", ["truncated", "empty"])
+def test_a_damaged_feature_cache_is_computed_again_not_read(tmp_path, how):
+    cache = tmp_path / "features.safetensors"
+    save_file({"h": torch.ones(4, 2)}, cache, metadata={"key": "inputs"})
+    assert read_cached_features(cache, "inputs")["h"].shape == (4, 2)
+    damage(cache, how)
+    assert read_cached_features(cache, "inputs") is None
 
 
 def test_a_log_cut_short_by_a_kill_keeps_its_whole_records_and_the_next_run_appends_on_a_new_line(tmp_path):

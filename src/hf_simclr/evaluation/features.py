@@ -174,6 +174,22 @@ def decode_labeled_split(
     return LabeledSplit(dataset, decode_images(dataset, image_size, cache), decode_labels(dataset))
 
 
+def read_cached_features(cache_file: Path, key: str) -> dict[str, torch.Tensor] | None:
+    """The features cached in `cache_file` under `key`, or None: no file, other inputs, or a damaged file (a
+    write cut short), which is then computed and written again."""
+    if not cache_file.is_file():
+        return None
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(cache_file, framework="pt") as handle:
+            if (handle.metadata() or {}).get("key") == key:
+                return load_file(cache_file)
+    except (SafetensorError, OSError, ValueError):
+        return None
+    return None
+
+
 def cached_features(
     cache_file: str | Path,
     model: FrozenModel,
@@ -218,12 +234,9 @@ def cached_features(
         },
         sort_keys=True,
     )
-    if cache_file.is_file():
-        from safetensors import safe_open
-
-        with safe_open(cache_file, framework="pt") as handle:
-            if (handle.metadata() or {}).get("key") == key:
-                return load_file(cache_file)
+    cached = read_cached_features(cache_file, key)
+    if cached is not None:
+        return cached
     # channels_last: the layout the batches get on CUDA (pretraining's layout too; faster convolutions).
     encoder.to(device, memory_format=torch.channels_last if device.type == "cuda" else torch.preserve_format)
     if head is not None:
