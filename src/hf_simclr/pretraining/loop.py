@@ -54,6 +54,7 @@ def pretrain(
             progress.update(1)
             after_step(run, learning_rate, progress)
             stop_if_signalled(run, progress)
+            estimate_time(run, progress)
     progress.close()
     return finish_run(run, time.time() - started)
 
@@ -84,7 +85,7 @@ def after_step(run: Run, learning_rate: float, progress: tqdm) -> None:
         run.watch.check_loss()  # before any checkpoint: none may hold weights a non-finite loss spoiled
         run.log.write(done, learning_rate, progress)
     if run.monitor is not None and plan.monitors_after(done):
-        monitor_knn(run)
+        monitor_knn(run, progress)
     if plan.snapshots_after(done):
         # Before the checkpoint: a run resumed from it has already written this snapshot.
         epoch = plan.completed_epochs(done)
@@ -95,6 +96,31 @@ def after_step(run: Run, learning_rate: float, progress: tqdm) -> None:
     if plan.checkpoints_after(done):
         run.watch.check_weights(run.model, f"after step {done}", "stopping", drop_from=done)
         save_checkpoint(run.accelerator, run.output_dir, done, run.args.checkpoints_total_limit, run.settings)
+
+
+# Steps timed before the run's length is estimated (the first includes one-off work: allocation, compilation).
+ESTIMATE_AFTER_STEPS = 3
+
+
+def estimate_time(run: Run, progress: tqdm) -> None:
+    """Once, after the first `ESTIMATE_AFTER_STEPS` steps of this start: the time per step and what the
+    remaining steps will take at that rate, on this machine."""
+    taken = progress.n - progress.initial
+    remaining = run.plan.total_steps - run.state.step
+    if taken != ESTIMATE_AFTER_STEPS or remaining == 0 or not run.accelerator.is_local_main_process:
+        return
+    per_step = progress.format_dict["elapsed"] / taken
+    progress.write(
+        f"Estimate from the first {taken} steps: {per_step:.2f} s a step, about "
+        f"{format_duration(per_step * remaining)} for the remaining {remaining} steps on this machine."
+    )
+
+
+def format_duration(seconds: float) -> str:
+    """`"3 h 20 min"`, `"12 min"`, `"40 s"`."""
+    if seconds >= 3600:
+        return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60)} min"
+    return f"{int(seconds // 60)} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
 def stop_if_signalled(run: Run, progress: tqdm) -> None:
@@ -142,8 +168,8 @@ def resume_command() -> str:
     return shlex.join(["python", *argv, *resume])
 
 
-def monitor_knn(run: Run) -> None:
-    """kNN top-1 of the encoder as it is now, logged with the epoch and what the check cost."""
+def monitor_knn(run: Run, progress: tqdm) -> None:
+    """kNN top-1 of the encoder as it is now, logged with the epoch and what the check cost, and printed."""
     encoder = run.accelerator.unwrap_model(run.model).simclr
     started = time.time()
     knn = run.monitor(encoder, run.accelerator.device, progress=run.accelerator.is_local_main_process)
@@ -154,6 +180,8 @@ def monitor_knn(run: Run) -> None:
         "knn_seconds": round(time.time() - started, 2),
     }
     log_record(run.accelerator, run.log.log_file, record)
+    if run.accelerator.is_local_main_process:
+        progress.write(f"epoch {record['epoch']}: kNN top-1 {100 * knn:.2f}% ({record['knn_seconds']} s)")
     run.log.restart_clock()  # the check is not training time
 
 
@@ -183,6 +211,10 @@ def finish_run(run: Run, wall_time: float) -> dict[str, Any]:
                 require_results=False,
             )
     accelerator.end_training()
+    accelerator.print(
+        f"Saved the model to {run.output_dir} after {run.state.step} steps ({summary['device']}); evaluate it with "
+        f"scripts/linear_probe.py --model_name_or_path {run.output_dir} --dataset_name <labeled dataset>."
+    )
     return summary
 
 

@@ -7,6 +7,7 @@ run happens here, before the first step.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pickle
 from dataclasses import dataclass
@@ -116,7 +117,7 @@ def start_run(model_args: ModelArguments, data_args: DataArguments, args: Pretra
     config = run_record(run_arguments(model_args, data_args, args), plan, views, augmentation, compile)
     output_dir.mkdir(parents=True, exist_ok=True)  # every check passed: the run's files come from here on
     accelerator.init_trackers(TRACKER_PROJECT, config={k: str(v) for k, v in config.items()})
-    describe_run(accelerator, plan, args, views, dataset, monitor, data_args)
+    describe_run(accelerator, plan, args, views, dataset, monitor, data_args, augmentation.image_size)
     log = IntervalLog(accelerator, output_dir / LOG_HISTORY_FILE, plan)
     return Run(
         accelerator,
@@ -268,8 +269,33 @@ def torch_compile(args: PretrainingArguments, accelerator: Accelerator) -> bool:
     return args.torch_compile if args.torch_compile is not None else accelerator.device.type == "cuda"
 
 
+# The package each tracker of `--report_to` needs (accelerate only warns and logs nowhere without it).
+TRACKER_PACKAGES = {
+    "tensorboard": ("tensorboard", "tensorboardX"),
+    "wandb": ("wandb",),
+    "mlflow": ("mlflow",),
+}
+
+
+def check_tracker(report_to: str) -> None:
+    """Refuse `--report_to` a tracker whose package is not installed, before any work.
+
+    Raises:
+        UsageError: naming the package to install, and `--report_to none`.
+    """
+    if report_to in ("none", "all"):
+        return
+    packages = TRACKER_PACKAGES.get(report_to, (report_to,))
+    if not any(importlib.util.find_spec(package) is not None for package in packages):
+        raise UsageError(
+            f"--report_to {report_to}: {packages[0]} is not installed, so nothing would be logged there. "
+            f"pip install {packages[0]}, or pass --report_to none (log_history.jsonl is written either way)."
+        )
+
+
 def build_accelerator(args: PretrainingArguments, output_dir: Path) -> Accelerator:
     """The run's `Accelerator`: CPU without CUDA, mixed precision, trackers, seedable data order."""
+    check_tracker(args.report_to)
     return Accelerator(
         cpu=not torch.cuda.is_available(),  # under torchrun on CPU this gives MULTI_CPU (gloo)
         mixed_precision=resolve_mixed_precision(args.mixed_precision),
@@ -355,13 +381,22 @@ def describe_run(
     dataset: datasets.Dataset,
     monitor: KNNMonitor | None,
     data_args: DataArguments,
+    image_size: int,
 ) -> None:
     """The run's headline (processes, batch, steps, learning rate, device), and what it should know."""
     accelerator.print(
         f"SimCLR: {len(dataset)} images, global batch {plan.global_batch} ({plan.local_batch} x "
         f"{plan.world_size} processes), {plan.total_steps} steps, peak lr {plan.peak_learning_rate:.4g} "
-        f"({args.optimizer}), views on {views.name}, device {accelerator.device}, output {args.output_dir}."
+        f"({args.optimizer}), views made on {accelerator.device.type} (--augment_on {views.name}), device "
+        f"{accelerator.device}, output {args.output_dir}."
     )
+    if accelerator.device.type == "cpu":
+        accelerator.print(
+            f"Note: no GPU here: {plan.total_steps} steps of {plan.global_batch} images at "
+            f"{image_size}px run on this CPU; the time per step is estimated after the first steps. A "
+            f"CPU-sized run (a check of the setup, not a model): --max_train_samples 1024 --image_size 16 "
+            f"--per_device_train_batch_size 64 --max_steps 12 --knn_every_epochs 0."
+        )
     if monitor is not None:
         accelerator.print(
             "kNN monitor every {} epochs: {} training images as memory, {} {} images as queries.".format(

@@ -17,6 +17,7 @@ in channels-last memory on CUDA (the layout the model is converted to).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import datasets
@@ -188,7 +189,8 @@ def build_views(
     """The views `--augment_on` asks for (`auto`: gpu)."""
     order = BatchOrder(len(dataset), plan, accelerator.process_index, seed)
     if data_args.augment_on == "cpu":
-        return CPUViews(dataset, augmentation, order, accelerator.device, data_args.dataloader_num_workers)
+        workers = min(data_args.dataloader_num_workers, os.cpu_count() or 1)  # torch warns of more
+        return CPUViews(dataset, augmentation, order, accelerator.device, workers)
     return GPUViews(dataset, augmentation, order, accelerator.device, data_args.decoded_cache_dir, compile)
 
 

@@ -1,0 +1,62 @@
+"""What pretraining says on the console: the time it will take, the kNN monitor's result, where it saved the
+model; and the settings a run cannot honour, refused before the work instead of silently not applied."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+from builders import save_tiny_dataset
+
+from hf_simclr.arguments import UsageError
+from hf_simclr.devices import resolve_mixed_precision
+from hf_simclr.pretraining.arguments import DataArguments, ModelArguments, PretrainingArguments
+from hf_simclr.pretraining.loop import format_duration, pretrain
+from hf_simclr.pretraining.setup import check_tracker
+
+
+def test_a_run_says_its_estimated_time_its_knn_result_and_where_it_saved_the_model(tmp_path, capsys):
+    data = save_tiny_dataset(tmp_path / "data", per_class=(8, 2))
+    output_dir = tmp_path / "run"
+    pretrain(
+        ModelArguments(backbone_kwargs='{"norm_layer": "groupnorm"}'),
+        DataArguments(dataset_name=str(data), image_size=16, max_train_samples=24, eval_split="test"),
+        PretrainingArguments(
+            output_dir=str(output_dir),
+            report_to="none",
+            per_device_train_batch_size=8,
+            max_steps=6,
+            knn_every_epochs=1,
+            knn_k=3,
+            warmup_epochs=0,
+            checkpointing_steps="none",
+        ),
+    )
+    out, err = capsys.readouterr()
+    console = out + err
+    assert "Estimate from the first 3 steps:" in console and "for the remaining 3 steps" in console, console
+    assert "epoch 1: kNN top-1 " in console and "epoch 2: kNN top-1 " in console, console
+    assert f"Saved the model to {output_dir} after 6 steps" in console, console
+    if not torch.cuda.is_available():
+        assert "views made on cpu (--augment_on gpu)" in console and "Note: no GPU here: 6 steps" in console
+
+
+def test_durations_read_as_hours_minutes_or_seconds():
+    assert [format_duration(s) for s in (40, 720, 12000)] == ["40 s", "12 min", "3 h 20 min"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="fp16 is applied on a GPU")
+def test_fp16_on_a_cpu_is_refused_instead_of_computing_fp32_under_an_fp16_record():
+    with pytest.raises(UsageError, match="--mixed_precision fp16 needs a CUDA GPU.*bf16"):
+        resolve_mixed_precision("fp16")
+    assert resolve_mixed_precision("bf16") == "bf16"
+
+
+def test_a_tracker_that_is_not_installed_is_refused_naming_the_package(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "wandb" else real(name))
+    with pytest.raises(UsageError, match="--report_to wandb: wandb is not installed.*pip install wandb"):
+        check_tracker("wandb")
+    check_tracker("none")
+    check_tracker("all")
