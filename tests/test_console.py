@@ -60,3 +60,11 @@ def test_a_tracker_that_is_not_installed_is_refused_naming_the_package(monkeypat
         check_tracker("wandb")
     check_tracker("none")
     check_tracker("all")
+
+
+def test_the_usage_line_shows_the_first_positional_item():
+    from hf_simclr.experiments.arguments import RUN_EXPERIMENTS
+    from hf_simclr.pretraining.arguments import PRETRAIN
+
+    assert PRETRAIN.usage() == "pretrain.py [-h] [recipe.yaml] [options]"
+    assert RUN_EXPERIMENTS.usage() == "run_experiments.py [-h] GRID [options]"

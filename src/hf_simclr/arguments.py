@@ -386,7 +386,14 @@ class Command:
         from transformers import HfArgumentParser
 
         # A mistake shows this one usage line, not every flag: `--help` lists them with their advice.
-        return HfArgumentParser(self.arguments, prog=self.name, usage=f"{self.name} [-h] [options]")
+        return HfArgumentParser(self.arguments, prog=self.name, usage=self.usage())
+
+    def usage(self) -> str:
+        """`pretrain.py [-h] [recipe.yaml] [options]`: the first positional item shown where there is one."""
+        positional = {None: "", "recipe": " [recipe.yaml]"}.get(self.first_positional)
+        if positional is None:
+            positional = f" {self.first_positional.upper()}"  # e.g. run_experiments.py's grid file
+        return f"{self.name} [-h]{positional} [options]"
 
     def parse(self, argv: Sequence[str] | None = None) -> tuple[Any, ...]:
         """The dataclasses of a command line, every check that needs no data done; exits 2 on a mistake."""
