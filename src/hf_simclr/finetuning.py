@@ -319,7 +319,8 @@ def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict[
     resume = training_args.resume_from_checkpoint
     check_resume(output_dir, resume)
     check_output_dir(output_dir, args.overwrite_output_dir, resume is not None, args.model_name_or_path)
-    hold_folder("output_dir", output_dir)
+    if training_args.process_index == 0:  # one holder per run (torchrun ends the others if it is refused)
+        hold_folder("output_dir", output_dir)
     if not torch.cuda.is_available():
         training_args.dataloader_pin_memory = False  # pinned memory is for copies to a GPU
     eval_view = eval_augmentation_for(args.model_name_or_path, config, args.model_revision)
