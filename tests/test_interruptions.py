@@ -80,6 +80,7 @@ def test_ctrl_c_before_the_first_step_says_what_to_do_and_the_same_command_start
     output_dir = tmp_path / "run"
     stopped = pretrain(output_dir, cifar10_path, interrupt="step:1", signal="SIGINT")
     assert stopped.returncode == 130 and "interrupted" in stopped.stderr and "Traceback" not in stopped.stderr
+    assert "before the first checkpoint: run the same command again" in stopped.stderr
     again = pretrain(output_dir, cifar10_path)
     assert again.returncode == 0, again.stderr[-3000:]
     finished(output_dir)

@@ -427,8 +427,10 @@ class Command:
                 result = load(self.run)(*arguments)
         except UsageError as error:
             self.parser().error(str(error))
-        except KeyboardInterrupt:
-            print(f"\n{self.name}: interrupted; {self.interrupted}", file=sys.stderr)
+        except KeyboardInterrupt as interruption:
+            known = isinstance(interruption, stop_signals.Interrupted) and interruption.script == self.name
+            advice = interruption.next_step if known else self.interrupted
+            print(f"\n{self.name}: interrupted; {advice}", file=sys.stderr)
             raise SystemExit(130) from None
         except NoSpaceLeft as error:
             print(f"\n{self.name}: {error.strerror}.", file=sys.stderr)

@@ -52,6 +52,19 @@ class Stopped(BaseException):
         return 128 + self.signal_number
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with what the script that stopped knows of how to continue (its last checkpoint, say).
+
+    Args:
+        next_step (`str`): printed instead of the general advice of `script`.
+        script (`str`): the script `next_step` is for (as for [`Stopped`]).
+    """
+
+    def __init__(self, next_step: str, script: str) -> None:
+        super().__init__(next_step, script)
+        self.next_step, self.script = next_step, script
+
+
 def _handle(signal_number: int, frame: object) -> None:
     if _state["deferring"] and _state["pending"] is None:
         _state["pending"] = signal_number  # the loop finishes its step and checkpoints

@@ -27,7 +27,7 @@ from ..folder_format import CHECKPOINT_DIR, SNAPSHOT_DIR, checkpoint_name, snaps
 from ..hub import push_model_folder
 from ..model_folder import save_model_folder
 from .arguments import DataArguments, ModelArguments, PretrainingArguments
-from .checkpoints import save_checkpoint
+from .checkpoints import list_checkpoints, save_checkpoint
 from .log import log_record
 from .setup import Run, start_run
 
@@ -48,15 +48,33 @@ def pretrain(
         total=run.plan.total_steps, initial=run.state.step, disable=not run.accelerator.is_local_main_process
     )
     run.model.train()
-    with stop_signals.deferred():  # a scheduler's SIGTERM: the step finishes, a checkpoint is written
-        for pixel_values in run.views.from_step(run.state.step):
-            learning_rate = train_step(run, pixel_values)
-            progress.update(1)
-            after_step(run, learning_rate, progress)
-            stop_if_signalled(run, progress)
-            estimate_time(run, progress)
+    try:
+        with stop_signals.deferred():  # a scheduler's SIGTERM: the step finishes, a checkpoint is written
+            for pixel_values in run.views.from_step(run.state.step):
+                learning_rate = train_step(run, pixel_values)
+                progress.update(1)
+                after_step(run, learning_rate, progress)
+                stop_if_signalled(run, progress)
+                estimate_time(run, progress)
+    except KeyboardInterrupt:
+        progress.close()  # the bar is not drawn again under the message
+        raise stop_signals.Interrupted(where_to_continue(run), "pretrain.py") from None
     progress.close()
     return finish_run(run, time.time() - started)
+
+
+def where_to_continue(run: Run) -> str:
+    """After Ctrl-C in the loop: the last complete checkpoint and the command that resumes from it, or that
+    there is none yet and the same command starts again."""
+    checkpoints = list_checkpoints(run.output_dir)
+    if not checkpoints:
+        return (
+            f"stopped in step {run.state.step + 1}, before the first checkpoint: run the same command again."
+        )
+    return (
+        f"stopped in step {run.state.step + 1}; the last complete checkpoint is {checkpoints[-1]}. Continue "
+        f"from it: {resume_command()}"
+    )
 
 
 def train_step(run: Run, pixel_values: torch.Tensor) -> float:
