@@ -68,3 +68,15 @@ def test_the_usage_line_shows_the_first_positional_item():
 
     assert PRETRAIN.usage() == "pretrain.py [-h] [recipe.yaml] [options]"
     assert RUN_EXPERIMENTS.usage() == "run_experiments.py [-h] GRID [options]"
+
+
+def test_loading_a_model_folder_prints_no_library_bar_or_load_report(tmp_path, capfd):
+    from builders import save_tiny_model
+
+    from hf_simclr.evaluation.features import load_frozen_model
+
+    folder = save_tiny_model(tmp_path / "model")
+    capfd.readouterr()
+    load_frozen_model(str(folder))
+    out, err = capfd.readouterr()
+    assert "Loading weights" not in out + err and "LOAD REPORT" not in (out + err).upper(), out + err

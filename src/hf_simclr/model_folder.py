@@ -340,9 +340,17 @@ def check_loaded_weights(
 
 @contextmanager
 def weights_errors(model_name_or_path: str | Path, flag: str) -> Iterator[None]:
-    """The errors of reading a folder's weights (missing, truncated, not safetensors) as a [`UsageError`]."""
-    from safetensors import SafetensorError
+    """The errors of reading a folder's weights (missing, truncated, not safetensors) as a [`UsageError`].
 
+    Inside the block transformers' own "Loading weights" bar and load report are quiet: the package checks
+    what loaded itself ([`check_loaded_weights`]) and says what matters.
+    """
+    from safetensors import SafetensorError
+    from transformers.utils import logging as transformers_logging
+
+    bar, verbosity = transformers_logging.is_progress_bar_enabled(), transformers_logging.get_verbosity()
+    transformers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
     try:
         yield
     except UsageError:
@@ -358,6 +366,10 @@ def weights_errors(model_name_or_path: str | Path, flag: str) -> Iterator[None]:
             f"The folder needs a complete model.safetensors, as hf_simclr's save_model_folder writes it: "
             f"save or download it again."
         ) from error
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+        if bar:
+            transformers_logging.enable_progress_bar()
 
 
 def eval_augmentation_for(
