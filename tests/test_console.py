@@ -38,6 +38,7 @@ def test_a_run_says_its_estimated_time_its_knn_result_and_where_it_saved_the_mod
     assert "Estimate from the first 3 steps:" in console and "for the remaining 3 steps" in console, console
     assert "epoch 1: kNN top-1 " in console and "epoch 2: kNN top-1 " in console, console
     assert f"Saved the model to {output_dir} after 6 steps" in console, console
+    assert "\x1b[A" not in console  # no cursor movements of nested bars in a redirected log
     if not torch.cuda.is_available():
         assert "views made on cpu (--augment_on gpu)" in console and "Note: no GPU here: 6 steps" in console
 

@@ -190,7 +190,9 @@ def monitor_knn(run: Run, progress: tqdm) -> None:
     """kNN top-1 of the encoder as it is now, logged with the epoch and what the check cost, and printed."""
     encoder = run.accelerator.unwrap_model(run.model).simclr
     started = time.time()
-    knn = run.monitor(encoder, run.accelerator.device, progress=run.accelerator.is_local_main_process)
+    # its bars nest under the run's; redirected to a file, nested bars write cursor movements: only on a terminal
+    shown = run.accelerator.is_local_main_process and sys.stderr.isatty()
+    knn = run.monitor(encoder, run.accelerator.device, progress=shown)
     record = {
         "step": run.state.step,
         "epoch": run.plan.completed_epochs(run.state.step),
