@@ -238,7 +238,9 @@ def hold_folder(flag: str, folder: str | Path, say: Callable[[str], Any] = print
     folder = Path(folder).expanduser().absolute()
     if any(holder.parent == folder for _, holder, _ in _held):
         return
-    created = None if folder.exists() else folder
+    existing = nearest_existing(folder)
+    # the highest folder this call creates (the folder itself, or a parent of it), None if it exists
+    created = None if existing == folder else existing / folder.relative_to(existing).parts[0]
     folder.mkdir(parents=True, exist_ok=True)
     lock, holder_file = FileLock(folder / FOLDER_LOCK_FILE), folder / FOLDER_HOLDER_FILE
     try:
@@ -295,14 +297,21 @@ def describe_holder(holder_file: Path) -> str:
 
 def let_go(lock: Any, holder_file: Path, created: Path | None) -> None:
     """Release a folder [`hold_folder`] took: its two files first (a run starting meanwhile makes new ones),
-    then the lock, then the folder if this process created it and it stayed empty."""
+    then the lock, then the folders it created (`created`: the highest), if they stayed empty."""
     with contextlib.suppress(OSError):
         holder_file.unlink()
         holder_file.with_name(FOLDER_LOCK_FILE).unlink()
     lock.release(force=True)
-    if created is not None:
-        with contextlib.suppress(OSError):
-            created.rmdir()  # only when empty: a refused start leaves no folder behind
+    if created is None:
+        return
+    # The folders this call created go, from the deepest, while nothing was written into them: a refused
+    # start leaves no folder behind.
+    folder = holder_file.parent
+    with contextlib.suppress(OSError):
+        for path in [folder, *folder.parents]:
+            path.rmdir()  # fails (and stops) at the first that is not empty
+            if path == created:
+                break
 
 
 @atexit.register
