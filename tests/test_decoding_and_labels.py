@@ -8,6 +8,7 @@ in its own layout; a moved copy of a dataset has the identity of the original, a
 
 from __future__ import annotations
 
+import io
 import shutil
 from pathlib import Path
 
@@ -239,6 +240,22 @@ def test_an_undecodable_file_is_named_by_its_row_in_the_split_and_its_path(tmp_p
         ValueError, match=rf"row {row} of split 'train' \(file {pets}/green/4.png\): cannot decode image"
     ):
         decode_images(subset, 8)
+
+
+def test_a_row_of_joined_splits_is_named_in_the_split_it_came_from(tmp_path, hf_cache):
+    features = datasets.Features({"image": datasets.Image()})
+    for split, broken in (("train", None), ("unlabeled", 1)):
+        rows = [{"bytes": b"not a png" if index == broken else None, "path": None} for index in range(3)]
+        for index, image in enumerate(colour_images([0, 1, 2], 0)):
+            if index != broken:
+                buffer = io.BytesIO()
+                image.save(buffer, "PNG")
+                rows[index]["bytes"] = buffer.getvalue()
+        data = datasets.Dataset.from_dict({"image": rows}, features=features)
+        data.to_parquet(str(tmp_path / "stl" / "data" / f"{split}-00000-of-00001.parquet"))
+    both = load_image_dataset(str(tmp_path / "stl"), split="train+unlabeled")
+    with pytest.raises(ValueError, match=r"row 1 of split 'unlabeled': cannot decode image"):
+        decode_images(both, 8)
 
 
 # ----------------------------------------------------------------------------------------------
