@@ -131,7 +131,7 @@ def test_save_to_disk_folders(tmp_path):
     loaded = load_image_dataset(str(tmp_path / "dict"))
     assert loaded.column_names == ["image", "label"]  # the only Image column; `fine_label`; caption dropped
     assert decode_labels(loaded).tolist() == [0, 1, 2]
-    assert class_names(loaded) is None
+    assert class_names(loaded) == ["0", "1", "2"]  # integers encoded as a ClassLabel, numbers kept
     assert len(load_image_dataset(str(tmp_path / "dict"), split="test")) == 1
 
     train.save_to_disk(str(tmp_path / "single"))  # a Dataset with no split name answers to "train"

@@ -2,6 +2,7 @@
 
 `SimCLRImageProcessor` turns images into model inputs with the same two functions the probe, the kNN
 monitor and the decoded training split use ([`image_view.eval_view`], then [`image_view.to_model_input`]):
+turn the image as its EXIF orientation says (as `datasets` and `transformers.image_utils.load_image` do),
 convert any PIL mode to RGB, resize the shorter side to `image_size`, crop the center square, scale to
 [0, 1] and normalise. So `pipeline("image-feature-extraction", ...)` and `AutoImageProcessor` +
 `AutoModel` give the features the published numbers were measured on, for images of any shape and mode.
@@ -72,7 +73,9 @@ class SimCLRImageProcessor(BaseImageProcessor):
 
         Args:
             images: a PIL image, a uint8 `np.ndarray` of shape `(H, W)` or `(H, W, C)`, or a list of them;
-                any PIL mode (L, RGBA, P, I;16, F, ...) is converted to RGB as in training.
+                any PIL mode (L, RGBA, P, I;16, F, ...) is converted to RGB as in training, and a PIL
+                image's EXIF orientation is applied (a phone photo opened with `PIL.Image.open` gives the
+                pixels `load_image` and `datasets` give).
             return_tensors (`str`, *optional*, defaults to `"pt"`): `"pt"`, `"np"`, or None (lists).
 
         Returns:

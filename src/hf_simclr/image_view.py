@@ -2,9 +2,11 @@
 
 This is the only image code a saved model folder carries for `trust_remote_code` (with the model, config
 and image processor files): the training augmentation (`transforms.py`, `gpu_transforms.py`) stays in
-the package. [`eval_view`] is the one definition of the deterministic view used by the probe, the kNN
-monitor, the decoded training split and the saved image processor; [`to_model_input`] scales and
-normalises it.
+the package. [`upright_rgb`] is the one reading of an image's pixels (EXIF orientation applied, as
+`datasets`' `Image` feature and `transformers.image_utils.load_image` apply it; then RGB), which every path
+that decodes an image goes through; [`eval_view`] is the one definition of the deterministic view used by
+the probe, the kNN monitor, the decoded training split and the saved image processor; [`to_model_input`]
+scales and normalises it.
 """
 
 from __future__ import annotations
@@ -13,8 +15,30 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import ExifTags, Image, ImageOps
 from torchvision.transforms import v2
+
+
+def upright(image: Image.Image) -> Image.Image:
+    """The image turned the way its EXIF orientation says it is seen (phones store photos sideways, with
+    orientation 6), as `datasets`' `Image` feature and `transformers.image_utils.load_image` give it.
+
+    An image without an orientation tag is returned as it is; a turned image carries no orientation tag
+    any more, so applying this twice (e.g. to an image `datasets` already decoded) changes nothing.
+    """
+    if image.getexif().get(ExifTags.Base.Orientation) is None:
+        return image
+    return ImageOps.exif_transpose(image)
+
+
+def upright_rgb(image: Image.Image) -> Image.Image:
+    """The pixels every path of the package reads from an image: [`upright`], then [`to_rgb`].
+
+    `datasets` (`Image` feature), `transformers.image_utils.load_image` and so `pipeline(...)` apply the
+    same EXIF orientation, so a phone photo gives the same pixels in training, in the evaluation and in
+    users' own tools.
+    """
+    return to_rgb(upright(image))
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -42,19 +66,20 @@ def to_rgb(image: Image.Image) -> Image.Image:
 def eval_view(image: Image.Image, image_size: int) -> np.ndarray:
     """The deterministic evaluation view of one image, as uint8 pixels `(3, S, S)`.
 
-    The image is converted to RGB ([`to_rgb`]); unless it is already `image_size` square, its shorter
-    side is resized to `image_size` (bilinear, antialiased) and the center square is cropped. This is
-    the one definition of the view used by the probe, the kNN monitor, the decoded training split and
-    the saved image processor (`SimCLRImageProcessor`); [`to_model_input`] then scales and normalises.
+    The image is turned upright and converted to RGB ([`upright_rgb`]); unless it is already `image_size`
+    square, its shorter side is resized to `image_size` (bilinear, antialiased) and the center square is
+    cropped. This is the one definition of the view used by the probe, the kNN monitor, the decoded
+    training split and the saved image processor (`SimCLRImageProcessor`); [`to_model_input`] then scales
+    and normalises.
 
     Args:
-        image (`PIL.Image.Image`): any mode PIL reads.
+        image (`PIL.Image.Image`): any mode PIL reads, with or without an EXIF orientation.
         image_size (`int`): side S of the view.
 
     Returns:
         `np.ndarray` of dtype uint8 and shape `(3, S, S)`.
     """
-    image = to_rgb(image)
+    image = upright_rgb(image)
     if image.size != (image_size, image_size):
         image = resize_center_crop(image_size)(image)
     return np.ascontiguousarray(np.asarray(image).transpose(2, 0, 1))

@@ -16,7 +16,7 @@ from PIL import Image
 from torchvision.transforms import v2
 
 from .augmentation import AugmentationConfig
-from .image_view import eval_view, to_model_input, to_rgb
+from .image_view import eval_view, to_model_input, upright_rgb
 
 
 class ImageDecodeError(ValueError):
@@ -36,7 +36,10 @@ class ImageDecodeError(ValueError):
 
 
 def decode_image(value: Image.Image | dict[str, Any]) -> Image.Image:
-    """Decode one value of a `datasets.Image` column to an RGB PIL image.
+    """Decode one value of a `datasets.Image` column to an RGB PIL image, upright ([`upright_rgb`]).
+
+    The pixels are those `datasets` decodes (EXIF orientation applied) and `transformers`' `load_image`
+    gives, converted to RGB as the package converts every mode.
 
     Args:
         value: a PIL image (column decoded by `datasets`) or a `{"bytes": ..., "path": ...}` dict
@@ -46,14 +49,14 @@ def decode_image(value: Image.Image | dict[str, Any]) -> Image.Image:
         ValueError: if the bytes or file are not a readable image (the message holds PIL's reason).
     """
     if isinstance(value, Image.Image):
-        return to_rgb(value)
+        return upright_rgb(value)
     try:
         source = io.BytesIO(value["bytes"]) if value.get("bytes") is not None else value["path"]
         image = Image.open(source)
         image.load()  # decode now, so a truncated file fails here and not later in a transform
     except Exception as error:
         raise ValueError(f"{type(error).__name__}: {error}") from error
-    return to_rgb(image)
+    return upright_rgb(image)
 
 
 def _normalize(config: AugmentationConfig) -> list[Callable]:
@@ -90,7 +93,7 @@ class TwoViewTransform:
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         """Return the two views, a float tensor of shape (2, 3, S, S) with S = `config.image_size`."""
-        image = to_rgb(image)
+        image = upright_rgb(image)
         return torch.stack([self.augment(image), self.augment(image)])
 
 
@@ -119,7 +122,7 @@ class FinetuneTransform:
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         """Return one view, a float tensor of shape (3, S, S) with S = `config.image_size`."""
-        return self.transform(to_rgb(image))
+        return self.transform(upright_rgb(image))
 
 
 class EvalTransform:
