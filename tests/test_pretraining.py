@@ -145,7 +145,7 @@ def interrupted_run(cifar10_path: Path, tmp_path_factory: pytest.TempPathFactory
             {"data": {"max_train_samples": 48, "image_size": 16}},
             r"num_train_samples: 32 in the checkpoint, 48 now",
         ),
-        ({"seed": 1}, r"dataset_fingerprint: '\w+' in the checkpoint, '\w+' now \(.*--seed\)"),
+        ({"seed": 1}, r"dataset_identity: '\w+' in the checkpoint, '\w+' now \(.*--seed\)"),
         ({"optimizer": "adamw"}, r"optimizer: 'lars' in the checkpoint, 'adamw' now \(--optimizer\)"),
         ({"max_steps": 6}, r"total_steps: 4 in the checkpoint, 6 now"),
         (

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from ..augmentation import AugmentationConfig
 from ..configuration_simclr import SimCLRConfig
-from ..data import decode_images, decode_labels, decoded_cache_file
+from ..data import dataset_identity, decode_images, decode_labels, decoded_cache_file
 from ..devices import default_device
 from ..folder_format import write_atomically
 from ..image_view import to_model_input
@@ -202,8 +202,9 @@ def cached_features(
 ) -> dict[str, torch.Tensor]:
     """[`extract_features`] of a split, reused from `cache_file` (safetensors) when made by the same inputs.
 
-    The file's metadata holds a key made of the weights ([`model_fingerprint`]), the dataset's
-    `datasets` fingerprint and length, and the evaluation view; any change recomputes.
+    The file's metadata holds a key made of the weights ([`model_fingerprint`]), the dataset's content
+    ([`dataset_identity`]: a copy staged elsewhere finds it) and length, and the evaluation view; any change
+    recomputes.
 
     Args:
         cache_file (`str` or `Path`): the safetensors file.
@@ -226,7 +227,7 @@ def cached_features(
     key = json.dumps(
         {
             "model": model_fingerprint(encoder, head),
-            "dataset": getattr(split.dataset, "_fingerprint", None),
+            "dataset": dataset_identity(split.dataset),
             "rows": len(split.dataset),
             "image_size": model.view.image_size,
             "mean": list(model.view.mean),

@@ -23,6 +23,7 @@ from safetensors import safe_open
 
 from ..arguments import UsageError
 from ..configuration_simclr import SimCLRConfig
+from ..data import dataset_identity
 from ..folder_format import (
     CHECKPOINT_DIR,
     CHECKPOINT_FILES,
@@ -49,7 +50,7 @@ ARCHITECTURE_SETTINGS = tuple(
 RESUME_SETTING_SOURCES = {
     "global_batch_size": "--per_device_train_batch_size x processes",
     "num_train_samples": "--dataset_name, --train_split, --max_train_samples",
-    "dataset_fingerprint": "--dataset_name, --train_split, --max_train_samples, --seed",
+    "dataset_identity": "the data's content: --dataset_name, --train_split, --max_train_samples, --seed",
     "total_steps": "--num_train_epochs or --max_steps, with the global batch",
     "warmup_steps": "--warmup_epochs, with the global batch",
     "image_size": "--image_size or --preset",
@@ -190,7 +191,8 @@ def resume_settings(
 ) -> dict[str, Any]:
     """What a resumed run must share with its checkpoint, saved in each one as `resume_settings.json`.
 
-    The step counter only means the same thing with the same data (length and `datasets` fingerprint)
+    The step counter only means the same thing with the same data (its length and content:
+    [`dataset_identity`], so a copy of the data staged elsewhere resumes, a changed dataset does not)
     and global batch; the optimizer's state only loads into the same optimizer and architecture
     (`SimCLRConfig`); the learning-rate schedule is set by the total and warmup steps. The learning rate
     itself may change (e.g. lowered after a non-finite loss).
@@ -201,7 +203,7 @@ def resume_settings(
     settings = {
         "global_batch_size": global_batch,
         "num_train_samples": len(dataset),
-        "dataset_fingerprint": dataset._fingerprint,
+        "dataset_identity": dataset_identity(dataset),
         "optimizer": optimizer,
         "total_steps": total_steps,
         "warmup_steps": warmup_steps,
@@ -228,10 +230,19 @@ def check_resume_settings(checkpoint: Path, settings: dict[str, Any]) -> None:
         )
         return
     saved = read_json(path)
+    unrecorded = [name for name in settings if name not in saved]
+    if (
+        unrecorded
+    ):  # a checkpoint of an earlier version, which recorded fewer settings (or named them otherwise)
+        warnings.warn(
+            f"{checkpoint} predates the resume setting(s) {', '.join(unrecorded)}, so those are unchecked: the "
+            f"resume must use the data and settings of the run that wrote it.",
+            stacklevel=2,
+        )
     differences = [
         f"{name}: {saved.get(name)!r} in the checkpoint, {value!r} now ({RESUME_SETTING_SOURCES.get(name, '--' + name)})"
         for name, value in settings.items()
-        if saved.get(name) != value
+        if name in saved and saved[name] != value
     ]
     if differences:
         raise UsageError(

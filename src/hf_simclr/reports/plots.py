@@ -6,7 +6,6 @@ here needs a display or changes pyplot's global backend.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from ..folder_format import (
     TSNE_FILE,
     write_atomically,
 )
-from ..model_folder import resolve_model_file
+from ..model_folder import read_json_lines, resolve_model_file
 from ..transforms import decode_image
 
 
@@ -275,8 +274,8 @@ def plot_confusion_matrix(matrix: Sequence[Sequence[int]], names: Sequence[str],
 
 
 def read_log_history(path: str | Path) -> list[dict[str, Any]]:
-    """The records of a `log_history.jsonl` (one JSON object per line; blank lines skipped)."""
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    """The records of a `log_history.jsonl` ([`read_json_lines`]: a partial last line is left out)."""
+    return read_json_lines(path)
 
 
 def plot_training_curves(log_history_file: str | Path, path: str | Path) -> Path:
