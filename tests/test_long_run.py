@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import datasets
 import pytest
 import torch
 from builders import save_tiny_dataset, save_tiny_model
@@ -124,6 +125,28 @@ def test_a_resume_from_a_truncated_latest_checkpoint_continues_from_the_older_on
     out = capsys.readouterr().out
     assert "Skipped" in out and "optimizer.bin" in out and "Resumed from" in out and "step 3" in out, out
     assert summary["steps"] == 6 and checkpoint_damage(copy / "checkpoints" / "step_6") is None
+
+
+def as_parquet(saved: Path, folder: Path) -> Path:
+    """A `save_to_disk` dataset as a folder of parquet files in the Hub's layout (`data/<split>-*.parquet`),
+    which `datasets` fingerprints by the files' paths."""
+    for split, dataset in datasets.load_from_disk(str(saved)).items():
+        dataset.to_parquet(str(folder / "data" / f"{split}-00000-of-00001.parquet"))
+    return folder
+
+
+def test_a_copy_of_the_data_staged_elsewhere_resumes_and_a_changed_one_is_refused(finished_run, tmp_path):
+    _, saved = finished_run
+    data, staged = as_parquet(saved, tmp_path / "data"), tmp_path / "scratch" / "data"
+    run = tmp_path / "run"
+    tiny_pretraining(run, data, max_steps=3)
+    shutil.copytree(data, staged)  # what a cluster job does: the same files, another folder
+    assert tiny_pretraining(run, staged, max_steps=3, resume_from_checkpoint="latest")["steps"] == 3
+    changed = as_parquet(
+        save_tiny_dataset(tmp_path / "other", per_class=(8, 2), classes=list("xyz")), tmp_path / "c"
+    )
+    with pytest.raises(UsageError, match=r"dataset_identity: '\w+' in the checkpoint, '\w+' now"):
+        tiny_pretraining(run, changed, max_steps=3, resume_from_checkpoint="latest")
 
 
 # ----------------------------------------------------------------------------------------------
