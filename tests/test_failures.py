@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
+import time
 import types
 import typing
 from pathlib import Path
@@ -418,7 +419,15 @@ def test_null_in_a_recipe_means_the_default(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow  # a script or Python run in a subprocess
-def test_the_bare_command_runs_the_main_job_and_offline_says_which_dataset_to_pass(tmp_path):
+@pytest.mark.parametrize(
+    "network",
+    [
+        {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"},  # offline mode
+        {"HF_ENDPOINT": "http://127.0.0.1:9"},  # no network, and no word of it: the first refusal says it
+    ],
+    ids=["offline_mode", "unreachable_hub"],
+)
+def test_the_bare_command_runs_the_main_job_and_offline_says_which_dataset_to_pass(tmp_path, network):
     from hf_simclr.pretraining.arguments import default_output_dir
 
     model_args, data_args, args = PRETRAIN.parse([])
@@ -428,16 +437,24 @@ def test_the_bare_command_runs_the_main_job_and_offline_says_which_dataset_to_pa
         and args.output_dir is None
     )
     assert default_output_dir(model_args, data_args) == "runs/simclr-cifar10-resnet18"
-    offline = {**__import__("os").environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    environment = {**__import__("os").environ, **network}
+    for variable in {"HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"} - set(network):
+        environment.pop(variable, None)
+    started = time.perf_counter()
     result = subprocess.run(
         [sys.executable, str(REPO_ROOT / "scripts" / "pretrain.py")],
         capture_output=True,
         text=True,
         timeout=300,
         cwd=tmp_path,
-        env=offline,
+        env=environment,
     )
+    seconds = time.perf_counter() - started
     errors = [line for line in result.stderr.splitlines() if line.startswith("pretrain.py: error:")]
+    assert "Retry" not in result.stderr and seconds < 20, (
+        seconds,
+        result.stderr[-2000:],
+    )  # 29 s of retries before
     assert result.returncode == 2 and len(errors) == 1, result.stderr[-2000:]
     assert (
         "--dataset_name uoft-cs/cifar10: cannot load it from the Hub" in errors[0]

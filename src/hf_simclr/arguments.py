@@ -118,6 +118,37 @@ def local_path(name: str | Path) -> Path | None:
     return path if path.exists() or looks_local(name) else None
 
 
+# One request, no retries: `datasets` retries an unreachable Hub five times with backoff (about 30 s).
+HUB_PROBE_TIMEOUT_SECONDS = 5.0
+
+
+@contextmanager
+def offline_unless_reachable() -> Iterator[None]:
+    """Inside the block, `datasets`, `huggingface_hub` (and so transformers) are in offline mode when one
+    request to the Hub failed: a cached copy still loads, and anything else fails at once instead of after
+    five retries. Every load of a Hub id (a dataset, a model's files) runs inside it."""
+    import datasets
+    from huggingface_hub import constants, get_session
+
+    if constants.HF_HUB_OFFLINE or datasets.config.HF_HUB_OFFLINE:
+        yield
+        return
+    try:
+        get_session().head(constants.ENDPOINT, timeout=HUB_PROBE_TIMEOUT_SECONDS)
+        reachable = True
+    except Exception:  # any failure of the connection: the HTTP clients' own errors, OSError
+        reachable = False
+    if reachable:
+        yield
+        return
+    saved = constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = datasets.config.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE = saved
+
+
 def check_path(flag: str, value: str | None, role: str) -> None:
     """Refuse a path that cannot serve its `role`, without writing anything.
 

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 import torch
 from datasets import ClassLabel, Dataset, DatasetDict
 
-from .arguments import UsageError, local_path
+from .arguments import UsageError, local_path, offline_unless_reachable
 from .folder_format import DATASET_FILES, decoded_cache_name, write_atomically
 from .image_view import eval_view
 from .transforms import ImageBatchTransform, ImageDecodeError, decode_image
@@ -123,7 +123,8 @@ def _load_local(path: Path, config_name: str | None) -> Dataset | DatasetDict:
 
 def _load_from_hub(dataset_name: str, config_name: str | None, revision: str | None) -> DatasetDict:
     try:
-        return datasets.load_dataset(dataset_name, config_name, revision=revision)
+        with offline_unless_reachable():
+            return datasets.load_dataset(dataset_name, config_name, revision=revision)
     except (OSError, datasets.exceptions.DatasetNotFoundError) as error:  # ConnectionError is an OSError
         raise UsageError(
             f"--dataset_name {dataset_name}: cannot load it from the Hub (offline, or no such dataset). "

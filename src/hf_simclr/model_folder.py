@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .arguments import UsageError, local_path
+from .arguments import UsageError, local_path, offline_unless_reachable
 from .folder_format import (
     CONFIG_FILE,
     IMAGE_PROCESSOR_FILE,
@@ -219,7 +219,8 @@ def resolve_model_file(
     from huggingface_hub.errors import EntryNotFoundError, HFValidationError, LocalEntryNotFoundError
 
     try:
-        return Path(hf_hub_download(str(model_name_or_path), filename, revision=revision))
+        with offline_unless_reachable():  # one failed connection, not five retries
+            return Path(hf_hub_download(str(model_name_or_path), filename, revision=revision))
     except (EntryNotFoundError, LocalEntryNotFoundError, HFValidationError):
         return None
 
