@@ -48,6 +48,7 @@ def pretrain(
         total=run.plan.total_steps, initial=run.state.step, disable=not run.accelerator.is_local_main_process
     )
     run.model.train()
+    first_step, loop_started = run.state.step, time.time()
     try:
         with stop_signals.deferred():  # a scheduler's SIGTERM: the step finishes, a checkpoint is written
             for pixel_values in run.views.from_step(run.state.step):
@@ -55,7 +56,7 @@ def pretrain(
                 progress.update(1)
                 after_step(run, learning_rate, progress)
                 stop_if_signalled(run, progress)
-                estimate_time(run, progress)
+                estimate_time(run, progress, first_step, loop_started)
     except KeyboardInterrupt:
         progress.close()  # the bar is not drawn again under the message
         raise stop_signals.Interrupted(where_to_continue(run), "pretrain.py") from None
@@ -120,14 +121,14 @@ def after_step(run: Run, learning_rate: float, progress: tqdm) -> None:
 ESTIMATE_AFTER_STEPS = 3
 
 
-def estimate_time(run: Run, progress: tqdm) -> None:
-    """Once, after the first `ESTIMATE_AFTER_STEPS` steps of this start: the time per step and what the
-    remaining steps will take at that rate, on this machine."""
-    taken = progress.n - progress.initial
+def estimate_time(run: Run, progress: tqdm, first_step: int, loop_started: float) -> None:
+    """Once, after the first `ESTIMATE_AFTER_STEPS` steps of this start (from step `first_step`, at
+    `loop_started`): the time per step and what the remaining steps will take at that rate, on this machine."""
+    taken = run.state.step - first_step
     remaining = run.plan.total_steps - run.state.step
     if taken != ESTIMATE_AFTER_STEPS or remaining == 0 or not run.accelerator.is_local_main_process:
         return
-    per_step = progress.format_dict["elapsed"] / taken
+    per_step = (time.time() - loop_started) / taken
     progress.write(
         f"Estimate from the first {taken} steps: {per_step:.2f} s a step, about "
         f"{format_duration(per_step * remaining)} for the remaining {remaining} steps on this machine."
