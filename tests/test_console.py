@@ -81,3 +81,12 @@ def test_loading_a_model_folder_prints_no_library_bar_or_load_report(tmp_path, c
     load_frozen_model(str(folder))
     out, err = capfd.readouterr()
     assert "Loading weights" not in out + err and "LOAD REPORT" not in (out + err).upper(), out + err
+
+
+def test_finetune_help_shows_the_scripts_own_settings_first_under_their_own_title():
+    from hf_simclr.finetuning import FINETUNE
+
+    text = FINETUNE.parser().format_help()
+    own, trainer = text.index("finetune.py's settings"), text.index("Trainer's settings")
+    assert own < text.index("--model_name_or_path") < text.index("--label_fraction") < trainer
+    assert trainer < text.index("--per_device_train_batch_size")

@@ -410,10 +410,26 @@ def write_finetune_results(results: dict[str, Any], output_dir: str | Path) -> P
     return write_json_atomically(Path(output_dir) / FINETUNE_RESULTS_FILE, results)
 
 
+# `--help` shows the script's own settings first under their own title, then Trainer's under another.
+FinetuneArguments._argument_group_name = (
+    "finetune.py's settings (the model, the data, the label fraction, the view, the initialisation)"
+)
+
+
+@dataclass
+class TrainerArguments(TrainingArguments):
+    """transformers' `TrainingArguments`, titled as a group of their own in `--help`."""
+
+    _argument_group_name = (
+        "Trainer's settings (transformers' TrainingArguments: epochs, batch, optimizer, precision, checkpoints; "
+        "--bf16 on a GPU)"
+    )
+
+
 # `scripts/finetune.py`: ours, then every option of transformers' `TrainingArguments`.
 FINETUNE = Command(
     "finetune.py",
-    (FinetuneArguments, TrainingArguments),
+    (FinetuneArguments, TrainerArguments),
     "hf_simclr.finetuning:finetune",
     report="hf_simclr.finetuning:describe_finetuning",
     interrupted="run the same command with --resume_from_checkpoint latest to continue from Trainer's last "
