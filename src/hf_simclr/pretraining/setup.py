@@ -390,7 +390,9 @@ def describe_run(
         f"({args.optimizer}), views made on {accelerator.device.type} (--augment_on {views.name}), device "
         f"{accelerator.device}, output {args.output_dir}."
     )
-    if accelerator.device.type == "cpu":
+    # The CPU-sized check below: 12 steps of 64 views of 16 px; a run well beyond it on a CPU is told so.
+    beyond_a_check = plan.total_steps * plan.global_batch * image_size**2 > 2 * 12 * 64 * 16**2
+    if accelerator.device.type == "cpu" and beyond_a_check:
         accelerator.print(
             f"Note: no GPU here: {plan.total_steps} steps of {plan.global_batch} images at "
             f"{image_size}px run on this CPU; the time per step is estimated after the first steps. A "
