@@ -23,9 +23,10 @@ FEATURE_CHOICES = {"h": ("h",), "z": ("z",), "both": ("h", "z")}
 
 
 @dataclass
-class LinearProbeArguments(DatasetArguments):
-    """Arguments of `scripts/linear_probe.py` (and of [`run_linear_probe`]); the dataset's are
-    [`DatasetArguments`]."""
+class ProbeArguments(DatasetArguments):
+    """What every evaluation of frozen features takes (`scripts/snapshot_curve.py` too): the model, the data
+    ([`DatasetArguments`]), feature extraction and the linear/kNN probe on h. [`LinearProbeArguments`] adds
+    what only `scripts/linear_probe.py` does."""
 
     model_name_or_path: str = field(
         metadata={"help": "SimCLR model folder written by pretraining, or a Hub model id."}
@@ -34,16 +35,8 @@ class LinearProbeArguments(DatasetArguments):
     output_dir: str | None = field(
         default=None,
         metadata={
-            "help": "Where results.json, the plots and the feature cache go. Defaults to the model folder "
-            "(a local one), where a README.md model card is then written too."
-        },
-    )
-    features: str = field(
-        default="both",
-        metadata={
-            "help": "Representations to probe: h (the encoder's output, the headline), z (the projection "
-            "head's output; the paper's Table 3 shows it is worse), or both. z needs a pretraining "
-            "folder (one with the head); with 'both' and no head, z is skipped and the reason recorded."
+            "help": "Where the results, the plots and the feature cache go. Defaults to the model folder "
+            "(a local one; linear_probe.py then writes its README.md model card there too)."
         },
     )
     seed: int = field(
@@ -61,13 +54,6 @@ class LinearProbeArguments(DatasetArguments):
         default_factory=lambda: [10, 200],
         metadata={"help": "Neighbour counts of the kNN classifier (200 is the InstDisc monitor's choice)."},
     )
-    label_fractions: list[float] = field(
-        default_factory=lambda: [0.01, 0.1],
-        metadata={
-            "help": "Fractions of the train labels (class-balanced) for extra linear probes; a fraction "
-            "that would leave a class without examples is skipped, with the reason in results.json."
-        },
-    )
     weight_decays: list[float] = field(
         default_factory=lambda: list(DEFAULT_WEIGHT_DECAYS),
         metadata={"help": "Grid of L2 penalties of the linear probe; the held-out split picks one."},
@@ -76,12 +62,6 @@ class LinearProbeArguments(DatasetArguments):
         default=0.1, metadata={"help": "Fraction of the train split held out to pick the weight decay."}
     )
     max_iter: int = field(default=500, metadata={"help": "L-BFGS iterations per linear probe fit."})
-    plots: bool = field(default=False, metadata={"help": "Write t-SNE, neighbours, confusion, curve PNGs."})
-    skip_baseline: bool = field(default=False, metadata={"help": "Skip the random-init encoder baseline."})
-    write_card: bool = field(
-        default=True,
-        metadata={"help": "Write the README.md model card when the output folder is the model folder."},
-    )
     device: str | None = field(
         default=None, metadata={"help": "torch device; cuda when available by default."}
     )
@@ -92,42 +72,76 @@ class LinearProbeArguments(DatasetArguments):
             self,
             {"model_name_or_path": READ_DIR_OR_HUB, "output_dir": WRITE_DIR, "decoded_cache_dir": WRITE_DIR},
         )
-        check_arguments(
-            self,
-            {
-                "features": (self.features in FEATURE_CHOICES, "h, z or both"),
-                "seed": (0 <= self.seed < 2**32, "in [0, 2**32)"),
-                "batch_size": (self.batch_size >= 1, "a positive integer"),
-                "knn_k": (
-                    bool(self.knn_k) and all(k >= 1 for k in self.knn_k),
-                    "one or more positive integers",
-                ),
-                "label_fractions": (
-                    all(0 < f <= 1 for f in self.label_fractions),
-                    "fractions in (0, 1], e.g. 0.01 0.1 (none: no label-fraction probes)",
-                ),
-                "weight_decays": (
-                    bool(self.weight_decays)
-                    and all(math.isfinite(wd) and wd >= 0 for wd in self.weight_decays),
-                    "one or more values >= 0",
-                ),
-                "holdout_fraction": (0 < self.holdout_fraction < 1, "in (0, 1), e.g. 0.1"),
-                "max_iter": (self.max_iter >= 1, "a positive integer"),
-                "device": (
-                    self.device is None or re.fullmatch(r"cpu|cuda(:\d+)?|mps", self.device) is not None,
-                    "cpu, cuda, cuda:N or mps (unset: cuda when available)",
-                ),
-            },
-        )
+        check_arguments(self, self.value_checks())
         if self.output_dir is None and local_path(self.model_name_or_path) is None:
             raise UsageError(
                 f"--model_name_or_path {self.model_name_or_path} is a Hub id: pass --output_dir."
             )
 
+    def value_checks(self) -> dict[str, tuple[bool, str]]:
+        """`{flag: (valid, what it must be)}` of each value, for [`check_arguments`]."""
+        return {
+            "seed": (0 <= self.seed < 2**32, "in [0, 2**32)"),
+            "batch_size": (self.batch_size >= 1, "a positive integer"),
+            "knn_k": (
+                bool(self.knn_k) and all(k >= 1 for k in self.knn_k),
+                "one or more positive integers",
+            ),
+            "weight_decays": (
+                bool(self.weight_decays) and all(math.isfinite(wd) and wd >= 0 for wd in self.weight_decays),
+                "one or more values >= 0",
+            ),
+            "holdout_fraction": (0 < self.holdout_fraction < 1, "in (0, 1), e.g. 0.1"),
+            "max_iter": (self.max_iter >= 1, "a positive integer"),
+            "device": (
+                self.device is None or re.fullmatch(r"cpu|cuda(:\d+)?|mps", self.device) is not None,
+                "cpu, cuda, cuda:N or mps (unset: cuda when available)",
+            ),
+        }
+
+
+@dataclass
+class LinearProbeArguments(ProbeArguments):
+    """Arguments of `scripts/linear_probe.py` (and of [`run_linear_probe`]): [`ProbeArguments`] and what
+    only the full evaluation does (z, label fractions, the baseline, plots, the card)."""
+
+    features: str = field(
+        default="both",
+        metadata={
+            "help": "Representations to probe: h (the encoder's output, the headline), z (the projection "
+            "head's output; the paper's Table 3 shows it is worse), or both. z needs a pretraining "
+            "folder (one with the head); with 'both' and no head, z is skipped and the reason recorded."
+        },
+    )
+    label_fractions: list[float] = field(
+        default_factory=lambda: [0.01, 0.1],
+        metadata={
+            "help": "Fractions of the train labels (class-balanced) for extra linear probes; a fraction "
+            "that would leave a class without examples is skipped, with the reason in results.json."
+        },
+    )
+    plots: bool = field(default=False, metadata={"help": "Write t-SNE, neighbours, confusion, curve PNGs."})
+    skip_baseline: bool = field(default=False, metadata={"help": "Skip the random-init encoder baseline."})
+    write_card: bool = field(
+        default=True,
+        metadata={"help": "Write the README.md model card when the output folder is the model folder."},
+    )
+
+    def value_checks(self) -> dict[str, tuple[bool, str]]:
+        return {
+            **super().value_checks(),
+            "features": (self.features in FEATURE_CHOICES, "h, z or both"),
+            "label_fractions": (
+                all(0 < f <= 1 for f in self.label_fractions),
+                "fractions in (0, 1], e.g. 0.01 0.1 (none: no label-fraction probes)",
+            ),
+        }
+
 
 @dataclass
 class SnapshotArguments:
-    """Arguments of `scripts/snapshot_curve.py` besides the probe's ([`LinearProbeArguments`])."""
+    """Arguments of `scripts/snapshot_curve.py` besides the probe's ([`ProbeArguments`]: the curve probes h
+    of each snapshot, so the full evaluation's z, label fractions, baseline, plots and card do not apply)."""
 
     snapshots: list[str] | None = field(
         default=None,
@@ -154,7 +168,7 @@ LINEAR_PROBE = Command(
 )
 SNAPSHOT_CURVE = Command(
     "snapshot_curve.py",
-    (LinearProbeArguments, SnapshotArguments),
+    (ProbeArguments, SnapshotArguments),
     "hf_simclr.evaluation.snapshots:snapshot_curve",
     report="hf_simclr.reports.tables:format_snapshot_rows",
     interrupted="features already extracted are cached (feature_cache/): run the same command again.",

@@ -20,7 +20,12 @@ from ..arguments import (
 class ExperimentArguments:
     """Arguments of `scripts/run_experiments.py` (and of [`run_experiments`])."""
 
-    grid: str = field(metadata={"help": "The grid file (YAML): base recipe, overrides, variants, sections."})
+    grid: str = field(
+        metadata={
+            "help": "The grid file (YAML): base recipe, overrides, variants, sections. Given first, without "
+            "the flag: `run_experiments.py configs/grids/ablations.yaml --results_dir ...`."
+        }
+    )
     results_dir: str = field(metadata={"help": "Results of each variant and the table (no weights)."})
     work_dir: str = field(
         default="runs/experiments", metadata={"help": "Model folders (weights) and decoded data."}
