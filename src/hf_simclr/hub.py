@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from .arguments import READ_DIR, Command, UsageError, check_path, check_repo_id
 from .folder_format import (
     CONFIG_FILE,
+    FOLDER_HOLDER_FILE,
+    FOLDER_LOCK_FILE,
     IMAGE_PROCESSOR_FILE,
     MODEL_CARD_FILE,
     RESULTS_FILE,
@@ -47,6 +49,8 @@ UPLOAD_IGNORE_PATTERNS = [
     "snapshots/*",
     ".tmp-*",
     ".*.tmp",
+    FOLDER_LOCK_FILE,  # left behind only by a killed run: a folder is held while a run writes it
+    FOLDER_HOLDER_FILE,
     "*__pycache__*",
 ]
 
