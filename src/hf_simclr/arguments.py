@@ -38,7 +38,13 @@ from typing import Any
 import yaml
 
 from . import stop_signals
-from .folder_format import FOLDER_HOLDER_FILE, FOLDER_LOCK_FILE, NoSpaceLeft, write_text_atomically
+from .folder_format import (
+    FOLDER_HOLDER_FILE,
+    FOLDER_LOCK_FILE,
+    NoSpaceLeft,
+    nearest_existing,
+    write_text_atomically,
+)
 
 
 class UsageError(ValueError):
@@ -128,17 +134,9 @@ def offline_unless_reachable() -> Iterator[None]:
     request to the Hub failed: a cached copy still loads, and anything else fails at once instead of after
     five retries. Every load of a Hub id (a dataset, a model's files) runs inside it."""
     import datasets
-    from huggingface_hub import constants, get_session
+    from huggingface_hub import constants
 
-    if constants.HF_HUB_OFFLINE or datasets.config.HF_HUB_OFFLINE:
-        yield
-        return
-    try:
-        get_session().head(constants.ENDPOINT, timeout=HUB_PROBE_TIMEOUT_SECONDS)
-        reachable = True
-    except Exception:  # any failure of the connection: the HTTP clients' own errors, OSError
-        reachable = False
-    if reachable:
+    if constants.HF_HUB_OFFLINE or datasets.config.HF_HUB_OFFLINE or hub_reachable(constants.ENDPOINT):
         yield
         return
     saved = constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE
@@ -147,6 +145,19 @@ def offline_unless_reachable() -> Iterator[None]:
         yield
     finally:
         constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE = saved
+
+
+@functools.cache
+def hub_reachable(endpoint: str) -> bool:
+    """Whether one request to the Hub's `endpoint` is answered (asked once per process: a load of a model
+    resolves several files, each of which would otherwise ask again)."""
+    from huggingface_hub import get_session
+
+    try:
+        get_session().head(endpoint, timeout=HUB_PROBE_TIMEOUT_SECONDS)
+        return True
+    except Exception:  # any failure of the connection: the HTTP clients' own errors, OSError
+        return False
 
 
 def check_path(flag: str, value: str | None, role: str) -> None:
@@ -226,13 +237,6 @@ def check_free_space(flag: str, folder: Path, needed: int, what: str) -> None:
 def megabytes(size: int) -> str:
     """`size` bytes for a message: `"61.2 MB"`."""
     return f"{size / 1e6:.1f} MB"
-
-
-def nearest_existing(path: Path) -> Path:
-    """`path`, or its nearest parent that exists (where a new folder will be created)."""
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
 
 
 def check_paths(arguments: Any, roles: dict[str, str]) -> None:

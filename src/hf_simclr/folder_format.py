@@ -151,12 +151,17 @@ def full_disk_named(path: str | Path) -> Iterator[None]:
         ) from error
 
 
-def free_bytes(path: Path) -> int | None:
-    """Free bytes on the disk of `path` (or of its nearest existing parent); None when it cannot be told."""
+def nearest_existing(path: Path) -> Path:
+    """`path`, or its nearest parent that exists (where a new folder will be created)."""
     while not path.exists() and path != path.parent:
         path = path.parent
+    return path
+
+
+def free_bytes(path: Path) -> int | None:
+    """Free bytes on the disk of `path` (or of its nearest existing parent); None when it cannot be told."""
     try:
-        return shutil.disk_usage(path).free
+        return shutil.disk_usage(nearest_existing(path)).free
     except OSError:
         return None
 
