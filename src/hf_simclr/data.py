@@ -442,8 +442,21 @@ def dataset_identity(dataset: Dataset) -> str:
         dataset (`datasets.Dataset`): any dataset; images are found by their `datasets.Image` feature.
 
     Returns:
-        `str` of 16 hex digits.
+        `str` of 16 hex digits. Computed once per dataset state in a process (the resume check, the disk
+        space check and the decoded cache all ask for the training split's).
     """
+    known = _IDENTITIES.get(dataset._fingerprint)
+    if known is None:
+        known = _IDENTITIES[dataset._fingerprint] = _content_identity(dataset)
+    return known
+
+
+# `dataset_identity` by `datasets` fingerprint, which changes with every selection, shuffle or cast.
+_IDENTITIES: dict[str, str] = {}
+
+
+def _content_identity(dataset: Dataset) -> str:
+    """[`dataset_identity`] computed: one pass over the stored bytes."""
     images = {name for name, feature in dataset.features.items() if isinstance(feature, datasets.Image)}
     features = {name: _feature_identity(feature) for name, feature in dataset.features.items()}
     digest = hashlib.sha256(json.dumps({"rows": len(dataset), "features": features}, sort_keys=True).encode())
