@@ -230,10 +230,9 @@ def check_resume_settings(checkpoint: Path, settings: dict[str, Any]) -> None:
         )
         return
     saved = read_json(path)
+    # A checkpoint of an earlier version recorded fewer settings (or named them otherwise).
     unrecorded = [name for name in settings if name not in saved]
-    if (
-        unrecorded
-    ):  # a checkpoint of an earlier version, which recorded fewer settings (or named them otherwise)
+    if unrecorded:
         warnings.warn(
             f"{checkpoint} predates the resume setting(s) {', '.join(unrecorded)}, so those are unchecked: the "
             f"resume must use the data and settings of the run that wrote it.",
