@@ -87,3 +87,32 @@ def pretraining_folder(folder: Path, cifar_stem: bool, seed: int = 0) -> Path:
                 module.running_var.uniform_(0.5, 2.0)
     save_model_folder(model, folder, augmentation_preset("cifar10"), {"epochs": 1})
     return folder
+
+
+# ----------------------------------------------------------------------------------------------
+# A tiny pretraining run on generated data
+# ----------------------------------------------------------------------------------------------
+
+# 24 images of 16 px in batches of 8: 3 steps per epoch, 6 steps, a checkpoint every 3 (all kept).
+TINY_RUN = dict(
+    report_to="none",
+    knn_every_epochs=0,
+    logging_steps=1,
+    warmup_epochs=0,
+    per_device_train_batch_size=8,
+    max_steps=6,
+    checkpointing_steps="3",
+    checkpoints_total_limit=0,
+)
+
+
+def tiny_pretraining(output_dir: Path, data: Path, data_changes: dict | None = None, **changes) -> dict:
+    """`pretrain` of a GroupNorm ResNet-18 on 24 images of `data` at 16 px, `TINY_RUN` with `changes`."""
+    from hf_simclr.pretraining.arguments import DataArguments, ModelArguments, PretrainingArguments
+    from hf_simclr.pretraining.loop import pretrain
+
+    return pretrain(
+        ModelArguments(backbone_kwargs='{"norm_layer": "groupnorm"}'),
+        DataArguments(dataset_name=str(data), image_size=16, max_train_samples=24, **(data_changes or {})),
+        PretrainingArguments(output_dir=str(output_dir), **{**TINY_RUN, **changes}),
+    )

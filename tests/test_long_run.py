@@ -15,7 +15,7 @@ from pathlib import Path
 import datasets
 import pytest
 import torch
-from builders import save_tiny_dataset, save_tiny_model
+from builders import save_tiny_dataset, save_tiny_model, tiny_pretraining
 from safetensors.torch import save_file
 
 from hf_simclr.arguments import UsageError, folder_holds, hold_folder
@@ -31,7 +31,6 @@ from hf_simclr.folder_format import (
     write_bytes_atomically,
 )
 from hf_simclr.model_folder import read_json_lines
-from hf_simclr.pretraining.arguments import DataArguments, ModelArguments, PretrainingArguments
 from hf_simclr.pretraining.checkpoints import (
     checkpoint_damage,
     find_checkpoint,
@@ -39,27 +38,6 @@ from hf_simclr.pretraining.checkpoints import (
     save_checkpoint,
 )
 from hf_simclr.pretraining.log import drop_partial_last_line
-from hf_simclr.pretraining.loop import pretrain
-
-# 24 images of 16 px in batches of 8: 3 steps per epoch, 6 steps, a checkpoint every 3.
-TINY_RUN = dict(
-    report_to="none",
-    knn_every_epochs=0,
-    logging_steps=1,
-    warmup_epochs=0,
-    per_device_train_batch_size=8,
-    max_steps=6,
-    checkpointing_steps="3",
-    checkpoints_total_limit=0,
-)
-
-
-def tiny_pretraining(output_dir: Path, data: Path, **changes) -> dict:
-    return pretrain(
-        ModelArguments(backbone_kwargs='{"norm_layer": "groupnorm"}'),
-        DataArguments(dataset_name=str(data), image_size=16, max_train_samples=24),
-        PretrainingArguments(output_dir=str(output_dir), **{**TINY_RUN, **changes}),
-    )
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ run happens here, before the first step.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import pickle
 from dataclasses import dataclass
@@ -269,28 +268,21 @@ def torch_compile(args: PretrainingArguments, accelerator: Accelerator) -> bool:
     return args.torch_compile if args.torch_compile is not None else accelerator.device.type == "cuda"
 
 
-# The package each tracker of `--report_to` needs (accelerate only warns and logs nowhere without it).
-TRACKER_PACKAGES = {
-    "tensorboard": ("tensorboard", "tensorboardX"),
-    "wandb": ("wandb",),
-    "mlflow": ("mlflow",),
-}
-
-
 def check_tracker(report_to: str) -> None:
-    """Refuse `--report_to` a tracker whose package is not installed, before any work.
+    """Refuse `--report_to` a tracker whose package is not installed (accelerate only warns, and logs
+    nowhere), before any work; which are installed is accelerate's own list.
 
     Raises:
         UsageError: naming the package to install, and `--report_to none`.
     """
-    if report_to in ("none", "all"):
+    from accelerate.tracking import get_available_trackers
+
+    if report_to in ("none", "all") or report_to in {str(tracker) for tracker in get_available_trackers()}:
         return
-    packages = TRACKER_PACKAGES.get(report_to, (report_to,))
-    if not any(importlib.util.find_spec(package) is not None for package in packages):
-        raise UsageError(
-            f"--report_to {report_to}: {packages[0]} is not installed, so nothing would be logged there. "
-            f"pip install {packages[0]}, or pass --report_to none (log_history.jsonl is written either way)."
-        )
+    raise UsageError(
+        f"--report_to {report_to}: {report_to} is not installed, so nothing would be logged there. "
+        f"pip install {report_to}, or pass --report_to none (log_history.jsonl is written either way)."
+    )
 
 
 def build_accelerator(args: PretrainingArguments, output_dir: Path) -> Accelerator:
