@@ -472,20 +472,23 @@ class Command:
         except UsageError as error:
             self.parser().error(str(error))
         except KeyboardInterrupt as interruption:
-            known = isinstance(interruption, stop_signals.Interrupted) and interruption.script == self.name
-            advice = interruption.next_step if known else self.interrupted
-            print(f"\n{self.name}: interrupted; {advice}", file=sys.stderr)
+            print(f"\n{self.name}: interrupted; {self.advice_after(interruption)}", file=sys.stderr)
             raise SystemExit(130) from None
         except NoSpaceLeft as error:
             print(f"\n{self.name}: {error.strerror}.", file=sys.stderr)
             raise SystemExit(1) from None
         except stop_signals.Stopped as stop:
-            advice = stop.next_step if stop.next_step and stop.script == self.name else self.interrupted
-            print(f"\n{self.name}: stopped by {stop.signal_name}; {advice}", file=sys.stderr)
+            print(f"\n{self.name}: stopped by {stop.signal_name}; {self.advice_after(stop)}", file=sys.stderr)
             raise SystemExit(stop.exit_code) from None
         if self.report is not None:
             print(load(self.report)(result))
         return result
+
+    def advice_after(self, stop: BaseException) -> str:
+        """What to do after Ctrl-C or a stop signal: what the stop itself knows (its checkpoint, the resume
+        command) when it was raised for this script, else the script's own advice."""
+        next_step = getattr(stop, "next_step", None)
+        return next_step if next_step and getattr(stop, "script", None) == self.name else self.interrupted
 
 
 def load(reference: str) -> Callable[..., Any]:
