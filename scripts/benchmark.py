@@ -8,6 +8,8 @@ Modes:
         per DataLoader worker count, at 32px (CIFAR-10) and 96px (STL-10 sized).
     training: views per second of the model alone (random batches on the GPU, compiled) and of real
         pretraining steps fed by the GPU pipeline and by the CPU pipeline; peak GPU memory. GPU only.
+    memory: peak memory and time of one pretraining step against the batch and the cached-gradient chunk
+        (`--chunk_size`), each `batch:chunk` setting in its own process; CPU or GPU.
 
 All logic lives in `hf_simclr.benchmark`.
 """

@@ -51,13 +51,19 @@ def run(
     return pretrain(model_args, data_args, train_args)
 
 
-@pytest.mark.parametrize("augment_on", ["gpu", "cpu"])
-def test_resume_gives_the_same_weights(cifar10_path: Path, tmp_path: Path, augment_on: str) -> None:
+@pytest.mark.parametrize(
+    ("augment_on", "chunk_size"), [("gpu", None), ("cpu", None), ("gpu", 4)], ids=["gpu", "cpu", "gpu-chunks"]
+)
+def test_resume_gives_the_same_weights(
+    cifar10_path: Path, tmp_path: Path, augment_on: str, chunk_size: int | None
+) -> None:
     # Both ways of making views: the seeded per-step draw on the device, and the DataLoader (its sampler's
-    # epoch, skipped batches and the RNG states that save_state keeps).
+    # epoch, skipped batches and the RNG states that save_state keeps); and cached-gradient chunks (BatchNorm's
+    # running statistics updated once per chunk).
     data = {"max_train_samples": 96, "image_size": 16, "augment_on": augment_on, "dataloader_num_workers": 0}
     settings = dict(
         data=data,
+        chunk_size=chunk_size,
         per_device_train_batch_size=16,
         max_steps=8,
         checkpointing_steps="3",

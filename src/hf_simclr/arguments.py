@@ -19,6 +19,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import dataclasses
+import difflib
 import functools
 import importlib
 import json
@@ -417,6 +418,9 @@ class Command:
         report (`str`, *optional*): `"module:function"` that turns the run's result into the text printed
             at the end (the library functions themselves print only progress).
         interrupted (`str`): what to do after Ctrl-C, printed instead of a traceback.
+        known_elsewhere (`tuple[tuple[str, str], ...]`): flags of other tools that users type here
+            (Trainer's `--bf16`, the accelerate examples' `--with_tracking`), each with this script's way
+            of saying it; an unknown flag not among them is answered with its closest option.
     """
 
     name: str
@@ -425,6 +429,7 @@ class Command:
     first_positional: str | None = None
     report: str | None = None
     interrupted: str = "nothing was left half-written: run the same command again."
+    known_elsewhere: tuple[tuple[str, str], ...] = ()
 
     def parser(self) -> Any:
         from transformers import HfArgumentParser
@@ -444,13 +449,39 @@ class Command:
         argv = list(sys.argv[1:] if argv is None else argv)
         parser = self.parser()
         try:
-            arguments = tuple(parser.parse_args_into_dataclasses(args=self.expand(argv)))
+            *parsed, unknown = parser.parse_args_into_dataclasses(
+                args=self.expand(argv), return_remaining_strings=True
+            )
+            if unknown:
+                raise UsageError(self.unknown_arguments(unknown, parser))
+            arguments = tuple(parsed)
             for instance in arguments:
                 if hasattr(instance, "check"):  # the checks that need torch (a config, a recipe)
                     instance.check()
         except ValueError as error:  # UsageError, or a value transformers' own dataclasses refuse
             parser.error(str(error))
         return arguments
+
+    def unknown_arguments(self, unknown: list[str], parser: Any) -> str:
+        """What is wrong with each item no option took: another tool's flag (with this script's way of
+        saying it), a misspelt option (with the closest one), or a stray value."""
+        options = sorted(name[2:] for name in parser._option_string_actions if name.startswith("--"))
+        elsewhere = dict(self.known_elsewhere)
+        messages = []
+        for position, item in enumerate(unknown):
+            if not item.startswith("--"):
+                if position == 0 or not unknown[position - 1].startswith("--"):  # else: that flag's value
+                    messages.append(f"{item!r} belongs to no option (a value without its --flag?)")
+                continue
+            name = item[2:].split("=", 1)[0]
+            close = difflib.get_close_matches(name, options, n=1, cutoff=0.75)
+            if name in elsewhere:
+                messages.append(f"--{name} is not an option of {self.name}: {elsewhere[name]}")
+            elif close:
+                messages.append(f"--{name} is not an option of {self.name}; did you mean --{close[0]}?")
+            else:
+                messages.append(f"--{name} is not an option of {self.name}; --help lists them")
+        return "; ".join(messages) + "."
 
     def expand(self, argv: list[str]) -> list[str]:
         """The first positional item as its flag (a recipe file: as its settings)."""

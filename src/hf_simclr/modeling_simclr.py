@@ -210,11 +210,16 @@ class SimCLRForPreTraining(SimCLRPreTrainedModel):
         self.projection_head = ProjectionHead(self.simclr.hidden_size, config)
         self.post_init()
 
-    def forward(self, pixel_values: torch.Tensor, **kwargs) -> SimCLRForPreTrainingOutput:
+    def forward(
+        self, pixel_values: torch.Tensor, return_loss: bool = True, **kwargs
+    ) -> SimCLRForPreTrainingOutput:
         """Contrast two views of every image.
 
         Args:
             pixel_values (`torch.FloatTensor`): `(B, 2, 3, H, W)` or `(2B, 3, H, W)` (see [`split_views`]).
+            return_loss (`bool`, defaults to `True`): False gives h and z only (no loss, no accuracy), as
+                the cached-gradient step's chunks need (`hf_simclr.cached_gradients`): the loss is then
+                computed over the whole batch's z.
 
         Returns:
             [`SimCLRForPreTrainingOutput`]. Under several processes (torch.distributed initialised),
@@ -223,6 +228,8 @@ class SimCLRForPreTraining(SimCLRPreTrainedModel):
         views = split_views(pixel_values)
         h = self.simclr(views).pooler_output
         z = self.projection_head(h)
+        if not return_loss:
+            return SimCLRForPreTrainingOutput(h=h, z=z)
         z_a, z_b = z.chunk(2)
         result = nt_xent_loss(z_a, z_b, self.config.loss_temperature)
         return SimCLRForPreTrainingOutput(

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..arguments import READ_DIR_OR_HUB, WRITE_DIR, WRITE_FILE, Command, check_arguments, check_paths
+from ..arguments import (
+    READ_DIR_OR_HUB,
+    WRITE_DIR,
+    WRITE_FILE,
+    Command,
+    UsageError,
+    check_arguments,
+    check_paths,
+)
 
 
 @dataclass
@@ -35,7 +43,12 @@ TRAINING_CASES = (
 class BenchmarkArguments:
     """Arguments of `scripts/benchmark.py` (and of [`run_benchmark`])."""
 
-    mode: str = field(metadata={"help": "What to time: data (CPU pipeline) or training (GPU only)."})
+    mode: str = field(
+        metadata={
+            "help": "What to time: data (CPU pipeline), training (GPU only) or memory (peak memory and time "
+            "of a step against the batch and --chunk_size)."
+        }
+    )
     output_json: str | None = field(
         default=None, metadata={"help": "Write the report here (printed only when unset)."}
     )
@@ -69,6 +82,17 @@ class BenchmarkArguments:
     cpu_workers: int | None = field(
         default=None, metadata={"help": "--mode training: CPU pipeline workers (default: all cores)."}
     )
+    memory_settings: list[str] = field(
+        default_factory=lambda: ["64:64", "256:256", "256:128", "256:64", "256:32", "1024:64", "1024:1024"],
+        metadata={
+            "help": "--mode memory: batch:chunk settings, each in its own process (256:256: no chunks)."
+        },
+    )
+    memory_backbone: str = field(default="resnet18", metadata={"help": "--mode memory: the timm backbone."})
+    memory_image_size: int = field(default=32, metadata={"help": "--mode memory: the view size."})
+    memory_steps: int = field(
+        default=2, metadata={"help": "--mode memory: steps per setting (after the first: timed)."}
+    )
 
     def __post_init__(self) -> None:
         check_paths(self, {"output_json": WRITE_FILE, "dataset_name": READ_DIR_OR_HUB, "work_dir": WRITE_DIR})
@@ -76,7 +100,13 @@ class BenchmarkArguments:
         check_arguments(
             self,
             {
-                "mode": (self.mode in ("data", "training"), "data or training"),
+                "mode": (self.mode in ("data", "training", "memory"), "data, training or memory"),
+                "memory_settings": (
+                    all(valid_memory_setting(setting) for setting in self.memory_settings),
+                    "batch:chunk pairs such as 1024:64, the chunk dividing the batch",
+                ),
+                "memory_image_size": (self.memory_image_size >= 8, "at least 8 pixels"),
+                "memory_steps": (self.memory_steps >= 1, "a positive integer"),
                 "num_workers": (bool(self.num_workers) and min(self.num_workers) >= 0, "worker counts >= 0"),
                 "batch_size": (self.batch_size >= 1, "a positive integer"),
                 "cifar_batches": (self.cifar_batches >= 1, "a positive integer"),
@@ -86,6 +116,24 @@ class BenchmarkArguments:
                 "cpu_workers": (self.cpu_workers is None or self.cpu_workers >= 1, "a positive integer"),
             },
         )
+
+    def check(self) -> None:
+        """The check that needs timm (run after parsing): `--memory_backbone` is a timm model."""
+        import timm
+
+        if not timm.is_model(self.memory_backbone):
+            raise UsageError(
+                f"--memory_backbone {self.memory_backbone!r} is not a timm model; pick one of "
+                f"timm.list_models('resnet*'), e.g. resnet18."
+            )
+
+
+def valid_memory_setting(setting: str) -> bool:
+    """`batch:chunk` with positive integers, the chunk dividing the batch."""
+    parts = setting.split(":")
+    if len(parts) != 2 or not all(part.isdigit() and int(part) > 0 for part in parts):
+        return False
+    return int(parts[0]) % int(parts[1]) == 0
 
 
 # `scripts/benchmark.py`.

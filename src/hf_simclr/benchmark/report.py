@@ -12,6 +12,7 @@ from pathlib import Path
 from ..folder_format import write_text_atomically
 from .arguments import TRAINING_CASES, BenchmarkArguments
 from .data_pipeline import benchmark_data_pipeline, machine_description
+from .memory import benchmark_memory
 from .training import benchmark_device, benchmark_training, device_name
 
 
@@ -30,7 +31,8 @@ def run_benchmark(args: BenchmarkArguments) -> dict:
         # Other processes slow every number down: a load near 0 before the run means a quiet machine.
         "load_average_1min_before": os.getloadavg()[0],
     }
-    report.update(_time_data(args) if args.mode == "data" else _time_training(args))
+    timed = {"data": _time_data, "training": _time_training, "memory": _time_memory}[args.mode]
+    report.update(timed(args))
     report["load_average_1min_after"] = os.getloadavg()[0]
     if args.output_json is not None:
         output = write_text_atomically(args.output_json, json.dumps(report, indent=2) + "\n")
@@ -62,3 +64,42 @@ def _time_training(args: BenchmarkArguments) -> dict:
     cases = tuple(case for case in TRAINING_CASES if not args.cases or case.name in args.cases)
     results = benchmark_training(args.dataset_name, args.work_dir, cases, cpu_workers=args.cpu_workers)
     return {"device": device_name(benchmark_device()), "results": results}
+
+
+def _time_memory(args: BenchmarkArguments) -> dict:
+    return benchmark_memory(
+        args.memory_settings, args.memory_backbone, args.memory_image_size, args.memory_steps
+    )
+
+
+def format_memory_table(report: dict) -> str:
+    """The Markdown table of a `--mode memory` report: each setting's peak and time, and the time against
+    the unchunked step at the same batch when the report has it (docs/benchmarks.md holds this text)."""
+    rows = report["results"]
+    unchunked = {row["batch"]: row["seconds_per_step"] for row in rows if row["chunk"] == row["batch"]}
+    lines = [
+        "| batch | chunk | peak above start (GB) | per image (MB) | s a step | time vs unchunked |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        plain = unchunked.get(row["batch"])
+        ratio = f"{row['seconds_per_step'] / plain:.2f}x" if plain and row["chunk"] != row["batch"] else "-"
+        per_image = 1000 * row["peak_gb_above_start"] / row["batch"]
+        lines.append(
+            f"| {row['batch']:,} | {row['chunk']:,} | {row['peak_gb_above_start']:.2f} | {per_image:.1f} "
+            f"| {row['seconds_per_step']:.1f} | {ratio} |"
+        )
+    return "\n".join(lines)
+
+
+def memory_summary(report: dict, batch: int, chunk: int) -> str:
+    """One sentence of a `--mode memory` report, for the README: `batch` in chunks of `chunk` against `chunk`
+    and `batch` unchunked."""
+    row = {(r["batch"], r["chunk"]): r for r in report["results"]}
+    chunked, small, whole = row[(batch, chunk)], row[(chunk, chunk)], row[(batch, batch)]
+    return (
+        f"a batch of {batch:,} in chunks of {chunk} peaks at {chunked['peak_gb_above_start']:.2f} GB above what "
+        f"the process holds before its first step, against {small['peak_gb_above_start']:.2f} GB for a batch of "
+        f"{chunk} and {whole['peak_gb_above_start']:.2f} GB for {batch:,} unchunked, and takes "
+        f"{chunked['seconds_per_step']:.1f} s a step against {whole['seconds_per_step']:.1f} s unchunked"
+    )

@@ -223,6 +223,16 @@ class PretrainingArguments:
         default=256,
         metadata={"help": "Images per process; the global batch (x processes) sets the negatives."},
     )
+    chunk_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Images per forward pass, for a batch larger than memory: cached-gradient chunks keep "
+            "every negative of the batch (unlike gradient accumulation) and cost one extra forward; "
+            "BatchNorm normalises each chunk on its own, as a GPU without SyncBatchNorm does. Must divide "
+            "--per_device_train_batch_size; default: the whole batch. A resume may change it. (Not Trainer's "
+            "--gradient_accumulation_steps, whose steps would each see only their own negatives.)"
+        },
+    )
     optimizer: str = field(default="lars", metadata={"help": "lars (paper), sgd or adamw."})
     learning_rate: float | None = field(
         default=None,
@@ -257,7 +267,11 @@ class PretrainingArguments:
         },
     )
     checkpoints_total_limit: int = field(
-        default=2, metadata={"help": "Keep the last K checkpoints (0: keep all)."}
+        default=2,
+        metadata={
+            "help": "Keep the last K checkpoints, older ones are deleted (0: keep all); Trainer's "
+            "--save_total_limit. Snapshots (--snapshot_epochs) are never deleted."
+        },
     )
     resume_from_checkpoint: str | None = field(
         default=None, metadata={"help": "'latest' or a checkpoint path."}
@@ -329,6 +343,12 @@ class PretrainingArguments:
                 "a positive number of steps, or -1 to train for --num_train_epochs",
             ),
             "per_device_train_batch_size": (self.per_device_train_batch_size >= 1, "a positive integer"),
+            "chunk_size": (
+                self.chunk_size is None
+                or (self.chunk_size >= 1 and self.per_device_train_batch_size % self.chunk_size == 0),
+                f"a divisor of --per_device_train_batch_size {self.per_device_train_batch_size} (images per "
+                f"forward pass), e.g. {largest_divisor(self.per_device_train_batch_size, self.chunk_size)}",
+            ),
             "learning_rate": (
                 finite(self.learning_rate) and self.learning_rate > 0,
                 "> 0 (the base rate for a global batch of 256)",
@@ -366,6 +386,12 @@ class PretrainingArguments:
             raise UsageError("--push_to_hub needs --hub_model_id (e.g. org/simclr-resnet18-stl10).")
         if self.push_to_hub:
             check_repo_id(self.hub_model_id, "hub_model_id")
+
+
+def largest_divisor(number: int, at_most: int | None) -> int:
+    """The largest divisor of `number` not above `at_most` (at least 1): the chunk a refused one suggests."""
+    limit = max(1, min(number, at_most or number))
+    return next(d for d in range(limit, 0, -1) if number % d == 0)
 
 
 def parse_snapshot_epochs(value: str | list[int] | tuple[int, ...] | None) -> list[int]:
@@ -409,6 +435,50 @@ CONFIG_FLAGS = tuple(
 )
 DATA_FLAGS = tuple(f.name for f in fields(DataArguments))
 PRETRAINING_ARGUMENTS = (ModelArguments, DataArguments, PretrainingArguments)
+# Flags of transformers' Trainer and of the accelerate / transformers example scripts that people type here,
+# each with this script's way of saying it (every --flag named here is an option: tests/test_help.py).
+_CHUNKS = (
+    "for a batch larger than memory, give --chunk_size N (cached-gradient chunks: every step keeps the "
+    "negatives of its whole batch at the cost of one extra forward; accumulated steps would each see only "
+    "their own negatives, which is not the batch SimCLR needs)"
+)
+_MONITOR = (
+    "the kNN monitor evaluates during training (--knn_every_epochs N); scripts/linear_probe.py after it"
+)
+ELSEWHERE_FLAGS = (
+    ("bf16", "give --mixed_precision bf16 (--mixed_precision auto, the default, is bf16 on a GPU)"),
+    ("fp16", "give --mixed_precision fp16 (CUDA only)"),
+    ("gradient_accumulation_steps", _CHUNKS),
+    ("gradient_checkpointing", _CHUNKS),
+    ("save_total_limit", "give --checkpoints_total_limit K (keeps the last K checkpoints; 0: all)"),
+    ("save_steps", "give --checkpointing_steps N"),
+    ("save_strategy", "give --checkpointing_steps epoch, N (steps) or none"),
+    ("do_train", "pretrain.py always trains: leave it out"),
+    ("do_eval", _MONITOR),
+    ("eval_strategy", _MONITOR),
+    ("evaluation_strategy", _MONITOR),
+    ("eval_steps", _MONITOR),
+    ("warmup_steps", "give --warmup_epochs E (linear warmup, then cosine decay)"),
+    ("warmup_ratio", "give --warmup_epochs E (linear warmup, then cosine decay)"),
+    ("lr_scheduler_type", "the schedule is the paper's: linear warmup (--warmup_epochs), then cosine decay"),
+    ("max_grad_norm", "pretrain.py does not clip gradients"),
+    ("train_batch_size", "give --per_device_train_batch_size N (images per process)"),
+    ("batch_size", "give --per_device_train_batch_size N (images per process)"),
+    ("max_train_steps", "give --max_steps N"),
+    ("epochs", "give --num_train_epochs N"),
+    ("lr", "give --learning_rate (the base rate for a global batch of 256)"),
+    ("with_tracking", "give --report_to tensorboard, wandb, all or none (default: tensorboard)"),
+    ("logging_dir", "logs and trackers write into --output_dir"),
+    ("num_workers", "give --dataloader_num_workers N (the CPU views' workers)"),
+    ("use_cpu", "without a GPU it runs on the CPU; to hide GPUs, set CUDA_VISIBLE_DEVICES="),
+    ("no_cuda", "without a GPU it runs on the CPU; to hide GPUs, set CUDA_VISIBLE_DEVICES="),
+    (
+        "train_dir",
+        "give --dataset_name <the folder> (an imagefolder, parquet files or a save_to_disk folder)",
+    ),
+    ("image_column_name", "give --image_column NAME"),
+    ("label_column_name", "give --label_column NAME"),
+)
 # `scripts/pretrain.py`: an optional recipe file first (`configs/*.yaml`), then flags that override it.
 PRETRAIN = Command(
     "pretrain.py",
@@ -417,4 +487,5 @@ PRETRAIN = Command(
     first_positional="recipe",
     interrupted="the folder keeps its last complete checkpoint: run the same command with --resume_from_checkpoint "
     "latest to continue (before the first checkpoint: the same command starts again).",
+    known_elsewhere=ELSEWHERE_FLAGS,
 )

@@ -1,9 +1,10 @@
 """`pretrain`: setup -> a loop of steps -> the saved model.
 
 One step is [`train_step`]: the learning rate of the step, forward (two views -> h -> z -> NT-Xent, negatives
-from every process), backward, update. What happens after a step is [`after_step`]: the interval log (which
-also reads back the loss and stops on a non-finite one), the kNN monitor and snapshots at the end of an
-epoch, and checkpoints; each is asked of the run's plan, and each is a short function.
+from every process), backward (in cached-gradient chunks with `--chunk_size`: [`cached_gradient_step`]),
+update. What happens after a step is [`after_step`]: the interval log (which also reads back the loss and
+stops on a non-finite one), the kNN monitor and snapshots at the end of an epoch, and checkpoints; each is
+asked of the run's plan, and each is a short function.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tqdm.auto import tqdm
 from .. import stop_signals
 from ..arguments import holds_folders
 from ..augmentation import AugmentationConfig
+from ..cached_gradients import cached_gradient_step
 from ..devices import device_description
 from ..folder_format import CHECKPOINT_DIR, SNAPSHOT_DIR, checkpoint_name, snapshot_name, staged_folder
 from ..hub import push_model_folder
@@ -86,8 +88,13 @@ def train_step(run: Run, pixel_values: torch.Tensor) -> float:
     learning_rate = run.plan.learning_rate(run.state.step)
     for group in run.optimizer.param_groups:
         group["lr"] = learning_rate
-    output = run.model(pixel_values=pixel_values)
-    run.accelerator.backward(output.loss)
+    output = cached_gradient_step(  # without --chunk_size: one forward and backward of the whole batch
+        run.model,
+        pixel_values,
+        run.args.chunk_size,
+        backward=run.accelerator.backward,
+        no_sync=lambda: run.accelerator.no_sync(run.model),
+    )
     run.optimizer.step()
     run.optimizer.zero_grad(set_to_none=True)
     loss = output.loss.detach()
