@@ -55,7 +55,7 @@ def run(
     ("augment_on", "chunk_size"), [("gpu", None), ("cpu", None), ("gpu", 4)], ids=["gpu", "cpu", "gpu-chunks"]
 )
 def test_resume_gives_the_same_weights(
-    cifar10_path: Path, tmp_path: Path, augment_on: str, chunk_size: int | None
+    cifar10_path: Path, tmp_path: Path, augment_on: str, chunk_size: int | None, capsys
 ) -> None:
     # Both ways of making views: the seeded per-step draw on the device, and the DataLoader (its sampler's
     # epoch, skipped batches and the RNG states that save_state keeps); and cached-gradient chunks (BatchNorm's
@@ -71,6 +71,8 @@ def test_resume_gives_the_same_weights(
     )
     full = tmp_path / "full"
     run(full, cifar10_path, **settings)
+    headline = "global batch 16 (16 in chunks of 4 x 1 processes)" if chunk_size else "(16 x 1 processes)"
+    assert headline in capsys.readouterr().out
     interrupted = tmp_path / "interrupted"
     (interrupted / "checkpoints").mkdir(parents=True)
     # The state a run killed after step 3 leaves behind: its step-3 checkpoint and nothing else.

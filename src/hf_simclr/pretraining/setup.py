@@ -376,8 +376,9 @@ def describe_run(
     image_size: int,
 ) -> None:
     """The run's headline (processes, batch, steps, learning rate, device), and what it should know."""
+    chunks = f" in chunks of {args.chunk_size}" if args.chunk_size not in (None, plan.local_batch) else ""
     accelerator.print(
-        f"SimCLR: {len(dataset)} images, global batch {plan.global_batch} ({plan.local_batch} x "
+        f"SimCLR: {len(dataset)} images, global batch {plan.global_batch} ({plan.local_batch}{chunks} x "
         f"{plan.world_size} processes), {plan.total_steps} steps, peak lr {plan.peak_learning_rate:.4g} "
         f"({args.optimizer}), views made on {accelerator.device.type} (--augment_on {views.name}), device "
         f"{accelerator.device}, output {args.output_dir}."
