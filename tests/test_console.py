@@ -45,7 +45,9 @@ def test_a_gpu_sized_run_on_a_cpu_says_so_and_gives_the_cpu_sized_command():
         peak_learning_rate=1.2,
         warmup_steps=0,
     )
-    args = SimpleNamespace(optimizer="lars", output_dir="runs/x", warmup_epochs=10, knn_every_epochs=0)
+    args = SimpleNamespace(
+        optimizer="lars", output_dir="runs/x", warmup_epochs=10, knn_every_epochs=0, chunk_size=None
+    )
     describe_run(accelerator, plan, args, SimpleNamespace(name="gpu"), range(50000), None, None, 32)
     assert any("Note: no GPU here: 9700 steps of 512 images at 32px" in line for line in said), said
     assert any("--max_train_samples 1024 --image_size 16" in line for line in said), said
