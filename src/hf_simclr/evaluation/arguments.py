@@ -163,7 +163,7 @@ LINEAR_PROBE = Command(
     "linear_probe.py",
     (LinearProbeArguments,),
     "hf_simclr.evaluation.probe:run_linear_probe",
-    report="hf_simclr.reports.tables:format_results_table",
+    report="hf_simclr.reports.tables:format_probe_report",
     interrupted="features already extracted are cached (feature_cache/): run the same command again.",
 )
 SNAPSHOT_CURVE = Command(

@@ -6,7 +6,11 @@ Accuracies are stored as fractions with 4 digits (`results.json`); every table s
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+from ..folder_format import FEATURE_CACHE_DIR, MODEL_CARD_FILE, RESULTS_FILE
+from ..model_folder import is_generated
 
 
 def percent(value: float | None) -> str:
@@ -86,4 +90,20 @@ def format_snapshot_rows(curve: dict[str, Any]) -> str:
     for row in curve["rows"]:
         knn = ", ".join(f"kNN@{k} {percent(value)}" for k, value in row["knn_top1"].items())
         lines.append(f"epoch {row['epoch']:>4}: linear {percent(row['linear_top1'])}, {knn}")
+    return "\n".join(lines)
+
+
+def format_probe_report(results: dict[str, Any]) -> str:
+    """What `scripts/linear_probe.py` prints at the end: [`format_results_table`], then the files it wrote."""
+    arguments = results.get("arguments") or {}
+    folder = Path(arguments.get("output_dir") or results["model_name_or_path"])
+    written = [folder / RESULTS_FILE, *(folder / file for file in (results.get("plots") or {}).values())]
+    card = folder / MODEL_CARD_FILE
+    if arguments.get("write_card", True) and card.is_file() and is_generated(card):
+        written.append(card)
+    lines = [format_results_table(results), "", f"Wrote into {folder}/:"]
+    lines += [f"  {path.name}" for path in written]
+    lines.append(
+        f"  {FEATURE_CACHE_DIR}/ (the features, reused by the next run with the same model and data)"
+    )
     return "\n".join(lines)
