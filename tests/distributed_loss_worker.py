@@ -31,6 +31,7 @@ def main(folder: Path) -> None:
         {"loss": mean_loss, "weight_grad": encoder.weight.grad, "bias_grad": encoder.bias.grad},
         folder / f"rank{rank}.pt",
     )
+    dist.barrier()  # both ranks done before gloo tears down (a loaded CI run saw rank 0 abort there once)
     dist.destroy_process_group()
 
 

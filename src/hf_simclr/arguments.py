@@ -435,7 +435,8 @@ class Command:
         from transformers import HfArgumentParser
 
         # A mistake shows this one usage line, not every flag: `--help` lists them with their advice.
-        return HfArgumentParser(self.arguments, prog=self.name, usage=self.usage())
+        # No abbreviations: `--model` or `--k` would be taken for a longer option, or refused as ambiguous.
+        return HfArgumentParser(self.arguments, prog=self.name, usage=self.usage(), allow_abbrev=False)
 
     def usage(self) -> str:
         """`pretrain.py [-h] [recipe.yaml] [options]`: the first positional item shown where there is one."""
@@ -449,12 +450,11 @@ class Command:
         argv = list(sys.argv[1:] if argv is None else argv)
         parser = self.parser()
         try:
-            *parsed, unknown = parser.parse_args_into_dataclasses(
-                args=self.expand(argv), return_remaining_strings=True
-            )
+            expanded = self.expand(argv)
+            _, unknown = parser.parse_known_args(expanded)  # before any value's check: a wrong flag first
             if unknown:
                 raise UsageError(self.unknown_arguments(unknown, parser))
-            arguments = tuple(parsed)
+            arguments = tuple(parser.parse_args_into_dataclasses(args=expanded))
             for instance in arguments:
                 if hasattr(instance, "check"):  # the checks that need torch (a config, a recipe)
                     instance.check()
@@ -474,7 +474,8 @@ class Command:
                     messages.append(f"{item!r} belongs to no option (a value without its --flag?)")
                 continue
             name = item[2:].split("=", 1)[0]
-            close = difflib.get_close_matches(name, options, n=1, cutoff=0.75)
+            longer = [option for option in options if option.startswith(name) and "-" not in option]
+            close = longer if len(longer) == 1 else difflib.get_close_matches(name, options, n=1, cutoff=0.75)
             if name in elsewhere:
                 messages.append(f"--{name} is not an option of {self.name}: {elsewhere[name]}")
             elif close:

@@ -158,6 +158,41 @@ class SnapshotArguments:
         )
 
 
+_BATCH = "give --batch_size N (images per forward pass of the feature extraction)"
+_PROBE_FIT = (
+    "the linear probe is scikit-learn's logistic regression on frozen features: --weight_decays (its grid of "
+    "L2 penalties, picked on a held-out split) and --max_iter (L-BFGS iterations)"
+)
+_FP32 = "features are extracted in fp32 on --device (cuda when there is one)"
+# Flags of Trainer, the accelerate examples and solo-learn/lightly's probes, with this evaluation's way.
+EVALUATION_ELSEWHERE_FLAGS = (
+    ("per_device_eval_batch_size", _BATCH),
+    ("per_device_train_batch_size", _BATCH),
+    ("eval_batch_size", _BATCH),
+    ("model", "give --model_name_or_path (a pretraining's output folder or a Hub id)"),
+    ("checkpoint", "give --model_name_or_path (a pretraining's output folder or a Hub id)"),
+    ("pretrained", "give --model_name_or_path (a pretraining's output folder or a Hub id)"),
+    ("num_workers", "features come from the split decoded once to uint8 (--decoded_cache_dir to keep it)"),
+    (
+        "dataloader_num_workers",
+        "features come from the split decoded once to uint8 (--decoded_cache_dir to keep it)",
+    ),
+    ("bf16", _FP32),
+    ("fp16", _FP32),
+    ("mixed_precision", _FP32),
+    ("lr", _PROBE_FIT),
+    ("learning_rate", _PROBE_FIT),
+    ("epochs", _PROBE_FIT),
+    ("num_train_epochs", _PROBE_FIT),
+    ("weight_decay", _PROBE_FIT),
+    ("k", "give --knn_k K [K ...] (neighbour counts of the kNN classifier)"),
+    (
+        "train_dir",
+        "give --dataset_name <the folder> (an imagefolder, parquet files or a save_to_disk folder)",
+    ),
+    ("image_column_name", "give --image_column NAME"),
+    ("label_column_name", "give --label_column NAME"),
+)
 # `scripts/linear_probe.py` and `scripts/snapshot_curve.py`.
 LINEAR_PROBE = Command(
     "linear_probe.py",
@@ -165,6 +200,7 @@ LINEAR_PROBE = Command(
     "hf_simclr.evaluation.probe:run_linear_probe",
     report="hf_simclr.reports.tables:format_probe_report",
     interrupted="features already extracted are cached (feature_cache/): run the same command again.",
+    known_elsewhere=EVALUATION_ELSEWHERE_FLAGS,
 )
 SNAPSHOT_CURVE = Command(
     "snapshot_curve.py",
@@ -172,4 +208,5 @@ SNAPSHOT_CURVE = Command(
     "hf_simclr.evaluation.snapshots:snapshot_curve",
     report="hf_simclr.reports.tables:format_snapshot_rows",
     interrupted="features already extracted are cached (feature_cache/): run the same command again.",
+    known_elsewhere=EVALUATION_ELSEWHERE_FLAGS,
 )
