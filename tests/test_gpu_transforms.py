@@ -2,9 +2,8 @@
 
 Tolerances: the ops compute in float32 like torchvision's but in another order (a closed-form HSV -> RGB,
 blur and the antialiased resize as matrix products instead of a 2-D convolution and interpolate's taps,
-grid_sample's coordinates instead of interpolate's), so they
-agree to float32 rounding of values in [0, 1]: ATOL = 1e-5 is ~100 ulps of 1.0, far below one uint8
-level (1/255 ~ 4e-3).
+grid_sample's coordinates instead of interpolate's), so they agree to float32 rounding of values in [0, 1]:
+ATOL = 1e-5 is ~100 ulps of 1.0, far below one uint8 level (1/255 ~ 4e-3).
 """
 
 from __future__ import annotations
