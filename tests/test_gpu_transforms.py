@@ -1,9 +1,9 @@
 """Tests of the batched SimCLR augmentation: each op against torchvision, the random draws, the whole module.
 
 Tolerances: the ops compute in float32 like torchvision's but in another order (a closed-form HSV -> RGB,
-blur as matrix products instead of a 2-D convolution, grid_sample's coordinates instead of interpolate's), so they
-agree to float32 rounding of values in [0, 1]: ATOL = 1e-5 is ~100 ulps of 1.0, far below one uint8
-level (1/255 ~ 4e-3).
+blur and the antialiased resize as matrix products instead of a 2-D convolution and interpolate's taps,
+grid_sample's coordinates instead of interpolate's), so they agree to float32 rounding of values in [0, 1]:
+ATOL = 1e-5 is ~100 ulps of 1.0, far below one uint8 level (1/255 ~ 4e-3).
 """
 
 from __future__ import annotations
@@ -60,7 +60,32 @@ def _identity_config(size: int, **overrides) -> AugmentationConfig:
 # --- each op against torchvision ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("size", [32, 8])  # upscaling and downscaling (torchvision without antialias)
+def _torchvision_resized_crops(images: torch.Tensor, boxes: torch.Tensor, flip: torch.Tensor, size: int):
+    """torchvision's antialiased resized crop, then its flip where `flip`, view by view."""
+    views = []
+    for image, box, flipped in zip(images, boxes.int().tolist(), flip, strict=True):
+        view = TF.resized_crop(image, *box, size=[size, size], antialias=True)
+        views.append(TF.horizontal_flip(view) if flipped else view)
+    return torch.stack(views)
+
+
+def _grid_sample_resized_crop(images: torch.Tensor, boxes: torch.Tensor, flip: torch.Tensor, size: int):
+    """The bilinear `grid_sample` resized crop as it was before antialiasing, written out again."""
+    n, _, height, width = images.shape
+    top, left, h, w = boxes.unbind(dim=1)
+    axes = []
+    for start, length, full, reverse in ((left, w, width, flip), (top, h, height, torch.zeros_like(flip))):
+        steps = (torch.arange(size, dtype=images.dtype) + 0.5) / size
+        steps = torch.where(reverse[:, None], steps.flip(0), steps)
+        start, length = start[:, None], length[:, None]
+        pixel = torch.clamp(start + steps * length - 0.5, min=start, max=start + length - 1)
+        axes.append((2 * pixel + 1) / full - 1)
+    x, y = axes
+    grid = torch.stack((x[:, None, :].expand(n, size, size), y[:, :, None].expand(n, size, size)), dim=-1)
+    return torch.nn.functional.grid_sample(images, grid, padding_mode="border", align_corners=False)
+
+
+@pytest.mark.parametrize("size", [32, 8])  # upscaling and downscaling
 def test_resized_crop_and_flip_match_torchvision(size: int) -> None:
     images = _images(n=4, size=20)
     boxes = torch.tensor(
@@ -68,10 +93,45 @@ def test_resized_crop_and_flip_match_torchvision(size: int) -> None:
     )
     flip = torch.tensor([False, True, False, True])
     ours = resized_crop(images, boxes, flip, size)
-    for image, box, flipped, out in zip(images, boxes.int().tolist(), flip, ours, strict=True):
-        ref = TF.resized_crop(image, *box, size=[size, size], antialias=False)
-        ref = TF.horizontal_flip(ref) if flipped else ref
-        torch.testing.assert_close(out, ref, atol=ATOL, rtol=0)
+    torch.testing.assert_close(ours, _torchvision_resized_crops(images, boxes, flip, size), atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("stored", [(64, 64), (48, 64)], ids=["64x64", "48x64"])
+def test_antialiased_resized_crop_matches_torchvision_per_view(stored: tuple[int, int]) -> None:
+    """Images stored larger than the 32 px view: crops shrunk up to 2x, kept, enlarged, or both at once."""
+    height, width = stored
+    images = torch.rand(7, 3, height, width, generator=torch.Generator().manual_seed(3))
+    boxes = torch.tensor(
+        [[0, 0, height, width], [3, 5, 40, 50], [5, 7, 32, 32], [11, 0, 9, 7], [2, 14, 5, 6]]
+        + [[0, 1, height - 1, 17], [30, 20, 13, 44]],
+        dtype=torch.float32,
+    )
+    flip = torch.tensor([False, True, False, True, True, False, True])
+    ours = resized_crop(images, boxes, flip, 32)
+    # measured: at most 2.4e-7 apart (float32 rounding of the same weights, summed in another order)
+    torch.testing.assert_close(ours, _torchvision_resized_crops(images, boxes, flip, 32), atol=ATOL, rtol=0)
+
+
+def test_downscaled_checkerboard_is_smooth_not_aliased() -> None:
+    """A 1 px checkerboard shrunk from 64 px to 27: its average, gray, where bilinear sampling shows moire."""
+    board = ((torch.arange(64)[:, None] + torch.arange(64)) % 2).float().expand(1, 3, 64, 64)
+    box, no_flip = torch.tensor([[0.0, 0.0, 64.0, 64.0]]), torch.tensor([False])
+    ours = resized_crop(board, box, no_flip, 27)
+    aliased = TF.resized_crop(board[0], 0, 0, 64, 64, size=[27, 27], antialias=False)
+    assert (ours - 0.5).abs().max() < 0.02  # measured 0.0084 (at the border, where the filter is cut)
+    assert (aliased - 0.5).abs().max() > 0.4  # measured 0.46
+
+
+def test_images_no_larger_than_the_view_keep_the_grid_sample_path() -> None:
+    """Stored size == view size (CIFAR-10, STL-10, the pinned runs): bit for bit the resize of before."""
+    images = _images(n=4, size=20)
+    boxes = torch.tensor(
+        [[0.0, 0.0, 20.0, 20.0], [3.0, 5.0, 9.0, 12.0], [11.0, 0.0, 9.0, 7.0], [2.0, 14.0, 5.0, 6.0]]
+    )
+    flip = torch.tensor([False, True, False, True])
+    assert torch.equal(
+        resized_crop(images, boxes, flip, 20), _grid_sample_resized_crop(images, boxes, flip, 20)
+    )
 
 
 @pytest.mark.parametrize(

@@ -11,10 +11,11 @@ Each op is a function of explicit per-view parameters (`resized_crop`, `adjust_b
 against its `torchvision.transforms.v2.functional` counterpart in `tests/test_gpu_transforms.py`.
 Differences to the CPU torchvision pipeline, all below what a SimCLR run can notice:
 
-* Resizing is bilinear without antialiasing (torchvision's `antialias=False`). It equals torchvision's
-  antialiased resize whenever the crop is not larger than the output, so always when the images are no
-  larger than `image_size` (CIFAR-10 at 32 px, STL-10 at 96 px); when a crop is downscaled, torchvision
-  widens its filter to average the skipped pixels and this path aliases.
+* Resizing is torchvision's antialiased bilinear resize, in one of two forms chosen from the images'
+  shape, never from the drawn boxes. Images no larger than `image_size` (CIFAR-10 at 32 px, STL-10 at
+  96 px) never have a crop larger than the view, where antialiasing changes nothing: one `grid_sample`.
+  Images stored larger: per-view filter matrices as two matrix products, which run in TF32 where TF32
+  matmuls are enabled (see `gaussian_blur`).
 * Images stay float32 in [0, 1] between ops; torchvision on uint8 images or PIL rounds to 8 bits after
   each op.
 """
@@ -146,11 +147,33 @@ def _crop_coordinates(start: Tensor, length: Tensor, size: int, full: int, rever
     return (2 * pixel + 1) / full - 1
 
 
+def _resize_weights(start: Tensor, length: Tensor, size: int, full: int, reverse: Tensor) -> Tensor:
+    """Per-view matrices of the antialiased bilinear resize along one axis for `resized_crop`.
+
+    Output pixel i of a crop [start, start + length) weights input pixel j by the triangle filter
+    `max(0, 1 - |j + 0.5 - start - c| / s)` around `c = (i + 0.5) * length / size`, its support
+    `s = max(1, length / size)` widened on a downscale, over the crop's pixels, normalised to sum 1: the
+    weights of PyTorch's `_upsample_bilinear2d_aa` and PIL. `reverse` flips the order of the rows.
+
+    Returns:
+        `Tensor` of shape `(N, size, full)`.
+    """
+    scale = (length / size)[:, None, None]
+    steps = torch.arange(size, device=start.device, dtype=start.dtype) + 0.5
+    center = scale * torch.where(reverse[:, None], steps.flip(0), steps)[:, :, None]  # (N, size, 1)
+    pixel = torch.arange(full, device=start.device, dtype=start.dtype) + 0.5 - start[:, None, None]
+    weights = torch.clamp(1 - (pixel - center).abs() / scale.clamp(min=1), min=0)  # (N, size, full)
+    weights = weights * ((pixel > 0) & (pixel < length[:, None, None]))
+    return weights / weights.sum(dim=2, keepdim=True)
+
+
 def resized_crop(images: Tensor, boxes: Tensor, flip: Tensor, size: int) -> Tensor:
     """Crop each image to its box, resize it bilinearly to `size` x `size`, and flip it if asked.
 
-    Equals `torchvision.transforms.v2.functional.resized_crop(..., antialias=False)` followed by
-    `horizontal_flip` where `flip`; one `grid_sample` call does the whole batch.
+    Equals `torchvision.transforms.v2.functional.resized_crop(..., antialias=True)` followed by
+    `horizontal_flip` where `flip`. Images no larger than `size`: one `grid_sample` call (no crop is
+    downscaled, so no antialiasing is needed); larger images: `rows @ image @ cols^T` per view with
+    `_resize_weights`, a flip being reversed `cols`. The form follows from the shapes alone.
 
     Args:
         images (`Tensor` of shape `(N, C, H, W)`, float): input images.
@@ -163,6 +186,10 @@ def resized_crop(images: Tensor, boxes: Tensor, flip: Tensor, size: int) -> Tens
     """
     n, _, height, width = images.shape
     top, left, h, w = boxes.to(images.dtype).unbind(dim=1)
+    if height > size or width > size:  # a crop may be downscaled: antialias every view
+        rows = _resize_weights(top, h, size, height, torch.zeros_like(flip))[:, None]  # (N, 1, size, H)
+        cols = _resize_weights(left, w, size, width, flip)[:, None]  # (N, 1, size, W)
+        return rows @ images @ cols.transpose(-1, -2)
     x = _crop_coordinates(left, w, size, width, flip)  # (N, size)
     y = _crop_coordinates(top, h, size, height, torch.zeros_like(flip))  # (N, size)
     grid = torch.stack((x[:, None, :].expand(n, size, size), y[:, :, None].expand(n, size, size)), dim=-1)
