@@ -83,7 +83,7 @@ def test_the_readme_usage_runs_on_an_exported_folder_without_hf_simclr(
     # Before: the export's timm keys in config.json made transformers read the image processor from there.
     readme = (REPO_ROOT / "README.md").read_text()
     usage = readme.split("\n## Usage\n", 1)[1].split("\n## ", 1)[0]
-    code = "\n".join(python_blocks(usage)).replace('"runs/simclr-cifar10"', repr(str(shared_folder)))
+    code = "\n".join(python_blocks(usage)).replace('"runs/simclr-cifar10-resnet18"', repr(str(shared_folder)))
     checks = "\nassert h.shape == (1, 512) and classifier.config.num_labels == 10\n"
     result = run_without_hf_simclr(code + checks, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

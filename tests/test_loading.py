@@ -234,7 +234,7 @@ def test_readme_usage_runs_on_a_pretraining_folder(
     usage = readme.split("\n## Usage\n", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```python\n(.*?)```", usage, flags=re.DOTALL)
     monkeypatch.chdir(tmp_path)
-    shutil.copytree(model_folder, tmp_path / "runs" / "simclr-cifar10")
+    shutil.copytree(model_folder, tmp_path / "runs" / "simclr-cifar10-resnet18")
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 48, 3), dtype=np.uint8)).save("image.jpg")
     namespace: dict = {}
     for block in blocks:
@@ -244,3 +244,14 @@ def test_readme_usage_runs_on_a_pretraining_folder(
     classifier = namespace["classifier"]
     assert classifier.config.num_labels == 10 and classifier.config.id2label[9] == "truck"
     assert classifier.classifier.out_features == 10
+
+
+def test_readme_usage_reads_the_folder_the_quick_start_writes() -> None:
+    # Before: the usage code read runs/simclr-cifar10 while the bare command writes runs/simclr-cifar10-resnet18.
+    from hf_simclr.pretraining.arguments import DataArguments, ModelArguments, default_output_dir
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    usage = readme.split("\n## Usage\n", 1)[1].split("\n## ", 1)[0]
+    model_dir = re.search(r'model_dir = "([^"]+)"', usage).group(1)
+    written = default_output_dir(ModelArguments(), DataArguments())
+    assert model_dir == written and f"`{written}`" in readme.split("\n## Usage\n", 1)[0]

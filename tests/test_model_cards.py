@@ -173,3 +173,24 @@ def test_a_probe_below_its_random_init_baseline_is_flagged_in_the_card(folder):
     assert "Warning: this is not above the" in summary and "Do not use these weights" in summary
     results["random_init_baseline"]["linear_top1"] = results["linear_top1"] - 0.05
     assert "Warning" not in render_model_card(folder, results=results, repo_id=REPO_ID).text
+
+
+def test_the_card_summary_says_when_the_pretraining_budget_was_tiny(folder) -> None:
+    # Before: a 512-image, 2-epoch run was visible only in the argument table.
+    from hf_simclr.reports.card import tiny_budget
+
+    args = {
+        "dataset_name": "uoft-cs/cifar10",
+        "max_train_samples": 512,
+        "num_train_epochs": 2,
+        "max_steps": -1,
+    }
+    text = parse(render_model_card(folder, training_args=args, repo_id=REPO_ID).content).text
+    summary = text.split("\n## ", 1)[0]
+    assert "pretraining budget was tiny (512 images, 2 epochs)" in summary
+
+    assert "512 images, 2 epochs" in tiny_budget(
+        {"max_train_samples": 512, "num_train_epochs": 2, "max_steps": -1}
+    )
+    assert "12 steps" in tiny_budget({"max_steps": 12, "num_train_epochs": 100})
+    assert tiny_budget({"max_train_samples": None, "num_train_epochs": 100, "max_steps": -1}) is None

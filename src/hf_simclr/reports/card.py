@@ -97,7 +97,7 @@ def render_model_card(
         repo_id=repo_id or str(model_dir),
         timm_note=timm_note,
         timm_usage=timm_usage,
-        summary=_summary(config, results, datasets["eval"]),
+        summary=_summary(config, results, datasets["eval"], training_args),
         **_model_section(model_dir, config, results),
         **_training_section(training_args, datasets["pretraining"]),
         **_evaluation_section(model_dir, results, datasets["eval"], semi_supervised),
@@ -213,14 +213,47 @@ def _card_data(
     )
 
 
-def _summary(config: SimCLRConfig, results: dict[str, Any], eval_dataset: dict[str, Any]) -> str:
+def _summary(
+    config: SimCLRConfig, results: dict[str, Any], eval_dataset: dict[str, Any], training_args: dict[str, Any]
+) -> str:
     summary = (
         f"A SimCLR encoder (timm `{config.backbone}`) pretrained with contrastive learning; its frozen features "
         f"reach {percent(results['linear_top1'])}% linear-probe top-1 on {eval_dataset['name']} "
         f"(split `{results['dataset']['eval_split']}`)."
     )
+    budget = tiny_budget(training_args)
+    summary = f"{summary} {budget}" if budget else summary
     warning = _below_baseline(results)
     return f"{summary}\n\n**{warning}**" if warning else summary
+
+
+TINY_IMAGES = 10_000
+TINY_EPOCHS = 10
+TINY_STEPS = 1_000
+
+
+def tiny_budget(training_args: dict[str, Any]) -> str | None:
+    """A sentence when the recorded pretraining was a demonstration-sized run, else None.
+
+    The rule: fewer than 10,000 training images (`max_train_samples`), or fewer than 10 epochs, or a
+    `max_steps` below 1,000; the paper's CIFAR-10 runs see 50,000 images for hundreds of epochs.
+    """
+    samples = training_args.get("max_train_samples")
+    max_steps = training_args.get("max_steps") or 0
+    epochs = training_args.get("num_train_epochs")
+    reasons = []
+    if samples is not None and samples < TINY_IMAGES:
+        reasons.append(f"{samples} images")
+    if max_steps > 0 and max_steps < TINY_STEPS:
+        reasons.append(f"{max_steps} steps")
+    elif max_steps <= 0 and epochs is not None and epochs < TINY_EPOCHS:
+        reasons.append(f"{epochs:g} epochs")
+    if not reasons:
+        return None
+    return (
+        f"Its pretraining budget was tiny ({', '.join(reasons)}): a demonstration or test run, "
+        f"not a pretrained encoder to reuse."
+    )
 
 
 def _below_baseline(results: dict[str, Any]) -> str | None:
