@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import tarfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +33,9 @@ LABEL_COLUMN = "label"
 # Names the image and label columns go by on the Hub (uoft-cs/cifar10: img; stl10 copies: image;
 # cifar100: fine_label), tried in this order before falling back on the column's feature type.
 IMAGE_COLUMN_NAMES = ("img", "image")
-LABEL_COLUMN_NAMES = ("label", "labels", "fine_label")
+# WebDataset shards (`000.png` + `000.cls`) give columns named after the members' extensions: the image's
+# is found by its type, the label's is `cls`.
+LABEL_COLUMN_NAMES = ("label", "labels", "fine_label", "cls")
 DECODE_CHUNK_ROWS = 1000
 
 
@@ -45,13 +50,16 @@ def load_image_dataset(
     seed: int = 0,
     require_labels: bool = False,
     split_flag: str = "split",
+    streaming: bool = False,
 ) -> Dataset:
     """Load one split of an image dataset, with its columns renamed to `image` and `label`.
 
     Args:
         dataset_name (`str`): a Hub dataset (`uoft-cs/cifar10`, `jxie/stl10`), or a local directory:
             parquet files or a dataset repository (README configs), a folder of images (imagefolder
-            layout, class sub-folders), or a `save_to_disk` folder (Dataset or DatasetDict).
+            layout, class sub-folders), a folder of WebDataset `.tar` shards (`000.jpg` + `000.cls`
+            members), or a `save_to_disk` folder (Dataset or DatasetDict). Nothing is read into memory
+            whole: `datasets` memory-maps its Arrow files, and images are read a chunk of rows at a time.
         dataset_config_name (`str`, *optional*): the dataset's configuration name, if it has several.
         split (`str`, defaults to `"train"`): a split, or several joined by `+` (`"train+unlabeled"`),
             concatenated in that order.
@@ -67,6 +75,10 @@ def load_image_dataset(
         require_labels (`bool`, defaults to False): fail unless every row has a label (for probes).
         split_flag (`str`, defaults to `"split"`): the caller's flag for `split` (`train_split`,
             `eval_split`), which the messages name.
+        streaming (`bool`, defaults to False): load with `streaming=True` and read each split used once
+            into a local map-style copy ([`_StreamedSplits`]), which the next run reuses: the same rows in
+            the same order as without streaming, so the batch order, exact resume, the `max_samples`
+            subset and [`dataset_identity`] (the decoded cache) are the same.
 
     Returns:
         `datasets.Dataset` with columns `image` and, if found, `label`.
@@ -77,7 +89,7 @@ def load_image_dataset(
     """
     if max_samples is not None and max_samples < 1:
         raise ValueError(f"max_samples={max_samples} must be at least 1, or None for the whole split.")
-    splits = _load_splits(dataset_name, dataset_config_name, revision)
+    splits = _load_splits(dataset_name, dataset_config_name, revision, streaming)
     dataset = _select_split(splits, split, dataset_name, split_flag)
     source_columns = dataset.column_names
     image, label = _find_columns(dataset, image_column, label_column)
@@ -89,42 +101,51 @@ def load_image_dataset(
     return dataset
 
 
-def _load_splits(dataset_name: str, config_name: str | None, revision: str | None) -> dict[str, Dataset]:
-    """All splits of a Hub dataset or local directory, by name."""
+def _load_splits(
+    dataset_name: str, config_name: str | None, revision: str | None, streaming: bool = False
+) -> Mapping[str, Dataset]:
+    """All splits of a Hub dataset or local directory, by name (streamed ones read when first used)."""
     path = local_path(dataset_name)
-    if path is None:
-        loaded = _load_from_hub(dataset_name, config_name, revision)
-    elif path.is_dir():
-        loaded = _load_local(path, config_name)
-    else:
+    if path is not None and not path.is_dir():
         what = "is a file, not a folder" if path.exists() else "no such directory"
         raise UsageError(
             f"--dataset_name {dataset_name}: {what}; pass an existing folder (or a Hub dataset id)."
         )
+    if path is not None:
+        _check_shards(path)
+    if streaming:
+        return _StreamedSplits(dataset_name, config_name, revision, path)
+    loaded = (
+        _load_from_hub(dataset_name, config_name, revision)
+        if path is None
+        else _load_local(path, config_name)
+    )
     if isinstance(loaded, Dataset):
         # A saved single split: it answers to its own split name, or to "train" when it has none.
         return {str(loaded.split) if loaded.split is not None else "train": loaded}
     return dict(loaded)
 
 
-def _load_local(path: Path, config_name: str | None) -> Dataset | DatasetDict:
-    """A `save_to_disk` folder, or parquet files / an imagefolder through `load_dataset`."""
+def _load_local(path: Path, config_name: str | None, streaming: bool = False) -> Dataset | DatasetDict:
+    """A `save_to_disk` folder, or parquet files / an imagefolder / WebDataset shards through `load_dataset`."""
     try:
-        if any((path / name).is_file() for name in DATASET_FILES):
+        if any((path / name).is_file() for name in DATASET_FILES) and not streaming:
             return datasets.load_from_disk(str(path))
-        return datasets.load_dataset(str(path), config_name)
+        return datasets.load_dataset(str(path), config_name, streaming=streaming)
     except (OSError, ValueError, datasets.exceptions.DatasetGenerationError) as error:
         raise UsageError(
             f"--dataset_name {path}: cannot read the dataset in this folder ({type(error).__name__}: {error}). "
-            f"Pass a folder of parquet files, an imagefolder (class sub-folders of images) or a save_to_disk "
-            f"folder, and check that its files are complete."
+            f"Pass a folder of parquet files, an imagefolder (class sub-folders of images), a folder of "
+            f"WebDataset .tar shards or a save_to_disk folder, and check that its files are complete."
         ) from error
 
 
-def _load_from_hub(dataset_name: str, config_name: str | None, revision: str | None) -> DatasetDict:
+def _load_from_hub(
+    dataset_name: str, config_name: str | None, revision: str | None, streaming: bool = False
+) -> DatasetDict | datasets.IterableDatasetDict:
     try:
         with offline_unless_reachable():
-            return datasets.load_dataset(dataset_name, config_name, revision=revision)
+            return datasets.load_dataset(dataset_name, config_name, revision=revision, streaming=streaming)
     except (OSError, datasets.exceptions.DatasetNotFoundError) as error:  # ConnectionError is an OSError
         raise UsageError(
             f"--dataset_name {dataset_name}: cannot load it from the Hub (offline, or no such dataset). "
@@ -134,7 +155,116 @@ def _load_from_hub(dataset_name: str, config_name: str | None, revision: str | N
         ) from error
 
 
-def _select_split(splits: dict[str, Dataset], split: str, dataset_name: str, split_flag: str) -> Dataset:
+def _check_shards(folder: Path) -> None:
+    """Raise for a folder of WebDataset shards that `datasets` would fail on with an unclear error: an
+    empty `.tar` file. (Shards without images are named by [`_find_columns`].)"""
+    empty = sorted(file.name for file in folder.glob("*.tar") if not _holds_members(file))
+    if empty:
+        raise UsageError(
+            f"--dataset_name {folder}: WebDataset shard {empty[0]} holds no samples ({len(empty)} empty "
+            f".tar files); remove it, or write it again with its members (000.jpg, 000.cls, ...)."
+        )
+
+
+def _holds_members(shard: Path) -> bool:
+    """Whether the tar file `shard` holds at least one member (reads its first header only)."""
+    try:
+        with tarfile.open(shard) as tar:
+            return tar.next() is not None
+    except tarfile.TarError:  # not a tar file at all: `load_dataset` names it
+        return True
+
+
+class _StreamedSplits(Mapping):
+    """The splits of `load_dataset(..., streaming=True)`, each read once into a local map-style copy when
+    first asked for: batch order and exact resume index rows, which an iterable dataset has not.
+
+    The copy is `Dataset.from_generator`'s, in the `datasets` cache (`HF_DATASETS_CACHE`, by default
+    `~/.cache/huggingface/datasets/generator/`), named after the source: the dataset, configuration and
+    split, the Hub commit (resolved from `revision` when the Hub answers; offline, the revision as given)
+    or, for a local folder, the name, size and time of each of its files. So the next run with the same
+    source reuses it, and a changed source is read again. Images stored as local files stay paths (the
+    folder is not copied); others are stored as their encoded bytes, never decoded. Rows keep the
+    stream's order, shard after shard, as `load_dataset` without streaming orders them.
+    """
+
+    def __init__(self, dataset_name: str, config_name: str | None, revision: str | None, path: Path | None):
+        self.source = {"name": dataset_name, "config": config_name, "revision": revision}
+        if path is None:
+            self.streams = _load_from_hub(dataset_name, config_name, revision, streaming=True)
+            self.source["revision"] = _hub_commit(dataset_name, revision)
+        else:
+            self.streams = _load_local(path, config_name, streaming=True)
+            self.source["files"] = _folder_signature(path)
+        if isinstance(self.streams, datasets.IterableDataset):
+            self.streams = {"train": self.streams}
+        self.copies: dict[str, Dataset] = {}
+
+    def __getitem__(self, split: str) -> Dataset:
+        if split not in self.copies:
+            stream = self.streams[split]  # a KeyError for an unknown split, as a dict gives
+            self.copies[split] = Dataset.from_generator(
+                _streamed_rows,
+                features=stream.features,
+                gen_kwargs={"source": {**self.source, "split": split}},
+                split=datasets.NamedSplit(split),
+            )
+        return self.copies[split]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.streams)
+
+    def __len__(self) -> int:
+        return len(self.streams)
+
+
+def _streamed_rows(source: dict) -> Iterator[dict]:
+    """The rows of one streamed split (`source`: as [`_StreamedSplits`] names it), images undecoded."""
+    path = local_path(source["name"])
+    if path is None:
+        with offline_unless_reachable():
+            streams = datasets.load_dataset(
+                source["name"], source["config"], revision=source["revision"], streaming=True
+            )
+    else:
+        streams = datasets.load_dataset(str(path), source["config"], streaming=True)
+    stream = streams if isinstance(streams, datasets.IterableDataset) else streams[source["split"]]
+    images = [
+        name for name, feature in (stream.features or {}).items() if isinstance(feature, datasets.Image)
+    ]
+    for row in stream.decode(False):
+        for name in images:
+            value = row[name]
+            if value is not None and value.get("bytes") is None and not Path(value["path"]).is_file():
+                with datasets.utils.file_utils.xopen(value["path"], "rb") as file:  # hf://, https://
+                    row[name] = {"bytes": file.read(), "path": value["path"]}
+        yield row
+
+
+def _hub_commit(dataset_name: str, revision: str | None) -> str | None:
+    """The commit `revision` (None: the default branch) of a Hub dataset is at, or `revision` offline."""
+    from huggingface_hub import HfApi
+
+    try:
+        with offline_unless_reachable():
+            return HfApi().dataset_info(dataset_name, revision=revision).sha or revision
+    except Exception:  # offline, or no such repository: `load_dataset` has said which
+        return revision
+
+
+def _folder_signature(folder: Path) -> str:
+    """A hash of the name, size and modification time of every file under `folder` (one `stat` each)."""
+    digest = hashlib.sha256()
+    for root, directories, files in os.walk(folder):
+        directories.sort()
+        for name in sorted(files):
+            stat = os.stat(os.path.join(root, name))
+            relative = os.path.relpath(os.path.join(root, name), folder)
+            digest.update(f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def _select_split(splits: Mapping[str, Dataset], split: str, dataset_name: str, split_flag: str) -> Dataset:
     """The split named `split`, or the concatenation of the `+`-joined splits it names."""
     names = [name.strip() for name in split.split("+")]
     unknown = [name for name in names if name not in splits]
@@ -177,6 +307,16 @@ def _find_columns(
     """The image column and the label column (None: no labels) of `dataset`, by the user's names."""
     columns = {name: str(feature) for name, feature in dataset.features.items()}
     image = _find_column(dataset, image_column, IMAGE_COLUMN_NAMES, datasets.Image)
+    if (
+        image is None
+        and "__key__" in columns
+        and not any(isinstance(feature, datasets.Image) for feature in dataset.features.values())
+    ):
+        members = ", ".join(f"000.{name}" for name in columns if not name.startswith("__"))
+        raise UsageError(
+            f"the WebDataset shards hold no images: their samples have only {members or 'no'} members; "
+            f"write each sample's image into the shard beside them (000.jpg or 000.png, ...)."
+        )
     if image is None:
         raise UsageError(f"no image column found among {columns}; pass --image_column.")
     for flag, name in (("--image_column", image), ("--label_column", label_column)):
@@ -188,12 +328,15 @@ def _find_columns(
 
 
 def _standardize_columns(
-    dataset: Dataset, image: str, label: str | None, splits: dict[str, Dataset]
+    dataset: Dataset, image: str, label: str | None, splits: Mapping[str, Dataset]
 ) -> Dataset:
-    """Keep the image and label columns only, the labels encoded across `splits`, renamed `image`, `label`."""
+    """Keep the image and label columns only, the labels encoded across `splits`, renamed `image`, `label`.
+
+    The other splits are read only when the labels need encoding (a `ClassLabel` is kept): a streamed
+    source's other splits are then not copied."""
     kept = [image] if label is None else [image, label]
     dataset = dataset.select_columns(kept)
-    if label is not None:
+    if label is not None and not isinstance(dataset.features[label], ClassLabel):
         dataset = encode_labels(
             dataset, label, [part for part in splits.values() if label in part.column_names]
         )
