@@ -128,6 +128,8 @@ def test_a_streaming_source_pretrains_as_without_streaming(tmp_path):
             tmp_path / name, source, {"streaming": streaming}, max_steps=2, checkpointing_steps="none"
         )
     assert losses(tmp_path / "streamed") == losses(tmp_path / "plain")
+    # The streamed run read the stream into its local copy (the flag reached the loading).
+    assert list((tmp_path / "hf_cache" / "generator").glob("*/*/generator-train.arrow"))
 
 
 def test_sources_that_cannot_work_are_refused_with_the_fix(tmp_path):
