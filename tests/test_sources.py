@@ -12,7 +12,7 @@ import datasets
 import pytest
 from builders import CLASSES, colour_images, save_tiny_dataset, tiny_pretraining
 
-from hf_simclr import data
+from hf_simclr import data, sources
 from hf_simclr.arguments import UsageError
 from hf_simclr.data import dataset_identity, decode_labels, load_image_dataset
 from hf_simclr.folder_format import LOG_HISTORY_FILE
@@ -167,10 +167,10 @@ def layouts(root: Path) -> list[Path]:
 def test_a_folder_is_listed_once_with_the_splits_datasets_finds(tmp_path, monkeypatch):
     for folder in layouts(tmp_path / "layouts"):
         expected = datasets.data_files.get_data_patterns(str(folder.resolve()))
-        assert data._local_data_patterns(folder) == expected, folder.name
+        assert sources._local_data_patterns(folder) == expected, folder.name
     # datasets resolves (lists) each pattern it tries, ~60 of them: in the package, only the chosen ones.
     folder = tmp_path / "layouts" / "splits"
-    chosen = [pattern for patterns in data._local_data_patterns(folder).values() for pattern in patterns]
+    chosen = [pattern for patterns in sources._local_data_patterns(folder).values() for pattern in patterns]
     resolved = []
     resolve = datasets.data_files.resolve_pattern
 
