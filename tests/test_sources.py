@@ -181,3 +181,58 @@ def test_a_folder_is_listed_once_with_the_splits_datasets_finds(tmp_path, monkey
     monkeypatch.setattr(datasets.data_files, "resolve_pattern", counted)
     assert len(load_image_dataset(str(folder), split="test")) == 6
     assert resolved == chosen, f"{len(resolved)} patterns listed, {len(chosen)} chosen"
+
+
+def test_a_streamed_hub_dataset_stores_its_remote_images_as_bytes(tmp_path, monkeypatch):
+    # A Hub stream whose images are remote files (hf://... in a real one; memory://... here, which fsspec
+    # opens the same way) and not local paths: the copy holds their bytes, never their decoded pixels.
+    import fsspec
+
+    folder = write_imagefolder(tmp_path / "pets", LABELS[:6])
+    local = load_image_dataset(str(folder))
+    remote = fsspec.filesystem("memory")
+    for index, encoded in enumerate(stored_images(local)):
+        remote.pipe(f"/{tmp_path.name}/{index}.png", encoded)
+
+    def rows():
+        for index, label in enumerate(decode_labels(local).tolist()):
+            yield {"image": {"path": f"memory://{tmp_path.name}/{index}.png", "bytes": None}, "label": label}
+
+    stream = datasets.IterableDataset.from_generator(rows, features=local.features)
+    monkeypatch.setattr(
+        sources, "load_from_hub", lambda *args, **kwargs: datasets.IterableDatasetDict(train=stream)
+    )
+    monkeypatch.setattr(sources, "_hub_commit", lambda name, revision: "0123abc")
+    streamed = load_image_dataset("someone/pets", streaming=True)
+    stored = streamed.cast_column("image", datasets.Image(decode=False))["image"]
+    assert all(value["bytes"] is not None for value in stored)
+    assert dataset_identity(streamed) == dataset_identity(local)
+
+
+def test_streamed_labels_are_numbered_across_splits_and_other_splits_read_only_for_that(
+    tmp_path, monkeypatch
+):
+    # String labels: the classes come from every split (test lacks "blue"), as without streaming.
+    source = tmp_path / "named"
+    for split, labels in (("train", [0, 1, 2, 0]), ("test", [1, 0])):
+        names = [CLASSES[label] for label in labels]
+        rows = datasets.Dataset.from_dict({"image": colour_images(labels, seed=3), "label": names})
+        rows.to_parquet(str(source / "data" / f"{split}-00000-of-00001.parquet"))
+    for split in ("train", "test"):
+        streamed = load_image_dataset(str(source), split=split, streaming=True)
+        assert data.class_names(streamed) == ["blue", "green", "red"]
+        assert (
+            decode_labels(streamed).tolist()
+            == decode_labels(load_image_dataset(str(source), split=split)).tolist()
+        )
+    # A ClassLabel needs no other split: only the split asked for is copied.
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "second_cache"))
+    labeled = write_parquet(tmp_path / "labeled", LABELS)
+    features = datasets.Features({"img": datasets.Image(), "label": datasets.ClassLabel(names=CLASSES)})
+    test = datasets.Dataset.from_dict(
+        {"img": colour_images([0, 1], seed=4), "label": [0, 1]}, features=features
+    )
+    test.to_parquet(str(labeled / "data" / "test-00000-of-00001.parquet"))
+    assert len(load_image_dataset(str(labeled), streaming=True)) == len(LABELS)
+    copies = [path.name for path in (tmp_path / "second_cache" / "generator").glob("*/*/*.arrow")]
+    assert copies == ["generator-train.arrow"], copies
