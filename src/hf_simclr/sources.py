@@ -48,11 +48,14 @@ def _folder_listed_once() -> Iterator[None]:
 
     To choose the splits and their files (train/test/validation in file or folder names, sharded parquet
     names, ...), `datasets.data_files.get_data_patterns` lists the whole folder again for each of the ~60
-    patterns it tries: 16 s for an imagefolder of 20,000 files on the 2-core CPU dev machine, about a
-    quarter of an hour for a million, in each process, for each split loaded. In the block, `datasets`
-    asks [`_local_data_patterns`] instead, which applies the same rules (`datasets`' own
+    patterns it tries, in each process, for each split loaded. In the block, `datasets` asks
+    [`_local_data_patterns`] instead, which applies the same rules (`datasets`' own
     `_get_data_files_patterns`) to one `os.walk` listing; the rest of `load_dataset` is unchanged (the
     chosen patterns, the dataset's fingerprint and its Arrow cache are those it makes without it).
+
+    Measured on the 2-core CPU dev machine, an imagefolder of tiny PNGs whose Arrow cache exists: 20,000
+    files load in 12-19 s without the block, 2.3-3.7 s in it; 40,000 in 23 s and 4.5 s (linear: what is
+    left is `datasets`' own per-file work on the chosen files, ~0.1 ms each, about 2 min for a million).
     """
     from datasets import load
 
