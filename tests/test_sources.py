@@ -145,7 +145,10 @@ def test_sources_that_cannot_work_are_refused_with_the_fix(tmp_path):
     with pytest.raises(UsageError, match=r"cannot read the dataset in this folder \(EmptyDatasetError"):
         load_image_dataset(str(tmp_path / "empty"), streaming=True)
     saved = save_tiny_dataset(tmp_path / "saved")
-    with pytest.raises(UsageError, match=r"--streaming with --dataset_name .*saved: a save_to_disk folder"):
+    with pytest.raises(
+        UsageError,
+        match=r"--streaming with --dataset_name .*saved: a save_to_disk folder is read memory-mapped.*drop --streaming",
+    ):
         DataArguments(dataset_name=str(saved), streaming=True)
 
 

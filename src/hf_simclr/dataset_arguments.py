@@ -132,12 +132,13 @@ class DatasetArguments:
 
 
 def check_streamable(dataset_name: str) -> None:
-    """Raise for `--streaming` with a `save_to_disk` folder, which `datasets` cannot stream (nor needs to)."""
+    """Raise for `--streaming` with a `save_to_disk` folder: it is read memory-mapped whatever its size,
+    and streaming it would only copy its Arrow files once more."""
     path = local_path(dataset_name)
     if path is not None and any((path / name).is_file() for name in DATASET_FILES):
         raise UsageError(
-            f"--streaming with --dataset_name {dataset_name}: a save_to_disk folder cannot be streamed, and "
-            f"need not be (its Arrow files are memory-mapped, whatever their size); drop --streaming."
+            f"--streaming with --dataset_name {dataset_name}: a save_to_disk folder is read memory-mapped "
+            f"whatever its size, and streaming it would only copy it once more; drop --streaming."
         )
 
 
