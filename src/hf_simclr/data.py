@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
-from datasets import ClassLabel, Dataset, DatasetDict
+from datasets import ClassLabel, Dataset
 
-from .arguments import UsageError, local_path, offline_unless_reachable
-from .folder_format import DATASET_FILES, decoded_cache_name, write_atomically
+from .arguments import UsageError, local_path
+from .folder_format import decoded_cache_name, write_atomically
 from .image_view import eval_view
+from .sources import StreamedSplits, check_shards, load_from_hub, load_local
 from .transforms import ImageBatchTransform, ImageDecodeError, decode_image
 
 IMAGE_COLUMN = "image"
@@ -30,7 +32,9 @@ LABEL_COLUMN = "label"
 # Names the image and label columns go by on the Hub (uoft-cs/cifar10: img; stl10 copies: image;
 # cifar100: fine_label), tried in this order before falling back on the column's feature type.
 IMAGE_COLUMN_NAMES = ("img", "image")
-LABEL_COLUMN_NAMES = ("label", "labels", "fine_label")
+# WebDataset shards (`000.png` + `000.cls`) give columns named after the members' extensions: the image's
+# is found by its type, the label's is `cls`.
+LABEL_COLUMN_NAMES = ("label", "labels", "fine_label", "cls")
 DECODE_CHUNK_ROWS = 1000
 
 
@@ -45,13 +49,16 @@ def load_image_dataset(
     seed: int = 0,
     require_labels: bool = False,
     split_flag: str = "split",
+    streaming: bool = False,
 ) -> Dataset:
     """Load one split of an image dataset, with its columns renamed to `image` and `label`.
 
     Args:
         dataset_name (`str`): a Hub dataset (`uoft-cs/cifar10`, `jxie/stl10`), or a local directory:
             parquet files or a dataset repository (README configs), a folder of images (imagefolder
-            layout, class sub-folders), or a `save_to_disk` folder (Dataset or DatasetDict).
+            layout, class sub-folders), a folder of WebDataset `.tar` shards (`000.jpg` + `000.cls`
+            members), or a `save_to_disk` folder (Dataset or DatasetDict). Nothing is read into memory
+            whole: `datasets` memory-maps its Arrow files, and images are read a chunk of rows at a time.
         dataset_config_name (`str`, *optional*): the dataset's configuration name, if it has several.
         split (`str`, defaults to `"train"`): a split, or several joined by `+` (`"train+unlabeled"`),
             concatenated in that order.
@@ -67,6 +74,10 @@ def load_image_dataset(
         require_labels (`bool`, defaults to False): fail unless every row has a label (for probes).
         split_flag (`str`, defaults to `"split"`): the caller's flag for `split` (`train_split`,
             `eval_split`), which the messages name.
+        streaming (`bool`, defaults to False): load with `streaming=True` and read each split used once
+            into a local map-style copy ([`StreamedSplits`]), which the next run reuses: the same rows in
+            the same order as without streaming, so the batch order, exact resume, the `max_samples`
+            subset and [`dataset_identity`] (the decoded cache) are the same.
 
     Returns:
         `datasets.Dataset` with columns `image` and, if found, `label`.
@@ -77,7 +88,7 @@ def load_image_dataset(
     """
     if max_samples is not None and max_samples < 1:
         raise ValueError(f"max_samples={max_samples} must be at least 1, or None for the whole split.")
-    splits = _load_splits(dataset_name, dataset_config_name, revision)
+    splits = _load_splits(dataset_name, dataset_config_name, revision, streaming)
     dataset = _select_split(splits, split, dataset_name, split_flag)
     source_columns = dataset.column_names
     image, label = _find_columns(dataset, image_column, label_column)
@@ -89,52 +100,30 @@ def load_image_dataset(
     return dataset
 
 
-def _load_splits(dataset_name: str, config_name: str | None, revision: str | None) -> dict[str, Dataset]:
-    """All splits of a Hub dataset or local directory, by name."""
+def _load_splits(
+    dataset_name: str, config_name: str | None, revision: str | None, streaming: bool = False
+) -> Mapping[str, Dataset]:
+    """All splits of a Hub dataset or local directory, by name (streamed ones read when first used)."""
     path = local_path(dataset_name)
-    if path is None:
-        loaded = _load_from_hub(dataset_name, config_name, revision)
-    elif path.is_dir():
-        loaded = _load_local(path, config_name)
-    else:
+    if path is not None and not path.is_dir():
         what = "is a file, not a folder" if path.exists() else "no such directory"
         raise UsageError(
             f"--dataset_name {dataset_name}: {what}; pass an existing folder (or a Hub dataset id)."
         )
+    if path is not None:
+        check_shards(path)
+    if streaming:
+        return StreamedSplits(dataset_name, config_name, revision, path)
+    loaded = (
+        load_from_hub(dataset_name, config_name, revision) if path is None else load_local(path, config_name)
+    )
     if isinstance(loaded, Dataset):
         # A saved single split: it answers to its own split name, or to "train" when it has none.
         return {str(loaded.split) if loaded.split is not None else "train": loaded}
     return dict(loaded)
 
 
-def _load_local(path: Path, config_name: str | None) -> Dataset | DatasetDict:
-    """A `save_to_disk` folder, or parquet files / an imagefolder through `load_dataset`."""
-    try:
-        if any((path / name).is_file() for name in DATASET_FILES):
-            return datasets.load_from_disk(str(path))
-        return datasets.load_dataset(str(path), config_name)
-    except (OSError, ValueError, datasets.exceptions.DatasetGenerationError) as error:
-        raise UsageError(
-            f"--dataset_name {path}: cannot read the dataset in this folder ({type(error).__name__}: {error}). "
-            f"Pass a folder of parquet files, an imagefolder (class sub-folders of images) or a save_to_disk "
-            f"folder, and check that its files are complete."
-        ) from error
-
-
-def _load_from_hub(dataset_name: str, config_name: str | None, revision: str | None) -> DatasetDict:
-    try:
-        with offline_unless_reachable():
-            return datasets.load_dataset(dataset_name, config_name, revision=revision)
-    except (OSError, datasets.exceptions.DatasetNotFoundError) as error:  # ConnectionError is an OSError
-        raise UsageError(
-            f"--dataset_name {dataset_name}: cannot load it from the Hub (offline, or no such dataset). "
-            f"Pass a local copy instead: --dataset_name <folder> (parquet files, an imagefolder or a "
-            f"save_to_disk folder, e.g. made where the Hub is reachable with "
-            f"`datasets.load_dataset({dataset_name!r}).save_to_disk(folder)`)."
-        ) from error
-
-
-def _select_split(splits: dict[str, Dataset], split: str, dataset_name: str, split_flag: str) -> Dataset:
+def _select_split(splits: Mapping[str, Dataset], split: str, dataset_name: str, split_flag: str) -> Dataset:
     """The split named `split`, or the concatenation of the `+`-joined splits it names."""
     names = [name.strip() for name in split.split("+")]
     unknown = [name for name in names if name not in splits]
@@ -177,6 +166,16 @@ def _find_columns(
     """The image column and the label column (None: no labels) of `dataset`, by the user's names."""
     columns = {name: str(feature) for name, feature in dataset.features.items()}
     image = _find_column(dataset, image_column, IMAGE_COLUMN_NAMES, datasets.Image)
+    if (
+        image is None
+        and "__key__" in columns
+        and not any(isinstance(feature, datasets.Image) for feature in dataset.features.values())
+    ):
+        members = ", ".join(f"000.{name}" for name in columns if not name.startswith("__"))
+        raise UsageError(
+            f"the WebDataset shards hold no images: their samples have only {members or 'no'} members; "
+            f"write each sample's image into the shard beside them (000.jpg or 000.png, ...)."
+        )
     if image is None:
         raise UsageError(f"no image column found among {columns}; pass --image_column.")
     for flag, name in (("--image_column", image), ("--label_column", label_column)):
@@ -188,12 +187,15 @@ def _find_columns(
 
 
 def _standardize_columns(
-    dataset: Dataset, image: str, label: str | None, splits: dict[str, Dataset]
+    dataset: Dataset, image: str, label: str | None, splits: Mapping[str, Dataset]
 ) -> Dataset:
-    """Keep the image and label columns only, the labels encoded across `splits`, renamed `image`, `label`."""
+    """Keep the image and label columns only, the labels encoded across `splits`, renamed `image`, `label`.
+
+    The other splits are read only when the labels need encoding (a `ClassLabel` is kept): a streamed
+    source's other splits are then not copied."""
     kept = [image] if label is None else [image, label]
     dataset = dataset.select_columns(kept)
-    if label is not None:
+    if label is not None and not isinstance(dataset.features[label], ClassLabel):
         dataset = encode_labels(
             dataset, label, [part for part in splits.values() if label in part.column_names]
         )

@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .arguments import READ_DIR_OR_HUB, UsageError, check_arguments, check_paths
+from .arguments import READ_DIR_OR_HUB, UsageError, check_arguments, check_paths, local_path
+from .folder_format import DATASET_FILES
 
 if TYPE_CHECKING:
     import datasets
@@ -39,6 +40,16 @@ class DatasetArguments:
     )
     dataset_config_name: str | None = field(default=None, metadata={"help": "The dataset's configuration."})
     dataset_revision: str | None = field(default=None, metadata={"help": "Pin the dataset's Hub revision."})
+    streaming: bool = field(
+        default=False,
+        metadata={
+            "help": "Load with datasets' streaming=True (a Hub dataset, or a local folder of parquet files, "
+            "images or WebDataset .tar shards): each split used is read once, images undecoded, into a local "
+            "map-style copy in the datasets cache (HF_DATASETS_CACHE, ~/.cache/huggingface/datasets/generator), "
+            "which the next run with the same source reuses (Hub commit or local files changed: read again). "
+            "The rows, their order, the seeded subsets and the decoded cache are those of a run without it."
+        },
+    )
     train_split: str = field(
         default="train",
         metadata={"help": "Split(s) the job learns from, e.g. train, or train+unlabeled for pretraining."},
@@ -72,6 +83,8 @@ class DatasetArguments:
                 )
             self.dataset_name = self.DEFAULT_DATASET
         check_paths(self, {"dataset_name": READ_DIR_OR_HUB})
+        if self.streaming:
+            check_streamable(self.dataset_name)
         subset = "a positive number of images (unset: the whole split)"
         check_arguments(
             self,
@@ -102,6 +115,7 @@ class DatasetArguments:
             seed=seed,
             require_labels=require_labels,
             split_flag=split_flag,
+            streaming=self.streaming,
         )
 
     def load_labeled_splits(self, seed: int) -> tuple[datasets.Dataset, datasets.Dataset]:
@@ -115,6 +129,17 @@ class DatasetArguments:
     def dataset_record(self) -> dict[str, Any]:
         """Which data the job read, as its results file records it (`results.json`, `finetune_results.json`)."""
         return {key: getattr(self, flag) for key, flag in RECORD.items()}
+
+
+def check_streamable(dataset_name: str) -> None:
+    """Raise for `--streaming` with a `save_to_disk` folder: it is read memory-mapped whatever its size,
+    and streaming it would only copy its Arrow files once more."""
+    path = local_path(dataset_name)
+    if path is not None and any((path / name).is_file() for name in DATASET_FILES):
+        raise UsageError(
+            f"--streaming with --dataset_name {dataset_name}: a save_to_disk folder is read memory-mapped "
+            f"whatever its size, and streaming it would only copy it once more; drop --streaming."
+        )
 
 
 # A results file's `dataset` record: its keys, and the flag each one holds.
