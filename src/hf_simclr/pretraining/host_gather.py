@@ -21,8 +21,10 @@ import torch
 # slow read from the disk, the loop's own pauses).
 PREFETCH_STEPS = 2
 
-# How often (s) a waiting gather thread looks whether it should stop.
+# How often (s) a waiting gather thread looks whether it should stop; how long closing waits for it (a gather
+# stuck on a dead disk is left behind: the thread is a daemon, so it never holds up the interpreter's exit).
 POLL_SECONDS = 0.1
+JOIN_SECONDS = 30
 
 
 class RowGather:
@@ -81,7 +83,7 @@ class RowGather:
         """Stop the thread and wait for it (at most one gather and one poll)."""
         self._stop.set()
         if self._thread is not threading.current_thread():
-            self._thread.join()
+            self._thread.join(timeout=JOIN_SECONDS)
 
     @property
     def running(self) -> bool:
