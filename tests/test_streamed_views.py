@@ -286,5 +286,24 @@ def measure_streamed_run(data: str, cache_dir: str, output_dir: str) -> None:
     print(json.dumps({"peak_rss_anon": max(peak[0], rss_anon())}))
 
 
+# ----------------------------------------------------------------------------------------------
+# The host gather benchmark (`scripts/benchmark.py --mode gather`)
+# ----------------------------------------------------------------------------------------------
+
+GATHER_REPORT = Path(__file__).resolve().parents[1] / "benchmarks" / "cpu-gather-2026-12-04.json"
+
+
+def test_the_gather_benchmark_times_every_method_and_the_docs_hold_its_table():
+    from hf_simclr.benchmark.host_gather import benchmark_host_gather, format_gather_table
+
+    report = benchmark_host_gather(((8, 4, 50),))
+    (row,) = report["results"]
+    assert row["step_mb"] == 4 * 3 * 8 * 8 / 1e6 and report["torch_threads"] == 1
+    assert {"plain_copy", "index_select", "row_gather_thread", "cold_index_select"} <= set(row["gb_per_s"])
+    assert all(rate > 0 for rate in row["gb_per_s"].values())
+    committed = json.loads(GATHER_REPORT.read_text())
+    assert format_gather_table(committed) in (GATHER_REPORT.parents[1] / "docs" / "benchmarks.md").read_text()
+
+
 if __name__ == "__main__":
     measure_streamed_run(**json.loads(sys.argv[1]))
