@@ -110,7 +110,16 @@ def test_the_rule_keeps_on_the_device_what_takes_at_most_half_its_free_memory(mo
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # two processes of this machine, each with its copy
     assert decoded_split_place("auto", 500, cpu) == "host"
     assert decoded_split_place("host", 1, cpu) == "host"
-    assert decoded_split_place("device", 10**15, cpu) == "device"
+    assert decoded_split_place("device", 10**15, cpu) == "device"  # a CPU device: the host's memory, or a map
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(views_module, "free_device_memory", lambda device: 4 * 10**9)
+    assert decoded_split_place("auto", 2 * 10**9, cuda) == "device"
+    assert decoded_split_place("auto", 2 * 10**9 + 1, cuda) == "host"
+    assert decoded_split_place("device", 3 * 10**9, cuda) == "device"
+    with pytest.raises(
+        UsageError, match="--keep_decoded_on device: .* 5000.0 MB, more than the 4000.0 MB free"
+    ):
+        decoded_split_place("device", 5 * 10**9, cuda)
 
 
 def test_keep_decoded_on_refuses_other_values_and_the_cpu_pipeline():

@@ -29,7 +29,7 @@ import datasets
 import torch
 from accelerate import Accelerator
 
-from ..arguments import check_free_space
+from ..arguments import UsageError, check_free_space, megabytes
 from ..augmentation import AugmentationConfig
 from ..data import ImageViewDataset, decode_images, decoded_cache_file
 from ..gpu_transforms import GPUTwoViewAugmentation
@@ -271,13 +271,26 @@ DEVICE_MEMORY_SHARE = 0.5
 def decoded_split_place(setting: str, split_bytes: int, device: torch.device) -> str:
     """Where the decoded split is kept for GPU views: `"device"` or `"host"` (streamed).
 
-    `--keep_decoded_on device` or `host` is taken as it is; `auto` keeps the split on the device when it
-    takes at most `DEVICE_MEMORY_SHARE` of the device's free memory ([`free_device_memory`]), and streams it
-    from the host otherwise.
+    `--keep_decoded_on host` is taken as it is, and so is `device` (refused on CUDA for a split larger than the
+    GPU's free memory, which would fail later with an out-of-memory error); `auto` keeps the split on the
+    device when it takes at most `DEVICE_MEMORY_SHARE` of the device's free memory ([`free_device_memory`]),
+    and streams it from the host otherwise.
+
+    Raises:
+        UsageError: for `--keep_decoded_on device` with a split beyond the GPU's free memory.
     """
-    if setting != "auto":
+    if setting == "host" or (setting == "device" and device.type != "cuda"):
         return setting
-    return "device" if split_bytes <= DEVICE_MEMORY_SHARE * free_device_memory(device) else "host"
+    free = free_device_memory(device)
+    if setting == "device" and split_bytes > free:
+        raise UsageError(
+            f"--keep_decoded_on device: the decoded training split takes {megabytes(split_bytes)}, more than "
+            f"the {megabytes(free)} free on {device}; pass --keep_decoded_on host (or auto) to stream it from "
+            f"a memory-mapped cache, or a smaller --image_size or --max_train_samples."
+        )
+    if setting == "device":
+        return setting
+    return "device" if split_bytes <= DEVICE_MEMORY_SHARE * free else "host"
 
 
 def free_device_memory(device: torch.device) -> int:
