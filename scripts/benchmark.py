@@ -10,6 +10,8 @@ Modes:
         pretraining steps fed by the GPU pipeline and by the CPU pipeline; peak GPU memory. GPU only.
     memory: peak memory and time of one pretraining step against the batch and the cached-gradient chunk
         (`--chunk_size`), each `batch:chunk` setting in its own process; CPU or GPU.
+    gather: GB/s of gathering a step's rows from the memory-mapped decoded cache (what streamed views do on
+        the host), against a plain memory copy; CPU, and the copy to the GPU when there is one.
 
 All logic lives in `hf_simclr.benchmark`.
 """

@@ -52,15 +52,20 @@ def run(
 
 
 @pytest.mark.parametrize(
-    ("augment_on", "chunk_size"), [("gpu", None), ("cpu", None), ("gpu", 4)], ids=["gpu", "cpu", "gpu-chunks"]
+    ("augment_on", "chunk_size", "keep_decoded_on"),
+    [("gpu", None, "auto"), ("cpu", None, "auto"), ("gpu", 4, "auto"), ("gpu", None, "host")],
+    ids=["gpu", "cpu", "gpu-chunks", "gpu-streamed"],
 )
 def test_resume_gives_the_same_weights(
-    cifar10_path: Path, tmp_path: Path, augment_on: str, chunk_size: int | None, capsys
+    cifar10_path: Path, tmp_path: Path, augment_on: str, chunk_size: int | None, keep_decoded_on: str, capsys
 ) -> None:
     # Both ways of making views: the seeded per-step draw on the device, and the DataLoader (its sampler's
-    # epoch, skipped batches and the RNG states that save_state keeps); and cached-gradient chunks (BatchNorm's
-    # running statistics updated once per chunk).
+    # epoch, skipped batches and the RNG states that save_state keeps); cached-gradient chunks (BatchNorm's
+    # running statistics updated once per chunk); and the device's views streamed from the memory-mapped cache
+    # (the gather thread started again at the resumed step).
     data = {"max_train_samples": 96, "image_size": 16, "augment_on": augment_on, "dataloader_num_workers": 0}
+    if keep_decoded_on == "host":
+        data.update(keep_decoded_on="host", decoded_cache_dir=str(tmp_path / "decoded"))
     settings = dict(
         data=data,
         chunk_size=chunk_size,
@@ -72,7 +77,9 @@ def test_resume_gives_the_same_weights(
     full = tmp_path / "full"
     run(full, cifar10_path, **settings)
     headline = "global batch 16 (16 in chunks of 4 x 1 processes)" if chunk_size else "(16 x 1 processes)"
-    assert headline in capsys.readouterr().out
+    console = capsys.readouterr().out
+    assert headline in console
+    assert ("from the decoded split streamed from" in console) == (keep_decoded_on == "host")
     interrupted = tmp_path / "interrupted"
     (interrupted / "checkpoints").mkdir(parents=True)
     # The state a run killed after step 3 leaves behind: its step-3 checkpoint and nothing else.

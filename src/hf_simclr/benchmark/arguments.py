@@ -45,8 +45,9 @@ class BenchmarkArguments:
 
     mode: str = field(
         metadata={
-            "help": "What to time: data (CPU pipeline), training (GPU only) or memory (peak memory and time "
-            "of a step against the batch and --chunk_size)."
+            "help": "What to time: data (CPU pipeline), training (GPU only), memory (peak memory and time "
+            "of a step against the batch and --chunk_size) or gather (GB/s of a step's rows gathered from the "
+            "memory-mapped decoded cache, against a plain memory copy)."
         }
     )
     output_json: str | None = field(
@@ -100,7 +101,10 @@ class BenchmarkArguments:
         check_arguments(
             self,
             {
-                "mode": (self.mode in ("data", "training", "memory"), "data, training or memory"),
+                "mode": (
+                    self.mode in ("data", "training", "memory", "gather"),
+                    "data, training, memory or gather",
+                ),
                 "memory_settings": (
                     all(valid_memory_setting(setting) for setting in self.memory_settings),
                     "batch:chunk pairs such as 1024:64, the chunk dividing the batch",

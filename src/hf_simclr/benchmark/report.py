@@ -12,6 +12,7 @@ from pathlib import Path
 from ..folder_format import write_text_atomically
 from .arguments import TRAINING_CASES, BenchmarkArguments
 from .data_pipeline import benchmark_data_pipeline, machine_description
+from .host_gather import benchmark_host_gather
 from .memory import benchmark_memory
 from .training import benchmark_device, benchmark_training, device_name
 
@@ -31,7 +32,12 @@ def run_benchmark(args: BenchmarkArguments) -> dict:
         # Other processes slow every number down: a load near 0 before the run means a quiet machine.
         "load_average_1min_before": os.getloadavg()[0],
     }
-    timed = {"data": _time_data, "training": _time_training, "memory": _time_memory}[args.mode]
+    timed = {
+        "data": _time_data,
+        "training": _time_training,
+        "memory": _time_memory,
+        "gather": lambda args: benchmark_host_gather(),
+    }[args.mode]
     report.update(timed(args))
     report["load_average_1min_after"] = os.getloadavg()[0]
     if args.output_json is not None:

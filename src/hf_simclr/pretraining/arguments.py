@@ -162,6 +162,18 @@ class DataArguments(ViewArguments, DatasetArguments):
             "help": "gpu: batched on the training device (fast); cpu: torchvision in workers; auto: gpu."
         },
     )
+    keep_decoded_on: str = field(
+        default="auto",
+        metadata={
+            "help": "With GPU views, where the decoded training split is kept. device: all of it in the "
+            "training device's memory (fastest); host: a memory-mapped .npy file (in --decoded_cache_dir, "
+            "else in the datasets cache), each step's rows gathered two steps ahead by a background thread "
+            "into pinned memory and copied to the device, so host memory stays bounded whatever the split's "
+            "size; the views are the same either way. auto: device when the split takes at most half of "
+            "the device's free memory (on a CPU: of the host's available memory over this machine's "
+            "processes), else host."
+        },
+    )
     dataloader_num_workers: int = field(default=4, metadata={"help": "CPU pipeline workers per process."})
     decoded_cache_dir: str | None = field(
         default=None, metadata={"help": "Folder for the decoded uint8 training split (.npy, memory-mapped)."}
@@ -175,6 +187,12 @@ class DataArguments(ViewArguments, DatasetArguments):
             self,
             {
                 "augment_on": (self.augment_on in ("auto", "gpu", "cpu"), "gpu, cpu or auto"),
+                "keep_decoded_on": (
+                    self.keep_decoded_on == "auto"
+                    or (self.keep_decoded_on in ("device", "host") and self.augment_on != "cpu"),
+                    "device, host or auto; device and host apply to GPU views (--augment_on cpu decodes "
+                    "in its workers)",
+                ),
                 "dataloader_num_workers": (
                     self.dataloader_num_workers >= 0,
                     ">= 0 (0: decode in the main process)",

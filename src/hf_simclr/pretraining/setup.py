@@ -44,7 +44,7 @@ from .monitor import KNNMonitor, build_knn_monitor
 from .optimizer import build_optimizer
 from .plan import RunPlan
 from .run_folder import prepare_output_dir
-from .views import CPUViews, GPUViews, build_views
+from .views import CPUViews, GPUViews, StreamedViews, build_views
 from .watch import NonFiniteWatch
 
 
@@ -377,11 +377,17 @@ def describe_run(
 ) -> None:
     """The run's headline (processes, batch, steps, learning rate, device), and what it should know."""
     chunks = f" in chunks of {args.chunk_size}" if args.chunk_size not in (None, plan.local_batch) else ""
+    if isinstance(views, StreamedViews):
+        source = f" from the decoded split streamed from {views.cache_file} (--keep_decoded_on host)"
+    elif isinstance(views, GPUViews):
+        source = " from the decoded split kept on the device (--keep_decoded_on device)"
+    else:
+        source = ""
     accelerator.print(
         f"SimCLR: {len(dataset)} images, global batch {plan.global_batch} ({plan.local_batch}{chunks} x "
         f"{plan.world_size} processes), {plan.total_steps} steps, peak lr {plan.peak_learning_rate:.4g} "
-        f"({args.optimizer}), views made on {accelerator.device.type} (--augment_on {views.name}), device "
-        f"{accelerator.device}, output {args.output_dir}."
+        f"({args.optimizer}), views made on {accelerator.device.type} (--augment_on {views.name}){source}, "
+        f"device {accelerator.device}, output {args.output_dir}."
     )
     # The CPU-sized check below: 12 steps of 64 views of 16 px; a run well beyond it on a CPU is told so.
     beyond_a_check = plan.total_steps * plan.global_batch * image_size**2 > 2 * 12 * 64 * 16**2

@@ -8,6 +8,9 @@ the views do not depend on the number of DataLoader workers.
 - [`GPUViews`] (`--augment_on gpu`): the training split is decoded once to a uint8 tensor that lives on the
   training device; every step indexes a batch of it and augments it there in one batched pass
   (`gpu_transforms`). On a machine without GPU this runs on the CPU.
+- [`StreamedViews`] (`--augment_on gpu` with a split beyond the device's memory, `--keep_decoded_on`): the
+  same views, the decoded split kept on the host as a memory-mapped cache file, each step's rows gathered
+  ahead by a background thread ([`RowGather`]) and copied to the device.
 - [`CPUViews`] (`--augment_on cpu`): the classic torchvision pipeline in DataLoader workers, one step's batch
   per worker task.
 
@@ -17,19 +20,23 @@ in channels-last memory on CUDA (the layout the model is converted to).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import datasets
 import torch
 from accelerate import Accelerator
 
+from ..arguments import UsageError, check_free_space, megabytes
 from ..augmentation import AugmentationConfig
 from ..data import ImageViewDataset, decode_images, decoded_cache_file
 from ..gpu_transforms import GPUTwoViewAugmentation
 from ..modeling_simclr import split_views
 from ..transforms import two_view_batch_transform
 from .arguments import DataArguments
+from .host_gather import RowGather
 from .plan import RunPlan
 
 
@@ -73,11 +80,11 @@ class GPUViews:
     """Views augmented on the training device from the decoded split, one batched pass per step.
 
     Args:
-        dataset (`datasets.Dataset`): the training split.
+        images (`torch.Tensor` of dtype uint8, `(N, 3, S, S)`): the decoded training split
+            ([`decode_images`]), moved to `device` here.
         augmentation (`AugmentationConfig`): the recipe.
         order ([`BatchOrder`]): the images and the seed of each step.
         device (`torch.device`): the training device, where the split is kept and augmented.
-        cache_dir (`str`, *optional*): `--decoded_cache_dir`, where the decoded split is cached.
         compile (`bool`): `torch.compile` the augmentation (deterministic, fixed shapes; ~9x faster at 32px on
             an H100). The parameter draw uses a `torch.Generator`, which compile cannot trace.
     """
@@ -86,34 +93,83 @@ class GPUViews:
 
     def __init__(
         self,
-        dataset: datasets.Dataset,
+        images: torch.Tensor,
         augmentation: AugmentationConfig,
         order: BatchOrder,
         device: torch.device,
-        cache_dir: str | None,
         compile: bool,
     ) -> None:
         self.order, self.device = order, device
-        cache = decoded_cache_file(cache_dir, dataset, augmentation.image_size)
-        self.images = decode_images(dataset, augmentation.image_size, cache).to(self.device)
+        self.images = self.keep(images)
         self.augmentation = GPUTwoViewAugmentation(augmentation).to(self.device)
         self.augment = torch.compile(self.augmentation.augment) if compile else self.augmentation.augment
         self.generator = torch.Generator(device=self.device)
 
+    def keep(self, images: torch.Tensor) -> torch.Tensor:
+        """Where the decoded split lives: on the device."""
+        return images.to(self.device)
+
     @property
     def memory_images(self) -> torch.Tensor | None:
-        """The decoded training split on the device, for the kNN monitor's memory."""
+        """The decoded training split (on the device; on the host when streamed), for the kNN monitor's
+        memory, which encodes it in batches."""
         return self.images
 
     def from_step(self, first: int) -> Iterator[torch.Tensor]:
         """The views of step `first`, then of every later step, to the end of the run."""
+        with contextlib.closing(self.batches(first)) as batches:
+            for step, batch in batches:
+                self.generator.manual_seed(self.order.step_seed(step))
+                params = self.augmentation.sample_params(
+                    2 * batch.shape[0], *batch.shape[2:], self.device, self.generator
+                )
+                yield channels_last_on_cuda(self.augment(batch, params))
+
+    def batches(self, first: int) -> Iterator[tuple[int, torch.Tensor]]:
+        """`(step, images)` of step `first` and every later step: the step's uint8 rows on the device."""
         for step, indices in self.order.from_step(first):
-            batch = self.images[indices.to(self.device)]
-            self.generator.manual_seed(self.order.step_seed(step))
-            params = self.augmentation.sample_params(
-                2 * batch.shape[0], *batch.shape[2:], self.device, self.generator
-            )
-            yield channels_last_on_cuda(self.augment(batch, params))
+            yield step, self.images[indices.to(self.device)]
+
+
+class StreamedViews(GPUViews):
+    """[`GPUViews`]'s views (bit for bit) from a decoded split kept on the host as a memory map.
+
+    Each step's rows are gathered from the memory-mapped cache by a background thread `PREFETCH_STEPS` steps
+    ahead ([`RowGather`]: into a fixed set of buffers, pinned on CUDA) and copied to the device without
+    blocking; the augmentation, its per-step seed and so the views are [`GPUViews`]'s. The process holds a
+    few batches of rows, whatever the number of images; the kernel's page cache keeps what it can of the file.
+
+    Args:
+        images (`torch.Tensor` of dtype uint8, `(N, 3, S, S)`): the decoded split, memory-mapped
+            ([`decode_images`] with a cache file).
+        augmentation, order, device, compile: as [`GPUViews`].
+        cache_file (`Path`): the file `images` maps, for the run's headline.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        augmentation: AugmentationConfig,
+        order: BatchOrder,
+        device: torch.device,
+        compile: bool,
+        cache_file: Path,
+    ) -> None:
+        super().__init__(images, augmentation, order, device, compile)
+        self.cache_file = cache_file
+
+    def keep(self, images: torch.Tensor) -> torch.Tensor:
+        """Where the decoded split lives: on the host, as it is (a memory map)."""
+        return images
+
+    def batches(self, first: int) -> Iterator[tuple[int, torch.Tensor]]:
+        """`(step, images)` as [`GPUViews.batches`], gathered on the host and copied to the device."""
+        gather = RowGather(
+            self.images, self.order.from_step(first), self.order.plan.local_batch, self.device.type == "cuda"
+        )
+        with contextlib.closing(gather):
+            for step, rows in gather:  # rows: valid until the next step is asked for
+                yield step, rows.to(self.device, non_blocking=True)
 
 
 class CPUViews:
@@ -186,12 +242,88 @@ def build_views(
     seed: int,
     compile: bool,
 ) -> GPUViews | CPUViews:
-    """The views `--augment_on` asks for (`auto`: gpu)."""
+    """The views `--augment_on` asks for (`auto`: gpu), the GPU ones from the split where
+    `--keep_decoded_on` says ([`decoded_split_place`])."""
     order = BatchOrder(len(dataset), plan, accelerator.process_index, seed)
+    device = accelerator.device
     if data_args.augment_on == "cpu":
         workers = min(data_args.dataloader_num_workers, os.cpu_count() or 1)  # torch warns of more
-        return CPUViews(dataset, augmentation, order, accelerator.device, workers)
-    return GPUViews(dataset, augmentation, order, accelerator.device, data_args.decoded_cache_dir, compile)
+        return CPUViews(dataset, augmentation, order, device, workers)
+    size = augmentation.image_size
+    split_bytes = len(dataset) * 3 * size**2
+    if decoded_split_place(data_args.keep_decoded_on, split_bytes, device) == "device":
+        cache = decoded_cache_file(data_args.decoded_cache_dir, dataset, size)
+        return GPUViews(decode_images(dataset, size, cache), augmentation, order, device, compile)
+    # Streamed: the memory map needs the cache file, in the datasets cache unless --decoded_cache_dir is set.
+    cache = decoded_cache_file(data_args.decoded_cache_dir or default_decoded_cache_dir(), dataset, size)
+    if not cache.is_file():
+        what = f"the decoded split ({len(dataset)} images, streamed from the disk)"
+        check_free_space("decoded_cache_dir", cache.parent, split_bytes, what)
+    return StreamedViews(decode_images(dataset, size, cache), augmentation, order, device, compile, cache)
+
+
+# The share of the device's free memory (CUDA: `torch.cuda.mem_get_info`; CPU: the host's available memory
+# over this machine's processes) the decoded split may take and still be kept there: the rest is for the
+# model, its activations and the allocator's slack (a ResNet-50 at 224 px, batch 256, needs ~25 GB).
+DEVICE_MEMORY_SHARE = 0.5
+
+
+def decoded_split_place(setting: str, split_bytes: int, device: torch.device) -> str:
+    """Where the decoded split is kept for GPU views: `"device"` or `"host"` (streamed).
+
+    `--keep_decoded_on host` is taken as it is, and so is `device` (refused on CUDA for a split larger than the
+    GPU's free memory, which would fail later with an out-of-memory error); `auto` keeps the split on the
+    device when it takes at most `DEVICE_MEMORY_SHARE` of the device's free memory ([`free_device_memory`]),
+    and streams it from the host otherwise.
+
+    Raises:
+        UsageError: for `--keep_decoded_on device` with a split beyond the GPU's free memory.
+    """
+    if setting == "host" or (setting == "device" and device.type != "cuda"):
+        return setting
+    free = free_device_memory(device)
+    if setting == "device" and split_bytes > free:
+        raise UsageError(
+            f"--keep_decoded_on device: the decoded training split takes {megabytes(split_bytes)}, more than "
+            f"the {megabytes(free)} free on {device}; pass --keep_decoded_on host (or auto) to stream it from "
+            f"a memory-mapped cache, or a smaller --image_size or --max_train_samples."
+        )
+    if setting == "device":
+        return setting
+    return "device" if split_bytes <= DEVICE_MEMORY_SHARE * free else "host"
+
+
+def free_device_memory(device: torch.device) -> int:
+    """Bytes this process may count on: CUDA's free memory on `device`; elsewhere (CPU, or MPS's memory shared
+    with the host) the host's available memory (`MemAvailable`: free memory and the page cache it can take
+    back) divided among this machine's processes (`LOCAL_WORLD_SIZE`, set by torchrun), which each keep
+    their own copy."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return host_available_memory() // max(processes, 1)
+
+
+def host_available_memory() -> int:
+    """The host's available memory in bytes: `MemAvailable` of `/proc/meminfo` on Linux, else the free pages."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def default_decoded_cache_dir() -> Path:
+    """Where a streamed split's cache goes without `--decoded_cache_dir`: a folder of the datasets cache
+    (`HF_DATASETS_CACHE`), beside the data it is decoded from, shared by every run (the file is named after
+    the split's content and the view size), never inside a run's folder (which is copied and pushed)."""
+    return Path(datasets.config.HF_DATASETS_CACHE) / DECODED_CACHE_FOLDER
+
+
+DECODED_CACHE_FOLDER = "hf_simclr_decoded"
 
 
 def channels_last_on_cuda(pixel_values: torch.Tensor) -> torch.Tensor:
