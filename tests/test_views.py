@@ -70,3 +70,49 @@ def test_every_process_takes_its_slice_of_each_global_batch_and_every_image_once
         assert len(set(taken.tolist())) == 12
     assert [step for step, _ in steps[0]] == list(range(6))
     assert orders[0].step_seed(4) != orders[1].step_seed(4) != orders[0].step_seed(5)
+
+
+def test_a_larger_stored_size_crops_from_the_stored_pixels_and_antialiases_to_the_view(tiny_split):
+    # Before: the split was decoded at --image_size only; a crop never held more pixels than the view.
+    from hf_simclr.data import decode_images
+    from hf_simclr.gpu_transforms import GPUTwoViewAugmentation
+
+    data = DataArguments(dataset_name="unused", image_size=8, stored_image_size=16)
+    plan = RunPlan.create(
+        PretrainingArguments(output_dir="unused", max_steps=2, per_device_train_batch_size=4),
+        12,
+        world_size=1,
+    )
+    views = build_views(
+        data, tiny_split, data.augmentation(), plan, Accelerator(cpu=True), seed=3, compile=False
+    )
+    assert tuple(views.images.shape) == (12, 3, 16, 16)  # stored at 16 px
+    assert views.memory_images is None  # the kNN monitor decodes its 8 px evaluation views itself
+    first = next(iter(views.from_step(0)))
+    assert tuple(first.shape) == (8, 3, 8, 8)
+    # The same as the augmentation given the 16 px images directly with the step's seed (its crops of the
+    # stored size, shrunk with antialiasing), and not what 8 px storage gives.
+    rows = BatchOrder(12, plan, rank=0, seed=3)
+    step, indices = next(rows.from_step(0))
+    augmentation = GPUTwoViewAugmentation(data.augmentation())
+    generator = torch.Generator().manual_seed(rows.step_seed(step))
+    stored = decode_images(tiny_split, 16)[indices]
+    params = augmentation.sample_params(8, 16, 16, torch.device("cpu"), generator)
+    torch.testing.assert_close(first, augmentation.augment(stored, params), rtol=0, atol=0)
+    at_view_size = views_of(tiny_split, "gpu", workers=0, start=0, steps=1)[0]
+    assert at_view_size.shape[-1] == 16 and not torch.equal(first, at_view_size[..., ::2, ::2])
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"image_size": 16, "stored_image_size": 8}, "at least the view's --image_size (16)"),
+        ({"image_size": 16, "stored_image_size": 32, "augment_on": "cpu"}, "only with GPU views"),
+    ],
+)
+def test_a_stored_size_that_cannot_be_honoured_is_refused_when_parsed(settings, named):
+    from hf_simclr.arguments import UsageError
+
+    with pytest.raises(UsageError, match="stored_image_size") as error:
+        DataArguments(dataset_name="unused", **settings)
+    assert named in str(error.value)

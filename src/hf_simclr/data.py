@@ -8,6 +8,7 @@ that layout. A dataset is known by its content ([`dataset_identity`]), not by th
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -22,7 +23,8 @@ import torch
 from datasets import ClassLabel, Dataset
 
 from .arguments import UsageError, local_path
-from .folder_format import decoded_cache_name, write_atomically
+from .decoded_cache import fill, fill_rows
+from .folder_format import decoded_cache_name
 from .image_view import eval_view
 from .sources import StreamedSplits, check_shards, load_from_hub, load_local
 from .transforms import ImageBatchTransform, ImageDecodeError, decode_image
@@ -372,42 +374,45 @@ class ImageViewDataset(torch.utils.data.Dataset):
         return [dict(zip(batch, values, strict=True)) for values in zip(*batch.values(), strict=True)]
 
 
-def decode_images(dataset: Dataset, image_size: int, cache_file: str | Path | None = None) -> torch.Tensor:
-    """Decode a whole split once, for augmentation on the GPU.
+def decode_images(
+    dataset: Dataset,
+    image_size: int,
+    cache_file: str | Path | None = None,
+    *,
+    num_workers: int | None = None,
+    all_processes: bool = True,
+) -> torch.Tensor:
+    """Decode a whole split once, on every core and every process, for augmentation on the GPU.
 
     Each image becomes its evaluation view ([`hf_simclr.image_view.eval_view`]: RGB, shorter side
-    resized to `image_size`, center crop), the same pixels the saved image processor gives.
+    resized to `image_size`, center crop), the same pixels the saved image processor gives, whatever the
+    number of worker processes and processes: each writes its rows ([`hf_simclr.decoded_cache.fill`]).
 
     Args:
         dataset (`datasets.Dataset`): rows with an `image` column (see `load_image_dataset`).
         image_size (`int`): side S of the stored images, in pixels.
-        cache_file (`str` or `Path`, *optional*): a `.npy` file. When it exists with shape (N, 3, S, S)
-            it is memory-mapped instead of decoding; otherwise the images are decoded into it (written
-            to a temporary file in the same folder, then renamed, so a reader never sees half a file).
-            Only the shape is checked: [`decoded_cache_file`] names the file after the dataset and size.
+        cache_file (`str` or `Path`, *optional*): a `.npy` file. When it exists with shape (N, 3, S, S) it is
+            memory-mapped instead of decoding; otherwise the run's processes decode their shares into it
+            (a temporary file renamed into place when all are written). Only the shape is checked:
+            [`decoded_cache_file`] names the file after the dataset's content and size.
+        num_workers (`int`, *optional*): worker processes decoding in this process
+            (`--preprocessing_num_workers`); None: [`hf_simclr.decoded_cache.worker_count`]'s default.
+        all_processes (`bool`, defaults to True): every process of the run makes this call and they share
+            the work; False: this process decodes alone.
 
     Returns:
         `torch.Tensor` of dtype uint8 and shape (N, 3, S, S). A cached tensor is a copy-on-write
         memory map: writing to it changes memory only, never the file.
 
     Raises:
-        ValueError: if an image cannot be decoded (the message names its row).
+        UsageError: if an image cannot be decoded (the message names its row), in any process's share.
     """
     shape = (len(dataset), 3, image_size, image_size)
-    if cache_file is None:
-        array = np.empty(shape, dtype=np.uint8)
-        _decode_into(dataset, array)
-        return torch.from_numpy(array)
-    cache_file = Path(cache_file)
-    if cache_file.is_file():
-        try:
-            cached = np.load(cache_file, mmap_mode="c")
-        except (OSError, ValueError):  # not a complete .npy (e.g. a damaged disk): decode it again
-            cached = None
-        if cached is not None and cached.shape == shape and cached.dtype == np.uint8:
-            return torch.from_numpy(cached)
-    _write_cache(dataset, cache_file, shape)
-    return torch.from_numpy(np.load(cache_file, mmap_mode="c"))
+
+    def decode(out: np.ndarray, rows: range, workers: int) -> None:
+        _decode_into(dataset, out, rows, workers)
+
+    return torch.from_numpy(fill(shape, decode, cache_file, num_workers, all_processes, DECODE_CHUNK_ROWS))
 
 
 def decoded_cache_file(cache_dir: str | Path | None, dataset: Dataset, image_size: int) -> Path | None:
@@ -515,31 +520,24 @@ def row_description(dataset: Dataset, index: int) -> str:
     return f"{where} (file {path})" if path else where
 
 
-def _write_cache(dataset: Dataset, cache_file: Path, shape: tuple[int, ...]) -> None:
-    """Decode into a temporary .npy beside `cache_file`, then rename it into place (atomic)."""
-
-    def decode(temporary: Path) -> None:
-        array = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.uint8, shape=shape)
-        _decode_into(dataset, array)
-        array.flush()
-        del array
-
-    write_atomically(cache_file, decode)
-
-
-def _decode_into(dataset: Dataset, out: np.ndarray) -> None:
-    """Fill `out` (N, 3, S, S) uint8 with the dataset's images, reading chunks of encoded bytes."""
-    image_size = out.shape[-1]
+def _decode_into(dataset: Dataset, out: np.ndarray, rows: range, num_workers: int = 1) -> None:
+    """Fill `out[rows]` (`out`: (N, 3, S, S) uint8) with the dataset's images, in `num_workers` processes,
+    reading chunks of at most `DECODE_CHUNK_ROWS` encoded images."""
     raw = dataset.select_columns([IMAGE_COLUMN]).cast_column(IMAGE_COLUMN, datasets.Image(decode=False))
-    for start in range(0, len(raw), DECODE_CHUNK_ROWS):
-        values = raw[start : start + DECODE_CHUNK_ROWS][IMAGE_COLUMN]
-        for offset, value in enumerate(values):
-            try:
-                image = decode_image(value)
-            except ValueError as error:
-                row = row_description(dataset, start + offset)
-                raise UsageError(f"{row}: cannot decode image ({error}); remove or fix that row.") from error
-            out[start + offset] = eval_view(image, image_size)
+    what = f"Decoding {len(rows)} images to {out.shape[-1]} px"
+    fill_rows(functools.partial(_decode_chunk, dataset, raw), out, rows, num_workers, DECODE_CHUNK_ROWS, what)
+
+
+def _decode_chunk(dataset: Dataset, raw: Dataset, out: np.ndarray, start: int, stop: int) -> int:
+    """Decode rows [start, stop) of `raw` (encoded bytes) into `out`; returns how many."""
+    for offset, value in enumerate(raw[start:stop][IMAGE_COLUMN]):
+        try:
+            image = decode_image(value)
+        except ValueError as error:
+            row = row_description(dataset, start + offset)
+            raise UsageError(f"{row}: cannot decode image ({error}); remove or fix that row.") from error
+        out[start + offset] = eval_view(image, out.shape[-1])
+    return stop - start
 
 
 def decode_labels(dataset: Dataset) -> torch.Tensor | None:

@@ -73,6 +73,14 @@ class DatasetArguments:
             "queries as many as there are training images by default."
         },
     )
+    preprocessing_num_workers: int | None = field(
+        default=None,
+        metadata={
+            "help": "Worker processes per process decoding the splits to uint8 (the decoded cache). Default: "
+            "the CPU cores this process may use, divided among the machine's processes (every core busy, "
+            "none asked twice), at least 1000 images each (a worker's start costs about that much decoding)."
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.dataset_name is None:
@@ -91,6 +99,10 @@ class DatasetArguments:
             {
                 "max_train_samples": (self.max_train_samples is None or self.max_train_samples >= 1, subset),
                 "max_eval_samples": (self.max_eval_samples is None or self.max_eval_samples >= 1, subset),
+                "preprocessing_num_workers": (
+                    self.preprocessing_num_workers is None or self.preprocessing_num_workers >= 1,
+                    "at least 1 (unset: every core of the machine, shared among its processes)",
+                ),
             },
         )
 

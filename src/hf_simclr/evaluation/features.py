@@ -167,11 +167,19 @@ class LabeledSplit:
 
 
 def decode_labeled_split(
-    dataset: datasets.Dataset, image_size: int, cache_dir: str | Path | None = None
+    dataset: datasets.Dataset,
+    image_size: int,
+    cache_dir: str | Path | None = None,
+    num_workers: int | None = None,
 ) -> LabeledSplit:
-    """Decode a labeled split's images (cached in `cache_dir` when given) and labels."""
+    """Decode a labeled split's images (cached in `cache_dir` when given; `num_workers` decoding processes,
+    `--preprocessing_num_workers`, by default every core) and labels.
+
+    The evaluation runs in one process: it decodes alone (a second process decoding the same split into the
+    same folder waits for this one's cache, and reads it)."""
     cache = decoded_cache_file(cache_dir, dataset, image_size)
-    return LabeledSplit(dataset, decode_images(dataset, image_size, cache), decode_labels(dataset))
+    images = decode_images(dataset, image_size, cache, num_workers=num_workers, all_processes=False)
+    return LabeledSplit(dataset, images, decode_labels(dataset))
 
 
 def read_cached_features(cache_file: Path, key: str) -> dict[str, torch.Tensor] | None:

@@ -305,7 +305,9 @@ def load_labeled_splits(args: LinearProbeArguments, view: AugmentationConfig) ->
     loaded (and so checked: present, labeled) before either is decoded."""
     rows = dict(zip(("train", "eval"), args.load_labeled_splits(args.seed), strict=True))
     return {
-        name: decode_labeled_split(dataset, view.image_size, args.decoded_cache_dir)
+        name: decode_labeled_split(
+            dataset, view.image_size, args.decoded_cache_dir, args.preprocessing_num_workers
+        )
         for name, dataset in rows.items()
     }
 

@@ -178,6 +178,15 @@ class DataArguments(ViewArguments, DatasetArguments):
     decoded_cache_dir: str | None = field(
         default=None, metadata={"help": "Folder for the decoded uint8 training split (.npy, memory-mapped)."}
     )
+    stored_image_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "With GPU views, the side the training split is decoded to (default: --image_size). Larger "
+            "(e.g. 160 for 96 px views), random resized crops take their pixels from more than the view's "
+            "resolution and are downscaled with antialiasing, as torchvision does from the original images; "
+            "the split then takes (stored / image_size)^2 times the memory or disk."
+        },
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -196,6 +205,14 @@ class DataArguments(ViewArguments, DatasetArguments):
                 "dataloader_num_workers": (
                     self.dataloader_num_workers >= 0,
                     ">= 0 (0: decode in the main process)",
+                ),
+                "stored_image_size": (
+                    self.stored_image_size is None
+                    or (
+                        self.stored_image_size >= self.augmentation().image_size and self.augment_on != "cpu"
+                    ),
+                    f"at least the view's --image_size ({self.augmentation().image_size}), and only with GPU "
+                    "views (--augment_on cpu crops the original images)",
                 ),
             },
         )

@@ -97,9 +97,10 @@ def build_knn_monitor(
     if queries is None:
         return None
     labels = decode_labels(train_set)
+    workers = data_args.preprocessing_num_workers
     if train_images is None:
         cache = decoded_cache_file(data_args.decoded_cache_dir, train_set, augmentation.image_size)
-        train_images = decode_images(train_set, augmentation.image_size, cache)
+        train_images = decode_images(train_set, augmentation.image_size, cache, num_workers=workers)
     cache = decoded_cache_file(data_args.decoded_cache_dir, queries, augmentation.image_size)
-    query_images = decode_images(queries, augmentation.image_size, cache)
+    query_images = decode_images(queries, augmentation.image_size, cache, num_workers=workers)
     return KNNMonitor(train_images, labels, query_images, decode_labels(queries), augmentation, k)

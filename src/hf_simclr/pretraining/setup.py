@@ -1,8 +1,8 @@
 """Everything a run needs before its first step, built once: the folder, the data, the model, the views.
 
 [`start_run`] reads top to bottom: output folder and resume point -> data -> the plan -> model ->
-optimizer -> views -> resumed state -> kNN monitor -> trackers and log. Every check that can refuse the
-run happens here, before the first step.
+optimizer -> the decoded split -> views -> resumed state -> kNN monitor -> trackers and log. Every check
+that can refuse the run happens here, before the first step.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from ..arguments import (
     run_arguments,
 )
 from ..augmentation import AugmentationConfig
-from ..data import decode_labels, decoded_cache_file
+from ..data import decode_labels
 from ..devices import resolve_mixed_precision
 from ..folder_format import CHECKPOINT_DIR, LOG_HISTORY_FILE, SNAPSHOT_DIR, TRACKER_PROJECT
 from ..hub import hub_token
@@ -44,7 +44,7 @@ from .monitor import KNNMonitor, build_knn_monitor
 from .optimizer import build_optimizer
 from .plan import RunPlan
 from .run_folder import prepare_output_dir
-from .views import CPUViews, GPUViews, StreamedViews, build_views
+from .views import CPUViews, DecodedSplit, GPUViews, StreamedViews, build_views, decoded_split
 from .watch import NonFiniteWatch
 
 
@@ -101,10 +101,11 @@ def start_run(model_args: ModelArguments, data_args: DataArguments, args: Pretra
         check_resume_settings(checkpoint, settings)  # before decoding the data and loading the state
     model = place_model(model, accelerator, args.sync_batchnorm)
     optimizer = build_optimizer(model, args, plan.peak_learning_rate)
-    if accelerator.is_local_main_process:  # before the first image is decoded
-        check_disk_space(output_dir, model, args, plan, data_args, dataset, augmentation.image_size)
+    # Before the first image is decoded, on every process: the decoding is collective, a refusal stops them all.
+    split = decoded_split(data_args, dataset, augmentation.image_size, accelerator.device)
+    check_disk_space(output_dir, model, args, plan, data_args, dataset, split)
     compile = torch_compile(args, accelerator)
-    views = build_views(data_args, dataset, augmentation, plan, accelerator, args.seed, compile)
+    views = build_views(data_args, dataset, augmentation, plan, accelerator, args.seed, compile, split)
     model, optimizer = accelerator.prepare(model, optimizer)  # the views follow their own BatchOrder
     model = torch.compile(model) if compile else model
     state = TrainState()
@@ -196,15 +197,15 @@ def check_disk_space(
     plan: RunPlan,
     data_args: DataArguments,
     dataset: datasets.Dataset,
-    image_size: int,
+    split: DecodedSplit,
 ) -> None:
     """Refuse a run whose files will not fit on their disks, before any image is decoded.
 
     What the run writes is known now: a checkpoint is the weights, the optimizer's state (`OPTIMIZER_SLOTS`
     parameter-sized tensors) and little else; at most `--checkpoints_total_limit` + 1 exist at once (the
     oldest is pruned after a new one is in place); each snapshot and the final model folder hold the weights
-    once; the decoded cache (when `--decoded_cache_dir` is set and the split is not decoded yet) is
-    N x 3 x S x S bytes.
+    once; the decoded cache (`split`'s file, when it has one not decoded yet) is N x 3 x S x S bytes, S the
+    stored size.
 
     Raises:
         UsageError: naming what needs how much, and what is free ([`check_free_space`]).
@@ -220,12 +221,10 @@ def check_disk_space(
     needed = at_once * checkpoint + (snapshots + 1) * weights
     what = f"{at_once} checkpoint(s) of {megabytes(checkpoint)}, {snapshots} snapshot(s) and the model"
     check_free_space("output_dir", output_dir, needed, what)
-    cache = decoded_cache_file(data_args.decoded_cache_dir, dataset, image_size)
+    cache = split.cache_file
     if data_args.augment_on != "cpu" and cache is not None and not cache.is_file():
-        size = len(dataset) * 3 * image_size**2
-        check_free_space(
-            "decoded_cache_dir", cache.parent, size, f"the decoded split ({len(dataset)} images)"
-        )
+        what = f"the decoded split ({len(dataset)} images at {split.image_size}px)"
+        check_free_space("decoded_cache_dir", cache.parent, split.nbytes, what)
 
 
 def hold_run_folder(accelerator: Accelerator, output_dir: Path) -> None:
@@ -383,6 +382,9 @@ def describe_run(
         source = " from the decoded split kept on the device (--keep_decoded_on device)"
     else:
         source = ""
+    stored = views.images.shape[-1] if isinstance(views, GPUViews) else image_size
+    if stored != image_size:
+        source += f", stored at {stored}px for {image_size}px views (--stored_image_size)"
     accelerator.print(
         f"SimCLR: {len(dataset)} images, global batch {plan.global_batch} ({plan.local_batch}{chunks} x "
         f"{plan.world_size} processes), {plan.total_steps} steps, peak lr {plan.peak_learning_rate:.4g} "

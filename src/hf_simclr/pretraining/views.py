@@ -23,13 +23,14 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 import torch
 from accelerate import Accelerator
 
-from ..arguments import UsageError, check_free_space, megabytes
+from ..arguments import UsageError, megabytes
 from ..augmentation import AugmentationConfig
 from ..data import ImageViewDataset, decode_images, decoded_cache_file
 from ..gpu_transforms import GPUTwoViewAugmentation
@@ -112,8 +113,9 @@ class GPUViews:
     @property
     def memory_images(self) -> torch.Tensor | None:
         """The decoded training split (on the device; on the host when streamed), for the kNN monitor's
-        memory, which encodes it in batches."""
-        return self.images
+        memory, which encodes it in batches; None when it is stored larger than the views (`--stored_image_size`):
+        the monitor then decodes the evaluation views itself."""
+        return self.images if self.images.shape[-1] == self.augmentation.config.image_size else None
 
     def from_step(self, first: int) -> Iterator[torch.Tensor]:
         """The views of step `first`, then of every later step, to the end of the run."""
@@ -241,25 +243,53 @@ def build_views(
     accelerator: Accelerator,
     seed: int,
     compile: bool,
+    split: DecodedSplit | None = None,
 ) -> GPUViews | CPUViews:
-    """The views `--augment_on` asks for (`auto`: gpu), the GPU ones from the split where
-    `--keep_decoded_on` says ([`decoded_split_place`])."""
+    """The views `--augment_on` asks for (`auto`: gpu), the GPU ones from the split where `split` says
+    (default: [`decoded_split`])."""
     order = BatchOrder(len(dataset), plan, accelerator.process_index, seed)
     device = accelerator.device
     if data_args.augment_on == "cpu":
         workers = min(data_args.dataloader_num_workers, os.cpu_count() or 1)  # torch warns of more
         return CPUViews(dataset, augmentation, order, device, workers)
-    size = augmentation.image_size
-    split_bytes = len(dataset) * 3 * size**2
-    if decoded_split_place(data_args.keep_decoded_on, split_bytes, device) == "device":
-        cache = decoded_cache_file(data_args.decoded_cache_dir, dataset, size)
-        return GPUViews(decode_images(dataset, size, cache), augmentation, order, device, compile)
-    # Streamed: the memory map needs the cache file, in the datasets cache unless --decoded_cache_dir is set.
-    cache = decoded_cache_file(data_args.decoded_cache_dir or default_decoded_cache_dir(), dataset, size)
-    if not cache.is_file():
-        what = f"the decoded split ({len(dataset)} images, streamed from the disk)"
-        check_free_space("decoded_cache_dir", cache.parent, split_bytes, what)
-    return StreamedViews(decode_images(dataset, size, cache), augmentation, order, device, compile, cache)
+    split = split or decoded_split(data_args, dataset, augmentation.image_size, device)
+    images = decode_images(
+        dataset, split.image_size, split.cache_file, num_workers=data_args.preprocessing_num_workers
+    )
+    if split.place == "device":
+        views = GPUViews(images, augmentation, order, device, compile)
+    else:
+        views = StreamedViews(images, augmentation, order, device, compile, split.cache_file)
+    return views
+
+
+@dataclass(frozen=True)
+class DecodedSplit:
+    """How GPU views hold the decoded training split, decided once before it is decoded.
+
+    Attributes:
+        place (`str`): `"device"` (all of it in the device's memory) or `"host"` (streamed from a memory map).
+        image_size (`int`): the side it is decoded to (`--stored_image_size`, default the view's).
+        cache_file (`Path`, *optional*): the `.npy` it is decoded into and mapped from; None: decoded in memory.
+        nbytes (`int`): its size, N x 3 x S x S.
+    """
+
+    place: str
+    image_size: int
+    cache_file: Path | None
+    nbytes: int
+
+
+def decoded_split(
+    data_args: DataArguments, dataset: datasets.Dataset, view_size: int, device: torch.device
+) -> DecodedSplit:
+    """Where the GPU views keep the training split ([`decoded_split_place`]) and the cache file they map:
+    `--decoded_cache_dir`, or when streamed without it the datasets cache ([`default_decoded_cache_dir`])."""
+    size = data_args.stored_image_size or view_size
+    nbytes = len(dataset) * 3 * size**2
+    place = decoded_split_place(data_args.keep_decoded_on, nbytes, device)
+    folder = data_args.decoded_cache_dir or (default_decoded_cache_dir() if place == "host" else None)
+    return DecodedSplit(place, size, decoded_cache_file(folder, dataset, size), nbytes)
 
 
 # The share of the device's free memory (CUDA: `torch.cuda.mem_get_info`; CPU: the host's available memory
