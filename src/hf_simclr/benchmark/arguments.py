@@ -46,8 +46,9 @@ class BenchmarkArguments:
     mode: str = field(
         metadata={
             "help": "What to time: data (CPU pipeline), training (GPU only), memory (peak memory and time "
-            "of a step against the batch and --chunk_size) or gather (GB/s of a step's rows gathered from the "
-            "memory-mapped decoded cache, against a plain memory copy)."
+            "of a step against the batch and --chunk_size), gather (GB/s of a step's rows gathered from the "
+            "memory-mapped decoded cache, against a plain memory copy) or decode (images/s against "
+            "--preprocessing_num_workers)."
         }
     )
     output_json: str | None = field(
@@ -94,6 +95,15 @@ class BenchmarkArguments:
     memory_steps: int = field(
         default=2, metadata={"help": "--mode memory: steps per setting (after the first: timed)."}
     )
+    decode_workers: list[int] = field(
+        default_factory=lambda: [1, 2], metadata={"help": "--mode decode: worker counts to time."}
+    )
+    decode_cifar_samples: int = field(
+        default=10_000, metadata={"help": "--mode decode: CIFAR-10 images decoded to 32 px."}
+    )
+    decode_photo_samples: int = field(
+        default=600, metadata={"help": "--mode decode: photo-sized JPEGs decoded to 96 and 224 px."}
+    )
 
     def __post_init__(self) -> None:
         check_paths(self, {"output_json": WRITE_FILE, "dataset_name": READ_DIR_OR_HUB, "work_dir": WRITE_DIR})
@@ -102,9 +112,15 @@ class BenchmarkArguments:
             self,
             {
                 "mode": (
-                    self.mode in ("data", "training", "memory", "gather"),
-                    "data, training, memory or gather",
+                    self.mode in ("data", "training", "memory", "gather", "decode"),
+                    "data, training, memory, gather or decode",
                 ),
+                "decode_workers": (
+                    bool(self.decode_workers) and min(self.decode_workers) >= 1,
+                    "worker counts >= 1",
+                ),
+                "decode_cifar_samples": (self.decode_cifar_samples >= 1, "a positive integer"),
+                "decode_photo_samples": (self.decode_photo_samples >= 1, "a positive integer"),
                 "memory_settings": (
                     all(valid_memory_setting(setting) for setting in self.memory_settings),
                     "batch:chunk pairs such as 1024:64, the chunk dividing the batch",

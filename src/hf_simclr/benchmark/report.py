@@ -12,6 +12,7 @@ from pathlib import Path
 from ..folder_format import write_text_atomically
 from .arguments import TRAINING_CASES, BenchmarkArguments
 from .data_pipeline import benchmark_data_pipeline, machine_description
+from .decoding import benchmark_decoding
 from .host_gather import benchmark_host_gather
 from .memory import benchmark_memory
 from .training import benchmark_device, benchmark_training, device_name
@@ -37,6 +38,7 @@ def run_benchmark(args: BenchmarkArguments) -> dict:
         "training": _time_training,
         "memory": _time_memory,
         "gather": lambda args: benchmark_host_gather(),
+        "decode": _time_decode,
     }[args.mode]
     report.update(timed(args))
     report["load_average_1min_after"] = os.getloadavg()[0]
@@ -76,6 +78,31 @@ def _time_memory(args: BenchmarkArguments) -> dict:
     return benchmark_memory(
         args.memory_settings, args.memory_backbone, args.memory_image_size, args.memory_steps
     )
+
+
+def _time_decode(args: BenchmarkArguments) -> dict:
+    return benchmark_decoding(
+        args.dataset_name,
+        args.split,
+        args.decode_workers,
+        args.decode_cifar_samples,
+        args.decode_photo_samples,
+    )
+
+
+def format_decoding_table(report: dict) -> str:
+    """The Markdown table of a `--mode decode` report: images per second of each case and worker count, and
+    the speed-up over one worker (docs/benchmarks.md holds this text)."""
+    rows = report["results"]
+    alone = {row["case"]: row["images_per_s"] for row in rows if row["workers"] == 1}
+    lines = ["| case | images | workers | images/s | vs 1 worker |", "|---|---:|---:|---:|---:|"]
+    for row in rows:
+        one = alone.get(row["case"])
+        ratio = f"{row['images_per_s'] / one:.2f}x" if one and row["workers"] != 1 else "-"
+        lines.append(
+            f"| {row['case']} | {row['images']:,} | {row['workers']} | {row['images_per_s']:,.0f} | {ratio} |"
+        )
+    return "\n".join(lines)
 
 
 def format_memory_table(report: dict) -> str:
