@@ -52,6 +52,11 @@ def python_blocks(markdown: str) -> list[str]:
     return re.findall(r"```python\n(.*?)```", markdown, flags=re.DOTALL)
 
 
+def loading(code: str, folder: Path) -> str:
+    """A card's code, loading `folder`: a card without a Hub id names its model `path/to/<folder name>`."""
+    return code.replace(f"path/to/{folder.name}", str(folder))
+
+
 def run_without_hf_simclr(code: str, cwd: Path) -> subprocess.CompletedProcess:
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(
         cwd / "image.jpg"
@@ -73,7 +78,7 @@ def test_every_code_block_of_the_card_runs_without_hf_simclr(shared_folder: Path
         with torch.no_grad():
             assert (model(pixels) - h.detach()).abs().max() < 1e-4  # timm's copy gives the same h
     """)
-    result = run_without_hf_simclr("\n".join(blocks) + checks, tmp_path)
+    result = run_without_hf_simclr(loading("\n".join(blocks), shared_folder) + checks, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
 
 

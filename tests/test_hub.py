@@ -169,6 +169,7 @@ def test_card_names_the_jpeg_copy_of_cifar10(cifar10_path):
         "id": "uoft-cs/cifar10",
         "name": "`uoft-cs/cifar10`",
         "hub": True,
+        "source": None,
         "notes": [],
     }
 

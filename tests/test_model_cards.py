@@ -1,5 +1,6 @@
 """Model cards a Hub user can trust, checked with huggingface_hub's own parsers: license, datasets listed
-once, a `timm` tag only where timm loads the folder, compute, fine-tuning results, the published cards."""
+once (and the Hub dataset a local copy comes from), a `timm` tag only where timm loads the folder, compute,
+fine-tuning results, no path of the machine that made the runs, the published cards and pages."""
 
 from __future__ import annotations
 
@@ -19,11 +20,11 @@ from hf_simclr import SimCLRConfig, SimCLRForPreTraining
 from hf_simclr.augmentation import augmentation_preset
 from hf_simclr.evaluation.arguments import LinearProbeArguments
 from hf_simclr.evaluation.probe import run_linear_probe
-from hf_simclr.folder_format import RESULTS_FILE, SEMI_SUPERVISED_FILE
+from hf_simclr.folder_format import RESULTS_FILE, SEMI_SUPERVISED_FILE, TRAINING_ARGS_FILE
 from hf_simclr.model_folder import save_model_folder
 from hf_simclr.reports.card import render_model_card
 from hf_simclr.reports.commands import RenderArguments, render_published_cards
-from hf_simclr.reports.semi_supervised import collect_semi_supervised
+from hf_simclr.reports.semi_supervised import collect_semi_supervised, format_semi_supervised_table
 from hf_simclr.timm_export import export_timm
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -91,10 +92,10 @@ def test_timm_tag_and_usage_only_while_the_timm_copy_matches_the_weights(folder)
     assert "timm" not in parse(render_model_card(folder, repo_id=REPO_ID).content).data.tags
 
 
-def test_compute_and_fine_tuning_results_reach_the_card_and_its_model_index(folder):
-    results = json.loads((folder / RESULTS_FILE).read_text())
+def fine_tuning_runs(results: dict) -> list[tuple[str, dict]]:
+    """Fine-tuning from SimCLR and from random init at 50% of the labels, on the probe's data and model."""
     dataset = {**results["dataset"], "subset_seed": results["seed"]}
-    runs = [
+    return [
         (
             f"ft-{init}",
             {
@@ -112,7 +113,11 @@ def test_compute_and_fine_tuning_results_reach_the_card_and_its_model_index(fold
         )
         for init, top1 in (("simclr", 0.75), ("random", 0.5))
     ]
-    table = collect_semi_supervised(runs, (str(folder / RESULTS_FILE), results))
+
+
+def test_compute_and_fine_tuning_results_reach_the_card_and_its_model_index(folder):
+    results = json.loads((folder / RESULTS_FILE).read_text())
+    table = collect_semi_supervised(fine_tuning_runs(results), (str(folder / RESULTS_FILE), results))
     (folder / SEMI_SUPERVISED_FILE).write_text(json.dumps(table))
     card = parse(render_model_card(folder, repo_id=REPO_ID).content)
     values = {r.metric_name: r.metric_value for r in card.data.eval_results}
@@ -134,7 +139,9 @@ def test_published_cards_are_rendered_from_the_results_folders_without_weights(
 
     results_dir = Path(shutil.copytree(REPO_ROOT / "results", tmp_path / "results"))
     args = RenderArguments(
-        results_dir=str(results_dir), cards_dir=str(tmp_path), dataset_root=str(cifar10_path.parent)
+        results_dir=str(results_dir),
+        cards_dir=str(tmp_path),
+        dataset_root=str(cifar10_path.parent),
     )
     render_published_cards(args)
     published = yaml.safe_load((results_dir / "published.yaml").read_text())
@@ -150,12 +157,23 @@ def test_published_cards_are_rendered_from_the_results_folders_without_weights(
         assert values["Linear probe top-1"] == results["linear_top1"]
         assert values["kNN top-1 (k=10)"] == results["knn_top1"]["10"]
         assert card.data.license == "apache-2.0" and "timm" not in card.data.tags
+        # A run on the JPEG copy: the Hub dataset it was made from is listed, the text says it is the copy.
+        assert card.data.datasets == ["uoft-cs/cifar10"]
+        assert "is a local copy of `uoft-cs/cifar10` whose images were re-encoded as JPEG" in card.text
         assert "not a stock timm architecture" in card.text  # CIFAR stem: the card says why
         assert "| Pretraining | NVIDIA H100 80GB HBM3 |" in card.text
     (results_dir / "unlisted").mkdir()
     (results_dir / "unlisted" / RESULTS_FILE).write_text("{}")
     monkeypatch.setattr(
-        sys, "argv", ["render_cards.py", "--results_dir", str(results_dir), "--cards_dir", str(tmp_path)]
+        sys,
+        "argv",
+        [
+            "render_cards.py",
+            "--results_dir",
+            str(results_dir),
+            "--cards_dir",
+            str(tmp_path),
+        ],
     )
     with pytest.raises(SystemExit) as exit:
         render_cards.main()
@@ -194,3 +212,62 @@ def test_the_card_summary_says_when_the_pretraining_budget_was_tiny(folder) -> N
     )
     assert "12 steps" in tiny_budget({"max_steps": 12, "num_train_epochs": 100})
     assert tiny_budget({"max_train_samples": None, "num_train_epochs": 100, "max_steps": -1}) is None
+
+
+def test_no_card_or_table_shows_a_path_of_the_machine_that_made_the_runs(folder, tmp_path):
+    # Before: the argument table showed `.data/cifar10`, `/tmp/cache` and `/tmp/ref`, the usage snippet the
+    # model folder's path, and the semi-supervised footnote the dataset's path.
+    machine = tmp_path / "gpu-machine" / "home" / "someone"
+    dataset, run = machine / ".data" / "cifar10", machine / "runs" / "ref"
+    paths = [dataset, run, machine / "cache", run / "checkpoints" / "step_3", run / "recipe.yaml", folder]
+    training_args = {
+        "model_name_or_path": str(folder),  # a path that exists here
+        "dataset_name": str(dataset),  # paths of another machine
+        "output_dir": str(run),
+        "decoded_cache_dir": str(machine / "cache"),
+        "resume_from_checkpoint": str(run / "checkpoints" / "step_3"),
+        "recipe": {"files": [str(run / "recipe.yaml")]},
+        "wall_time_seconds": 90.0,
+    }
+    (folder / TRAINING_ARGS_FILE).write_text(json.dumps(training_args))
+    results = json.loads((folder / RESULTS_FILE).read_text())
+    results["dataset"]["name"], results["model_name_or_path"] = str(dataset), str(folder)
+    (folder / RESULTS_FILE).write_text(json.dumps(results))
+    table = collect_semi_supervised(fine_tuning_runs(results), (str(folder / RESULTS_FILE), results))
+    (folder / SEMI_SUPERVISED_FILE).write_text(json.dumps(table))
+    export_timm(folder)  # its usage snippet names a folder too
+    card = render_model_card(folder).content  # no Hub id: the snippet names the folder
+    for text in (card, format_semi_supervised_table(table)):
+        for path in paths:
+            for shown in (path, *path.parents[:-1]):  # the path and every folder above it but /
+                assert str(shown) not in text
+    assert (
+        "| `dataset_name` | cifar10 (local path) |" in card and "| `output_dir` | ref (local path) |" in card
+    )
+    assert 'AutoModel.from_pretrained("path/to/model", trust_remote_code=True)' in card
+    assert 'timm.create_model("local-dir:path/to/model/timm"' in card
+    assert "of `cifar10`; label subsets" in format_semi_supervised_table(table)
+
+
+def test_a_local_copy_lists_the_hub_dataset_it_was_made_from(folder, tmp_path):
+    # Before: only Hub ids reached `datasets:`, so a run on a local copy of a Hub dataset listed none.
+    copy = tmp_path / "cifar10-jpeg"
+    copy.mkdir()
+    card_yaml = "---\npretty_name: CIFAR-10 (JPEG)\nsource_datasets:\n- extended|uoft-cs/cifar10\n---\n"
+    (copy / "README.md").write_text(card_yaml + "\nThe images of `uoft-cs/cifar10`, re-encoded as JPEG.\n")
+    results = json.loads((folder / RESULTS_FILE).read_text())
+    results["dataset"]["name"] = str(copy)
+    training_args = {"dataset_name": str(copy), "wall_time_seconds": 90.0}
+    card = parse(render_model_card(folder, results, training_args, REPO_ID).content)
+    assert card.data.datasets == ["uoft-cs/cifar10"]
+    assert (
+        "CIFAR-10 (JPEG) is a local copy of `uoft-cs/cifar10` whose images were re-encoded as JPEG"
+        in card.text
+    )
+    assert {result.dataset_name for result in card.data.eval_results} == {"CIFAR-10 (JPEG)"}
+    # A copy whose card does not say where it comes from: none, unless the publisher names it.
+    (copy / "README.md").write_text("---\npretty_name: CIFAR-10 (JPEG)\n---\n\nRe-encoded as JPEG.\n")
+    assert parse(render_model_card(folder, results, training_args, REPO_ID).content).data.datasets is None
+    named = {"cifar10-jpeg": "uoft-cs/cifar10"}  # results/published.yaml's source_datasets
+    card = parse(render_model_card(folder, results, training_args, REPO_ID, source_datasets=named).content)
+    assert card.data.datasets == ["uoft-cs/cifar10"]

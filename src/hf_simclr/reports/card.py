@@ -3,7 +3,8 @@
 Numbers are those of `results.json` (and of `semi_supervised.json`, the fine-tuning table, when the folder
 holds one): accuracies in the tables are shown in percent (100 x the stored fraction, which has 4 digits, so
 nothing is rounded away) and in the `model-index` metadata as the stored fractions, which the Hub shows on
-the model page. Hardware and wall times come from the runs' records.
+the model page. Hardware and wall times come from the runs' records. No path of the machine that ran the runs
+is shown: datasets, models and folders are named as [`hf_simclr.reports.naming`] names them.
 """
 
 from __future__ import annotations
@@ -12,18 +13,20 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..arguments import UsageError, local_path
+from ..arguments import UsageError
 from ..folder_format import (
     IMAGE_PROCESSOR_FILE,
     MODEL_CARD_FILE,
     MODEL_CARD_TEMPLATE_FILE,
     RESULTS_FILE,
     SEMI_SUPERVISED_FILE,
+    TIMM_SUBFOLDER,
     TRAINING_ARGS_FILE,
     WALL_TIMES_FILE,
 )
 from ..model_folder import DEFAULT_LICENSE, load_simclr_config, read_json, write_generated_text
 from ..timm_export import timm_export_is_current, timm_export_problem
+from .naming import describe_dataset, shown_value
 from .semi_supervised import format_semi_supervised_table
 from .tables import percent
 
@@ -51,6 +54,7 @@ def render_model_card(
     template_path: str | Path | None = None,
     license: str = DEFAULT_LICENSE,
     dataset_root: str | Path | None = None,
+    source_datasets: dict[str, str] | None = None,
 ) -> ModelCard:
     """The model card of a probed SimCLR model folder, from the package's `model_card_template.md`.
 
@@ -58,11 +62,14 @@ def render_model_card(
         model_dir (`str` or `Path`): local model folder (its `config.json` describes the model).
         results (`dict`, *optional*): the probe's results; read from `results.json` in the folder if None.
         training_args (`dict`, *optional*): the pretraining arguments; read from `training_args.json`.
-        repo_id (`str`, *optional*): Hub id used in the usage snippet and as the model's name; defaults
-            to the folder's path (the snippet then loads the local folder).
+        repo_id (`str`, *optional*): Hub id used in the usage snippet and as the model's name; without it the
+            model is named after its folder, and the snippet loads `path/to/<that name>` (a card never shows
+            the machine's path).
         template_path (`str` or `Path`, *optional*): defaults to `MODEL_CARD_TEMPLATE`, shipped in the package.
         license (`str`, defaults to `"apache-2.0"`): the Hub license id of the card (the project's license).
         dataset_root (`str` or `Path`, *optional*): see [`describe_dataset`]; for runs made on another machine.
+        source_datasets (`dict`, *optional*): `{local folder name: Hub id}`, see [`describe_dataset`]: the Hub
+            dataset a local copy was made from, listed in the card's `datasets` metadata.
 
     Returns:
         `huggingface_hub.ModelCard`; `card.save(path)` writes it.
@@ -84,17 +91,18 @@ def render_model_card(
         raise FileNotFoundError(f"model card template {template_path} not found; pass template_path=.")
     semi_supervised = read_json(model_dir / SEMI_SUPERVISED_FILE)
     datasets = {
-        "eval": describe_dataset(results["dataset"]["name"], dataset_root),
-        "pretraining": describe_dataset(training_args.get("dataset_name"), dataset_root),
+        "eval": describe_dataset(results["dataset"]["name"], dataset_root, source_datasets),
+        "pretraining": describe_dataset(training_args.get("dataset_name"), dataset_root, source_datasets),
     }
-    timm_note, timm_usage = _timm_note(model_dir, config, repo_id)
     model_name = (repo_id or str(model_dir.resolve())).rstrip("/").split("/")[-1]
+    loaded_as = repo_id or f"path/to/{model_name}"  # the snippet's name of the model: never a machine's path
+    timm_note, timm_usage = _timm_note(model_dir, config, loaded_as, repo_id is not None)
     card_data = _card_data(model_name, license, results, datasets, semi_supervised, timm_usage is not None)
     return ModelCard.from_template(
         card_data,
         template_path=str(template_path),
         model_name=model_name,
-        repo_id=repo_id or str(model_dir),
+        repo_id=loaded_as,
         timm_note=timm_note,
         timm_usage=timm_usage,
         summary=_summary(config, results, datasets["eval"], training_args),
@@ -114,13 +122,16 @@ def write_model_card(
     template_path: str | Path | None = None,
     license: str = DEFAULT_LICENSE,
     dataset_root: str | Path | None = None,
+    source_datasets: dict[str, str] | None = None,
 ) -> Path:
     """Render the model card (see [`render_model_card`]) and write it as `README.md` in `model_dir`.
 
     Returns:
         `Path` of the `README.md`.
     """
-    card = render_model_card(model_dir, results, training_args, repo_id, template_path, license, dataset_root)
+    card = render_model_card(
+        model_dir, results, training_args, repo_id, template_path, license, dataset_root, source_datasets
+    )
     return save_model_card(card, model_dir)
 
 
@@ -143,45 +154,6 @@ def _read_results(model_dir: Path) -> dict[str, Any]:
     return results
 
 
-def describe_dataset(dataset_name: str | None, dataset_root: str | Path | None = None) -> dict[str, Any]:
-    """How a dataset (Hub id or local folder) is named in a model card.
-
-    Args:
-        dataset_name (`str`, *optional*): as recorded by the run (`--dataset_name`).
-        dataset_root (`str` or `Path`, *optional*): where to look for a recorded local folder that does not
-            exist here (a run made on another machine): `<dataset_root>/<folder name>`.
-
-    Returns:
-        `dict` with `id` (Hub id, or the local folder's name, for `model-index`), `name` (for prose),
-        `hub` (whether `id` is a Hub dataset) and `notes` (limitations, e.g. a JPEG-recompressed copy,
-        read from the local folder's dataset card).
-    """
-    if not dataset_name:
-        return {"id": "unknown", "name": "an unrecorded dataset", "hub": False, "notes": []}
-    local = local_path(dataset_name)
-    if local is None:
-        return {"id": dataset_name, "name": f"`{dataset_name}`", "hub": True, "notes": []}
-    if not local.is_dir() and dataset_root is not None:  # a folder of a run made on another machine
-        local = Path(dataset_root) / local.name
-    if not local.is_dir():
-        return {"id": local.name, "name": f"`{local.name}`", "hub": False, "notes": []}
-    pretty, notes = local.name, []
-    readme = local / MODEL_CARD_FILE
-    if readme.is_file():
-        from huggingface_hub import DatasetCard
-
-        dataset_card = DatasetCard.load(readme)
-        pretty = dataset_card.data.to_dict().get("pretty_name") or local.name
-        if "jpeg" in dataset_card.text.lower():
-            notes.append(
-                f"{pretty} is a local copy whose images were re-encoded as JPEG, not the original lossless "
-                f"files: accuracies on it run below those published on the originals, so compare them only "
-                f"with runs on the same copy."
-            )
-    name = pretty if pretty != local.name else f"`{local.name}`"
-    return {"id": local.name, "name": name, "hub": False, "notes": notes}
-
-
 # ----------------------------------------------------------------------------------------------
 # The card's sections: each gives the template variables of one part of the card
 # ----------------------------------------------------------------------------------------------
@@ -195,11 +167,13 @@ def _card_data(
     semi_supervised: dict[str, Any] | None,
     timm_loads_it: bool,
 ) -> Any:
-    """The card's YAML metadata: license, tags, datasets (Hub ones, listed once) and the `model-index`."""
+    """The card's YAML metadata: license, tags, datasets (Hub ones, and those local copies were made from,
+    listed once) and the `model-index`."""
     from huggingface_hub import ModelCardData
 
+    used = (datasets["pretraining"], datasets["eval"])
     hub_datasets = list(
-        dict.fromkeys(d["id"] for d in (datasets["pretraining"], datasets["eval"]) if d["hub"])
+        dict.fromkeys(d["id"] if d["hub"] else d["source"] for d in used if d["hub"] or d["source"])
     )
     tags = ["simclr", "self-supervised-learning", "contrastive-learning", "image-feature-extraction"]
     return ModelCardData(
@@ -307,7 +281,9 @@ def _training_section(training_args: dict[str, Any], dataset: dict[str, Any]) ->
     return dict(
         pretraining_data=pretraining_data,
         hyperparameters=[  # never a credential, should a run have recorded one
-            (name, _table_cell(value)) for name, value in training_args.items() if "token" not in name.lower()
+            (name, _table_cell(shown_value(value)))
+            for name, value in training_args.items()
+            if "token" not in name.lower()
         ],
     )
 
@@ -487,15 +463,18 @@ def _compute_rows(
     return rows
 
 
-def _timm_note(model_dir: Path, config: SimCLRConfig, repo_id: str | None) -> tuple[str | None, str | None]:
+def _timm_note(
+    model_dir: Path, config: SimCLRConfig, loaded_as: str, on_the_hub: bool
+) -> tuple[str | None, str | None]:
     """(a line on timm for the card, or None; a usage snippet, or None), and whether to tag `timm`: only
-    a folder holding a current timm copy of its weights ([`hf_simclr.timm_export`]) is loadable by timm."""
+    a folder holding a current timm copy of its weights ([`hf_simclr.timm_export`]) is loadable by timm.
+    `loaded_as`: the Hub id (`on_the_hub`) or the folder's name in the usage snippet."""
     problem = timm_export_problem(config)
     if problem:
         return f"timm cannot load this model: {problem}", None
     if not timm_export_is_current(model_dir):
         return None, None
-    source = f"hf-hub:{repo_id}" if repo_id else f"local-dir:{model_dir / 'timm'}"
+    source = f"hf-hub:{loaded_as}" if on_the_hub else f"local-dir:{loaded_as}/{TIMM_SUBFOLDER}"
     usage = f'model = timm.create_model("{source}", pretrained=True).eval()  # model(pixels) is h'
     note = (
         "the `timm/` folder holds the encoder in timm's own format, so that `timm.create_model` with "

@@ -31,8 +31,6 @@ from ..model_folder import check_generated, write_generated_text
 from .card import write_model_card
 from .semi_supervised import write_semi_supervised_table
 
-# In a results folder: which of its runs are (to be) published, as which Hub repository.
-
 
 @dataclass
 class RenderArguments:
@@ -40,7 +38,10 @@ class RenderArguments:
 
     results_dir: str = field(
         default="results",
-        metadata={"help": f"Published runs: <name>/ folders and {PUBLISHED_FILE} (name: Hub repository)."},
+        metadata={
+            "help": f"Published runs: <name>/ folders and {PUBLISHED_FILE} (name: Hub repository, and the Hub "
+            f"datasets of local copies)."
+        },
     )
     cards_dir: str = field(default="model_cards", metadata={"help": "Where <name>.md goes."})
     dataset_root: str | None = field(
@@ -51,6 +52,36 @@ class RenderArguments:
     def __post_init__(self) -> None:
         check_paths(self, {"results_dir": READ_DIR, "cards_dir": WRITE_DIR})
         check_path("results_dir", str(Path(self.results_dir) / PUBLISHED_FILE), READ_FILE)
+
+
+def published_runs(results_dir: Path) -> dict[str, dict[str, Any]]:
+    """The runs `<results_dir>/published.yaml` lists: `{name: {"repo_id": ..., "source_datasets": {...}}}`
+    (an entry may be the Hub repository's id alone).
+
+    Raises:
+        UsageError: for a folder of results that `published.yaml` does not list, or an entry without `repo_id`.
+    """
+    import yaml
+
+    listed = yaml.safe_load((results_dir / PUBLISHED_FILE).read_text()) or {}
+    published = {
+        name: {"repo_id": entry} if isinstance(entry, str) else dict(entry or {})
+        for name, entry in listed.items()
+    }
+    unlisted = sorted(
+        p.parent.name for p in results_dir.glob(f"*/{RESULTS_FILE}") if p.parent.name not in published
+    )
+    if unlisted:
+        raise UsageError(
+            f"--results_dir {results_dir}: {unlisted[0]}/ has no Hub repository: add `{unlisted[0]}: org/name` to "
+            f"{results_dir / PUBLISHED_FILE}."
+        )
+    for name, entry in published.items():
+        if not entry.get("repo_id"):
+            raise UsageError(
+                f"{results_dir / PUBLISHED_FILE}: {name} has no repo_id; add `repo_id: org/name`."
+            )
+    return published
 
 
 def render_published_cards(args: RenderArguments) -> list[Path]:
@@ -64,22 +95,17 @@ def render_published_cards(args: RenderArguments) -> list[Path]:
     Raises:
         UsageError: for a folder of results that `published.yaml` does not list.
     """
-    import yaml
-
     results_dir, cards_dir = Path(args.results_dir), Path(args.cards_dir)
     dataset_root = args.dataset_root if args.dataset_root and Path(args.dataset_root).is_dir() else None
-    published = yaml.safe_load((results_dir / PUBLISHED_FILE).read_text()) or {}
-    unlisted = sorted(
-        p.parent.name for p in results_dir.glob(f"*/{RESULTS_FILE}") if p.parent.name not in published
-    )
-    if unlisted:
-        raise UsageError(
-            f"--results_dir {results_dir}: {unlisted[0]}/ has no Hub repository: add `{unlisted[0]}: org/name` to "
-            f"{results_dir / PUBLISHED_FILE}."
-        )
+    published = published_runs(results_dir)
     written = []
-    for name, repo_id in published.items():
-        readme = write_model_card(results_dir / name, repo_id=repo_id, dataset_root=dataset_root)
+    for name, entry in published.items():
+        readme = write_model_card(
+            results_dir / name,
+            repo_id=entry["repo_id"],
+            dataset_root=dataset_root,
+            source_datasets=entry.get("source_datasets"),
+        )
         card = write_generated_text(
             cards_dir / card_file(name), readme.read_text(), "pick another --cards_dir"
         )

@@ -25,6 +25,7 @@ from ..folder_format import (
     write_json_atomically,
 )
 from ..model_folder import GENERATED_MARK, write_generated_text
+from .naming import describe_dataset
 from .tables import percent
 
 METHODS = {
@@ -170,7 +171,8 @@ def format_semi_supervised_table(table: dict[str, Any]) -> str:
     lines.append("")
     lines.append(
         f"Accuracy in percent on {evaluation['eval_size']} images of split `{evaluation['eval_split']}` of "
-        f"`{evaluation['name']}`; label subsets class-balanced, seed {evaluation['subset_seed']}."
+        f"{describe_dataset(evaluation['name'])['name']}; label subsets class-balanced, seed "
+        f"{evaluation['subset_seed']}."
     )
     return "\n".join(lines) + "\n"
 
