@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
 from pathlib import Path
 
 import datasets
@@ -116,3 +121,35 @@ def tiny_pretraining(output_dir: Path, data: Path, data_changes: dict | None = N
         DataArguments(dataset_name=str(data), image_size=16, max_train_samples=24, **(data_changes or {})),
         PretrainingArguments(output_dir=str(output_dir), **{**TINY_RUN, **changes}),
     )
+
+
+# ----------------------------------------------------------------------------------------------
+# Python in a terminal
+# ----------------------------------------------------------------------------------------------
+
+# What transformers asks before running a folder's code without trust_remote_code, on a terminal only.
+REMOTE_CODE_PROMPT = "Do you wish to run the custom code"
+
+
+def run_in_a_terminal(code: str, cwd: Path) -> tuple[str, float]:
+    """`code` run by python with a pseudo-terminal as stdin (nothing is ever typed): its output, its seconds.
+
+    transformers asks `Do you wish to run the custom code? [y/N]` only when stdin is a terminal, and waits for
+    the answer (15 s): run where a prompt would show, a call that asks is seen, and timed."""
+    controller, terminal = os.openpty()
+    started = time.perf_counter()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(code)],
+            stdin=terminal,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=cwd,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout + result.stderr, time.perf_counter() - started

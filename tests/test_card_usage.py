@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from builders import pretraining_folder, save_tiny_dataset
+from builders import REMOTE_CODE_PROMPT, pretraining_folder, run_in_a_terminal, save_tiny_dataset
 from PIL import Image
 
 from hf_simclr.evaluation.arguments import LinearProbeArguments
@@ -57,6 +57,10 @@ def loading(code: str, folder: Path) -> str:
     return code.replace(f"path/to/{folder.name}", str(folder))
 
 
+def words(markdown: str) -> str:
+    return " ".join(markdown.split())
+
+
 def run_without_hf_simclr(code: str, cwd: Path) -> subprocess.CompletedProcess:
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(
         cwd / "image.jpg"
@@ -92,3 +96,25 @@ def test_the_readme_usage_runs_on_an_exported_folder_without_hf_simclr(
     checks = "\nassert h.shape == (1, 512) and classifier.config.num_labels == 10\n"
     result = run_without_hf_simclr(code + checks, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_the_cards_word_on_trust_remote_code_holds_where_hf_simclr_is_installed(
+    shared_folder: Path, tmp_path: Path
+) -> None:
+    # Before: the card said that with hf_simclr installed trust_remote_code is not needed, while pipeline
+    # (the README says so) still asks to run the custom code without it.
+    card = (shared_folder / "README.md").read_text()
+    said = words(card.split("\n## Usage\n", 1)[1].split("\n## ", 1)[0])
+    readme = words((REPO_ROOT / "README.md").read_text().split("\n## Usage\n", 1)[1].split("\n## ", 1)[0])
+    assert "`AutoModel` and `AutoImageProcessor` need no `trust_remote_code`" in said
+    assert "`pipeline` still needs `trust_remote_code=True`" in said
+    assert "`pipeline` still needs `trust_remote_code=True`" in readme  # the two say the same
+    # The card's usage as it says: the loaders without the flag, pipeline with it, in a terminal.
+    usage = python_blocks(card)[0].splitlines()
+    usage = [line if "pipeline(" in line else line.replace(", trust_remote_code=True", "") for line in usage]
+    assert sum("trust_remote_code=True" in line for line in usage) == 1
+    Image.fromarray(np.zeros((40, 48, 3), dtype=np.uint8)).save(tmp_path / "image.jpg")
+    output, seconds = run_in_a_terminal(
+        "import hf_simclr\n" + loading("\n".join(usage), shared_folder), tmp_path
+    )
+    assert REMOTE_CODE_PROMPT not in output and seconds < 60

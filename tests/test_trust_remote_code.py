@@ -4,38 +4,11 @@ waits for the answer (15 s), so each call runs in a subprocess whose stdin is a 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
-import time
 from pathlib import Path
 
 import pytest
-from builders import save_tiny_model
-
-PROMPT = "Do you wish to run the custom code"
-
-
-def run_in_a_terminal(code: str, cwd: Path) -> tuple[str, float]:
-    """`code` run by python with a pseudo-terminal as stdin (nothing is ever typed): its output, its seconds."""
-    controller, terminal = os.openpty()
-    started = time.perf_counter()
-    try:
-        result = subprocess.run(
-            [sys.executable, "-c", textwrap.dedent(code)],
-            stdin=terminal,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=cwd,
-            env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        )
-    finally:
-        os.close(terminal)
-        os.close(controller)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout + result.stderr, time.perf_counter() - started
+from builders import REMOTE_CODE_PROMPT as PROMPT
+from builders import run_in_a_terminal, save_tiny_model
 
 
 @pytest.mark.slow
