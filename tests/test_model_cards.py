@@ -20,10 +20,11 @@ from hf_simclr import SimCLRConfig, SimCLRForPreTraining
 from hf_simclr.augmentation import augmentation_preset
 from hf_simclr.evaluation.arguments import LinearProbeArguments
 from hf_simclr.evaluation.probe import run_linear_probe
-from hf_simclr.folder_format import RESULTS_FILE, SEMI_SUPERVISED_FILE, TRAINING_ARGS_FILE
-from hf_simclr.model_folder import save_model_folder
+from hf_simclr.folder_format import RESULTS_FILE, SEMI_SUPERVISED_FILE, TRAINING_ARGS_FILE, WALL_TIMES_FILE
+from hf_simclr.model_folder import is_generated, save_model_folder
 from hf_simclr.reports.card import render_model_card
 from hf_simclr.reports.commands import RenderArguments, render_published_cards
+from hf_simclr.reports.published import readme_brief, results_block
 from hf_simclr.reports.semi_supervised import collect_semi_supervised, format_semi_supervised_table
 from hf_simclr.timm_export import export_timm
 
@@ -131,6 +132,20 @@ def test_compute_and_fine_tuning_results_reach_the_card_and_its_model_index(fold
     assert "fine-tuning on label fractions" in card.text  # the limitations say so
 
 
+def test_the_compute_table_gives_the_whole_commands_beside_the_runs_own_records(folder):
+    # Before: the card showed the runs' own 234 s and 72 s, the README the whole commands' 251 s and 87 s,
+    # neither saying which it was.
+    whole = {"pretrain_seconds": 102, "probe_seconds": 60, "gpu": "GPU", "date": "2026-11-23"}
+    (folder / WALL_TIMES_FILE).write_text(json.dumps(whole))
+    card = render_model_card(folder, repo_id=REPO_ID).text
+    assert "| Pretraining | CPU | 1.5 min (90 s) in the run, 1.7 min (102 s) for the whole command |" in card
+    assert "the whole commands' times follow: the process from its start to its exit" in card
+    # The experiment runner's wall_times.json repeats the runs' own records: nothing is added.
+    runner = {"pretrain_seconds": 90.0, "evaluation_seconds": 12.0, "device": "CPU", "date": "2026-11-23"}
+    (folder / WALL_TIMES_FILE).write_text(json.dumps(runner))
+    assert "| Pretraining | CPU | 1.5 min (90 s) |" in render_model_card(folder, repo_id=REPO_ID).text
+
+
 def test_published_cards_are_rendered_from_the_results_folders_without_weights(
     cifar10_path, tmp_path, monkeypatch, capsys
 ):
@@ -138,12 +153,19 @@ def test_published_cards_are_rendered_from_the_results_folders_without_weights(
     import render_cards
 
     results_dir = Path(shutil.copytree(REPO_ROOT / "results", tmp_path / "results"))
+    readme = Path(shutil.copy(REPO_ROOT / "README.md", tmp_path / "README.md"))
     args = RenderArguments(
         results_dir=str(results_dir),
         cards_dir=str(tmp_path),
+        readme=str(readme),
         dataset_root=str(cifar10_path.parent),
     )
     render_published_cards(args)
+    # The committed pages hold the blocks this command writes (numbers from the runs' files), and stay the
+    # authors' files: the blocks' markers are not the mark of a generated file.
+    for page in ("README.md", "results/README.md"):
+        assert (tmp_path / page).read_text() == (REPO_ROOT / page).read_text(), page
+        assert not is_generated(REPO_ROOT / page)
     published = yaml.safe_load((results_dir / "published.yaml").read_text())
     for name in published:
         assert not list((results_dir / name).glob("*.safetensors"))
@@ -173,6 +195,8 @@ def test_published_cards_are_rendered_from_the_results_folders_without_weights(
             str(results_dir),
             "--cards_dir",
             str(tmp_path),
+            "--readme",
+            str(readme),
         ],
     )
     with pytest.raises(SystemExit) as exit:
@@ -237,7 +261,7 @@ def test_no_card_or_table_shows_a_path_of_the_machine_that_made_the_runs(folder,
     (folder / SEMI_SUPERVISED_FILE).write_text(json.dumps(table))
     export_timm(folder)  # its usage snippet names a folder too
     card = render_model_card(folder).content  # no Hub id: the snippet names the folder
-    for text in (card, format_semi_supervised_table(table)):
+    for text in (card, format_semi_supervised_table(table), results_block(folder), readme_brief(folder)):
         for path in paths:
             for shown in (path, *path.parents[:-1]):  # the path and every folder above it but /
                 assert str(shown) not in text

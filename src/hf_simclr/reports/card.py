@@ -38,6 +38,14 @@ if TYPE_CHECKING:
 # Package data (pyproject.toml), so that every install, editable or not, can write model cards.
 MODEL_CARD_TEMPLATE = Path(__file__).resolve().with_name(MODEL_CARD_TEMPLATE_FILE)
 
+# How every report reads a wall time ([`wall_time`]): the same sentence under each compute table.
+WALL_TIME_NOTE = (
+    f"Wall times are those the runs recorded (`{TRAINING_ARGS_FILE}`, `{RESULTS_FILE}`): the job from its start "
+    f"to its end, data loading, compilation and checkpoints included. Where `{WALL_TIMES_FILE}` keeps them, the "
+    f"whole commands' times follow: the process from its start to its exit, Python's start and the imports "
+    f"included."
+)
+
 PLOT_TITLES = {
     "training_curves": "Pretraining curves",
     "tsne": "t-SNE of the evaluation images' representations",
@@ -110,7 +118,8 @@ def render_model_card(
         **_training_section(training_args, datasets["pretraining"]),
         **_evaluation_section(model_dir, results, datasets["eval"], semi_supervised),
         limitations=_limitations(config, results, datasets, semi_supervised),
-        compute_rows=_compute_rows(model_dir, training_args, results, semi_supervised),
+        compute_rows=compute_rows(model_dir, training_args, results, semi_supervised),
+        wall_time_note=WALL_TIME_NOTE,
     )
 
 
@@ -320,7 +329,7 @@ def _evaluation_section(
         holdout_percent=f"{100 * probe.get('holdout_fraction', 0.1):g}",
         knn_temperature=results.get("knn_temperature", 0.1),
         seed=results["seed"],
-        results_rows=_results_rows(results),
+        results_rows=results_rows(results),
         per_class_rows=per_class_rows,
         plots=plots,
         semi_supervised_table=format_semi_supervised_table(semi_supervised) if semi_supervised else None,
@@ -400,7 +409,8 @@ def _eval_results(
     return entries
 
 
-def _results_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
+def results_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(evaluation, this model, random-init encoder) in percent: the card's results table, and results/README.md's."""
     baseline = results.get("random_init_baseline") or {}
     rows = [
         ("Linear probe top-1", percent(results["linear_top1"]), percent(baseline.get("linear_top1"))),
@@ -423,43 +433,54 @@ def _results_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
     return rows
 
 
-def _wall_time(seconds: float | None) -> str:
-    return "-" if seconds is None else f"{seconds / 60:.1f} min ({seconds:.0f} s)"
+def wall_time(seconds: float | None, whole_command: float | None = None) -> str:
+    """A stage's wall time as every report shows it: `3.9 min (234 s)`, the run's own record; with the whole
+    command's time too (`wall_times.json`), `3.9 min (234 s) in the run, 4.2 min (251 s) for the whole command`."""
+    if seconds is None:
+        return "-"
+    in_run = f"{seconds / 60:.1f} min ({seconds:.0f} s)"
+    if whole_command is None:
+        return in_run
+    return f"{in_run} in the run, {whole_command / 60:.1f} min ({whole_command:.0f} s) for the whole command"
 
 
-def _compute_rows(
+def whole_commands(model_dir: str | Path) -> dict[str, float]:
+    """`{"pretraining": s, "evaluation": s}`: the whole commands' wall times, from the process's start to its
+    exit (Python's start and the imports included), as a published results folder's `wall_times.json` keeps
+    them (`pretrain_seconds`, `probe_seconds`); `{}` for a folder without them. The experiment runner's
+    `wall_times.json` (`pretrain_seconds`, `evaluation_seconds`) repeats the runs' own records instead."""
+    kept = read_json(Path(model_dir) / WALL_TIMES_FILE) or {}
+    if kept.get("probe_seconds") is None or kept.get("pretrain_seconds") is None:
+        return {}
+    return {"pretraining": kept["pretrain_seconds"], "evaluation": kept["probe_seconds"]}
+
+
+def compute_rows(
     model_dir: Path,
     training_args: dict[str, Any],
     results: dict[str, Any],
     semi_supervised: dict[str, Any] | None,
 ) -> list[tuple[str, str, str]]:
     """(stage, hardware, wall time) of pretraining, evaluation and fine-tuning runs, as their records
-    hold them (`device`, `wall_time_seconds`); a results/ folder's `wall_times.json` names the GPU of
-    runs that did not record it."""
+    hold them (`device`, `wall_time_seconds`), with the whole commands' times where kept ([`whole_commands`]);
+    a results/ folder's `wall_times.json` names the GPU of runs that did not record it."""
     fallback = (read_json(model_dir / WALL_TIMES_FILE) or {}).get("gpu") or "not recorded"
+    whole = whole_commands(model_dir)
     rows = []
-    if training_args.get("wall_time_seconds") is not None:
-        rows.append(
-            (
-                "Pretraining",
-                training_args.get("device") or fallback,
-                _wall_time(training_args["wall_time_seconds"]),
-            )
-        )
-    if results.get("wall_time_seconds") is not None:
-        rows.append(
-            (
-                "Evaluation (probes, kNN, baseline, plots)",
-                results.get("device") or fallback,
-                _wall_time(results["wall_time_seconds"]),
-            )
-        )
+    stages = (
+        ("pretraining", "Pretraining", training_args),
+        ("evaluation", "Evaluation (probes, kNN, baseline, plots)", results),
+    )
+    for stage, name, record in stages:
+        if record.get("wall_time_seconds") is not None:
+            hardware = record.get("device") or fallback
+            rows.append((name, hardware, wall_time(record["wall_time_seconds"], whole.get(stage))))
     for entry in (semi_supervised or {}).get("entries", []):
         if entry["method"] != "linear_probe" and entry.get("wall_time_seconds") is not None:
             init = "SimCLR" if entry["method"] == "finetune_simclr" else "random init"
             stage = f"Fine-tuning from {init}, {100 * entry['label_fraction']:g}% of the labels"
             hardware = entry.get("device") or "not recorded"
-            rows.append((stage, hardware, _wall_time(entry["wall_time_seconds"])))
+            rows.append((stage, hardware, wall_time(entry["wall_time_seconds"])))
     return rows
 
 

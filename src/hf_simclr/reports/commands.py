@@ -1,5 +1,6 @@
-"""The commands that write reports into folders: the published cards, the semi-supervised table (and the card
-that shows it). Each reads results files only, and never replaces a file the package did not write.
+"""The commands that write reports into folders: the published cards and the published runs' blocks of the
+repository's pages, the semi-supervised table (and the card that shows it). Each reads results files only, and
+never replaces a file the package did not write (in the repository's pages, only the blocks between its markers).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from ..folder_format import (
 )
 from ..model_folder import check_generated, write_generated_text
 from .card import write_model_card
+from .published import write_published_pages
 from .semi_supervised import write_semi_supervised_table
 
 
@@ -39,11 +41,18 @@ class RenderArguments:
     results_dir: str = field(
         default="results",
         metadata={
-            "help": f"Published runs: <name>/ folders and {PUBLISHED_FILE} (name: Hub repository, and the Hub "
-            f"datasets of local copies)."
+            "help": f"Published runs: <name>/ folders, {PUBLISHED_FILE} (name: Hub repository, and the Hub "
+            f"datasets of local copies) and {MODEL_CARD_FILE} (a block `results/<name>` per run is written)."
         },
     )
     cards_dir: str = field(default="model_cards", metadata={"help": "Where <name>.md goes."})
+    readme: str | None = field(
+        default=None,
+        metadata={
+            "help": f"The repository's README, whose blocks `results/<name> in brief` are written (default: the "
+            f"{MODEL_CARD_FILE} beside --results_dir)."
+        },
+    )
     dataset_root: str | None = field(
         default="../shared/datasets",
         metadata={"help": "Folder holding the local datasets the runs recorded (by folder name), if here."},
@@ -52,6 +61,7 @@ class RenderArguments:
     def __post_init__(self) -> None:
         check_paths(self, {"results_dir": READ_DIR, "cards_dir": WRITE_DIR})
         check_path("results_dir", str(Path(self.results_dir) / PUBLISHED_FILE), READ_FILE)
+        check_path("readme", self.readme, READ_FILE)
 
 
 def published_runs(results_dir: Path) -> dict[str, dict[str, Any]]:
@@ -87,13 +97,15 @@ def published_runs(results_dir: Path) -> dict[str, dict[str, Any]]:
 def render_published_cards(args: RenderArguments) -> list[Path]:
     """The card of each run `<results_dir>/published.yaml` lists, from its folder's results files (no
     weights, no network), written to `<cards_dir>/<name>.md` and `<results_dir>/<name>/README.md`, as the
-    Hub would show it; prints each file written.
+    Hub would show it, and the runs' blocks of `<results_dir>/README.md` and of `--readme`
+    ([`write_published_pages`]); prints each file written.
 
     Returns:
         The files written.
 
     Raises:
-        UsageError: for a folder of results that `published.yaml` does not list.
+        UsageError: for a folder of results that `published.yaml` does not list, or a page without the block
+            of a listed run.
     """
     results_dir, cards_dir = Path(args.results_dir), Path(args.cards_dir)
     dataset_root = args.dataset_root if args.dataset_root and Path(args.dataset_root).is_dir() else None
@@ -110,6 +122,8 @@ def render_published_cards(args: RenderArguments) -> list[Path]:
             cards_dir / card_file(name), readme.read_text(), "pick another --cards_dir"
         )
         written += [card, readme]
+    readme = args.readme or results_dir.parent / MODEL_CARD_FILE
+    written += write_published_pages(results_dir, readme, published, dataset_root)
     for path in written:
         print(f"wrote {path}")
     return written
