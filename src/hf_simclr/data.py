@@ -23,7 +23,7 @@ import torch
 from datasets import ClassLabel, Dataset
 
 from .arguments import UsageError, local_path
-from .decoded_cache import fill, fill_rows
+from .decoded_cache import cache_folder, fill, fill_rows
 from .folder_format import decoded_cache_name
 from .image_view import eval_view
 from .sources import StreamedSplits, check_shards, load_from_hub, load_local
@@ -426,6 +426,18 @@ def decoded_cache_file(cache_dir: str | Path | None, dataset: Dataset, image_siz
     if cache_dir is None:
         return None
     return Path(cache_dir) / decoded_cache_name(dataset_identity(dataset), len(dataset), image_size)
+
+
+def host_split_cache_file(
+    cache_dir: str | Path | None, dataset: Dataset, image_size: int, all_processes: bool = True
+) -> Path | None:
+    """The cache file of a split decoded whole on the host, for the kNN monitor and the evaluation: in
+    `cache_dir` (`--decoded_cache_dir`) when given; without it, None (decoded into memory) while the split fits
+    the host's memory, and a file of the datasets cache beyond that, memory-mapped and read in batches
+    ([`hf_simclr.decoded_cache.cache_folder`]): host memory stays bounded whatever the split's size.
+    `all_processes` as [`decode_images`] takes it."""
+    folder = cache_folder(cache_dir, len(dataset) * 3 * image_size**2, all_processes)
+    return decoded_cache_file(folder, dataset, image_size)
 
 
 def dataset_identity(dataset: Dataset) -> str:
