@@ -22,9 +22,10 @@ from tqdm.auto import tqdm
 
 from ..augmentation import AugmentationConfig
 from ..configuration_simclr import SimCLRConfig
-from ..data import dataset_identity, decode_images, decode_labels, host_split_cache_file
+from ..data import decode_images, decode_labels, host_split_cache_file
 from ..devices import default_device
 from ..folder_format import write_atomically
+from ..identity import dataset_identity
 from ..image_view import to_model_input
 from ..model_folder import (
     check_loaded_weights,
