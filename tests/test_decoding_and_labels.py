@@ -25,7 +25,6 @@ from hf_simclr.augmentation import augmentation_preset
 from hf_simclr.data import (
     ImageViewDataset,
     class_names,
-    dataset_identity,
     decode_images,
     decode_labels,
     decoded_cache_file,
@@ -35,6 +34,7 @@ from hf_simclr.evaluation.arguments import LinearProbeArguments
 from hf_simclr.evaluation.features import extract_features, load_frozen_model
 from hf_simclr.evaluation.probe import run_linear_probe
 from hf_simclr.finetuning import FinetuneArguments, load_labeled_splits
+from hf_simclr.identity import dataset_identity
 from hf_simclr.image_processing_simclr import SimCLRImageProcessor
 from hf_simclr.image_view import eval_view, to_model_input
 from hf_simclr.transforms import FinetuneTransform, TwoViewTransform, decode_image, eval_batch_transform

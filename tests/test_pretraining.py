@@ -258,7 +258,9 @@ def test_two_processes_take_the_step_of_one_process_with_the_global_batch(
     cifar10_path: Path, tmp_path: Path, one_process: Path, machines: int
 ) -> None:
     # Two processes on one machine (torchrun --nproc_per_node 2), or one on each of two "machines" (two torchrun
-    # nodes meeting on loopback, as two hosts would), each with half of the global batch.
+    # nodes meeting on loopback, as two hosts would), each with half of the global batch. The processes decode
+    # their shares of the split into one cache file, and the main process alone its kNN monitor's (which the
+    # others would wait for forever had it decoded as a collective).
     port, folder = str(_free_port()), tmp_path / "run"
     script = [
         str(SCRIPT),
@@ -269,6 +271,10 @@ def test_two_processes_take_the_step_of_one_process_with_the_global_batch(
         "8",
         "--output_dir",
         str(folder),
+        "--decoded_cache_dir",
+        str(tmp_path / "decoded"),
+        "--knn_every_epochs",
+        "1",
     ]
     if machines == 1:
         commands = [torchrun("--nproc_per_node", "2", "--master_port", port, *script)]
@@ -299,6 +305,7 @@ def test_two_processes_take_the_step_of_one_process_with_the_global_batch(
         assert process.returncode == 0, stderr[-3000:]
     args = json.loads((folder / "training_args.json").read_text())
     assert args["num_processes"] == 2 and args["global_batch_size"] == 16
+    assert len(list((tmp_path / "decoded").glob("*.npy"))) == 2  # the training split, the monitor's queries
     assert read_log(folder)[0]["loss"] == pytest.approx(read_log(one_process)[0]["loss"], abs=1e-5)
     expected, got = (load_file(path / "model.safetensors") for path in (one_process, folder))
     for name, value in expected.items():  # one SGD step: equal weights, equal gradients

@@ -14,8 +14,9 @@ from builders import CLASSES, colour_images, save_tiny_dataset, tiny_pretraining
 
 from hf_simclr import data, sources
 from hf_simclr.arguments import UsageError
-from hf_simclr.data import dataset_identity, decode_labels, load_image_dataset
+from hf_simclr.data import decode_labels, load_image_dataset
 from hf_simclr.folder_format import LOG_HISTORY_FILE
+from hf_simclr.identity import dataset_identity
 from hf_simclr.pretraining.arguments import DataArguments
 
 LABELS = [index % 3 for index in range(24)]  # 24 images: tiny_pretraining's max_train_samples

@@ -20,11 +20,15 @@ import torch
 from accelerate import Accelerator
 from PIL import Image
 
+from hf_simclr import decoded_cache
 from hf_simclr.arguments import UsageError
 from hf_simclr.data import decode_images, decoded_cache_file
+from hf_simclr.evaluation.features import decode_labeled_split
+from hf_simclr.folder_format import DECODED_CACHE_FOLDER
 from hf_simclr.pretraining import views as views_module
 from hf_simclr.pretraining.arguments import DataArguments, PretrainingArguments
 from hf_simclr.pretraining.host_gather import RowGather
+from hf_simclr.pretraining.monitor import build_knn_monitor
 from hf_simclr.pretraining.plan import RunPlan
 from hf_simclr.pretraining.views import BatchOrder, GPUViews, StreamedViews, build_views, decoded_split_place
 
@@ -95,16 +99,16 @@ def test_build_views_follows_keep_decoded_on_and_streams_from_the_datasets_cache
     assert type(build()) is GPUViews  # auto: 9 KB of the host's available memory
     streamed = build(keep_decoded_on="host")
     assert isinstance(streamed, StreamedViews)
-    assert streamed.cache_file.parent == tmp_path / "datasets-cache" / views_module.DECODED_CACHE_FOLDER
+    assert streamed.cache_file.parent == tmp_path / "datasets-cache" / DECODED_CACHE_FOLDER
     assert streamed.cache_file.is_file() and streamed.memory_images.device.type == "cpu"
-    monkeypatch.setattr(views_module, "free_device_memory", lambda device: 2 * 12 * 3 * 16 * 16 - 1)
+    monkeypatch.setattr(views_module, "free_memory", lambda device: 2 * 12 * 3 * 16 * 16 - 1)
     assert isinstance(build(), StreamedViews)  # auto: more than half of the free memory
     assert type(build(keep_decoded_on="device")) is GPUViews
 
 
 def test_the_rule_keeps_on_the_device_what_takes_at_most_half_its_free_memory(monkeypatch):
     cpu = torch.device("cpu")
-    monkeypatch.setattr(views_module, "host_available_memory", lambda: 1000)
+    monkeypatch.setattr(decoded_cache, "host_available_memory", lambda: 1000)
     assert decoded_split_place("auto", 500, cpu) == "device"
     assert decoded_split_place("auto", 501, cpu) == "host"
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # two processes of this machine, each with its copy
@@ -112,7 +116,7 @@ def test_the_rule_keeps_on_the_device_what_takes_at_most_half_its_free_memory(mo
     assert decoded_split_place("host", 1, cpu) == "host"
     assert decoded_split_place("device", 10**15, cpu) == "device"  # a CPU device: the host's memory, or a map
     cuda = torch.device("cuda")
-    monkeypatch.setattr(views_module, "free_device_memory", lambda device: 4 * 10**9)
+    monkeypatch.setattr(views_module, "free_memory", lambda device: 4 * 10**9)
     assert decoded_split_place("auto", 2 * 10**9, cuda) == "device"
     assert decoded_split_place("auto", 2 * 10**9 + 1, cuda) == "host"
     assert decoded_split_place("device", 3 * 10**9, cuda) == "device"
@@ -120,6 +124,49 @@ def test_the_rule_keeps_on_the_device_what_takes_at_most_half_its_free_memory(mo
         UsageError, match="--keep_decoded_on device: .* 5000.0 MB, more than the 4000.0 MB free"
     ):
         decoded_split_place("device", 5 * 10**9, cuda)
+
+
+def mapped_file(tensor: torch.Tensor) -> Path | None:
+    """The file whose pages hold `tensor`'s data (a memory map of it), from /proc/self/maps; None: anonymous."""
+    address = tensor.data_ptr()
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            fields = line.split(maxsplit=5)
+            start, end = (int(value, 16) for value in fields[0].split("-"))
+            if start <= address < end:
+                return Path(fields[5].strip()) if len(fields) == 6 and fields[5].startswith("/") else None
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").is_file(), reason="reads the memory maps of /proc (Linux)")
+def test_the_monitor_and_the_evaluation_map_a_split_beyond_the_hosts_memory_from_the_datasets_cache(
+    tiny_split, tmp_path, monkeypatch
+):
+    # Before: without --decoded_cache_dir the kNN monitor and the probe decoded every split into memory,
+    # whatever its size. Now the rule of the streamed views decides: beyond half of the host's available
+    # memory, the split is decoded into the datasets cache and its pages are the file's.
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "datasets-cache"))
+    folder = tmp_path / "datasets-cache" / DECODED_CACHE_FOLDER
+    labeled = tiny_split.add_column("label", [row % 3 for row in range(12)])
+    split_bytes = 12 * 3 * 16 * 16
+    monkeypatch.setattr(decoded_cache, "host_available_memory", lambda: 2 * split_bytes)
+    in_memory = decode_labeled_split(labeled, 16)
+    assert mapped_file(in_memory.images) is None and not folder.exists()  # at most half: in memory
+
+    monkeypatch.setattr(decoded_cache, "host_available_memory", lambda: 2 * split_bytes - 1)
+    mapped = decode_labeled_split(labeled, 16)
+    assert mapped_file(mapped.images) == decoded_cache_file(folder, labeled, 16)
+    assert torch.equal(mapped.images, in_memory.images) and torch.equal(mapped.labels, in_memory.labels)
+
+    data_args = DataArguments(dataset_name="unused", image_size=16)
+    queries = labeled.select(range(6))
+    monitor = build_knn_monitor(data_args, labeled, queries, None, data_args.augmentation(), k=3)
+    assert mapped_file(monitor.memory_images) == decoded_cache_file(folder, labeled, 16)
+    assert mapped_file(monitor.query_images) is None  # 6 images: half the split, within the memory
+    monkeypatch.setattr(decoded_cache, "host_available_memory", lambda: split_bytes - 1)
+    monitor = build_knn_monitor(data_args, labeled, queries, None, data_args.augmentation(), k=3)
+    assert mapped_file(monitor.query_images) == decoded_cache_file(folder, queries, 16)
+    assert torch.equal(monitor.query_images, in_memory.images[:6])
 
 
 def test_keep_decoded_on_refuses_other_values_and_the_cpu_pipeline():

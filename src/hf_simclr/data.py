@@ -3,17 +3,15 @@
 Every loader returns a `datasets.Dataset` with an `image` column (feature `datasets.Image`) and,
 when the source has labels, a `label` column (a `ClassLabel`, whatever the source held: class names or
 numbers; -1 marks an unlabeled row, as in STL-10's `unlabeled` split). The rest of the package reads only
-that layout. A dataset is known by its content ([`dataset_identity`]), not by the folder it lies in.
+that layout. A dataset is known by its content ([`hf_simclr.identity.dataset_identity`]), not by the folder it
+lies in.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import datasets
 import numpy as np
@@ -23,8 +21,9 @@ import torch
 from datasets import ClassLabel, Dataset
 
 from .arguments import UsageError, local_path
-from .decoded_cache import fill, fill_rows
+from .decoded_cache import cache_folder, fill, fill_rows
 from .folder_format import decoded_cache_name
+from .identity import dataset_identity
 from .image_view import eval_view
 from .sources import StreamedSplits, check_shards, load_from_hub, load_local
 from .transforms import ImageBatchTransform, ImageDecodeError, decode_image
@@ -428,75 +427,16 @@ def decoded_cache_file(cache_dir: str | Path | None, dataset: Dataset, image_siz
     return Path(cache_dir) / decoded_cache_name(dataset_identity(dataset), len(dataset), image_size)
 
 
-def dataset_identity(dataset: Dataset) -> str:
-    """What the data is, by its content: the same for a byte-identical copy in another folder.
-
-    A hash (SHA-256, 16 hex digits) of the columns and their features (a `ClassLabel`'s names) and of every
-    row in the dataset's order: each image's encoded bytes (the file's bytes for an image stored as a path,
-    as an imagefolder stores them, so the folder it lies in does not count) and each other value (the
-    label). The rows are those the dataset holds, so the split, the seeded `max_samples` subset and its
-    order are part of it; a changed image, label or row count changes it. `datasets`' `_fingerprint`
-    differs for it: that one hashes where the files are, and the Hub revision when there is one.
-
-    Cost: it reads every selected image's bytes once. The whole CIFAR-10 copy (60,000 PNGs in parquet,
-    train+test of `/work/shared/datasets/cifar10`) takes 0.09 s on the 2-core CPU dev machine, a 1,024-row
-    subset 0.008 s, against about 6 s to decode the 60,000 images at 32 px (1.0 s per 10,000). An
-    imagefolder costs one read of each of its files (the OS then has them cached for the decoding); a
-    dataset of hundreds of GB costs that read at disk speed each time, which is why the bytes are hashed
-    as they are stored, never decoded.
-
-    Args:
-        dataset (`datasets.Dataset`): any dataset; images are found by their `datasets.Image` feature.
-
-    Returns:
-        `str` of 16 hex digits. Computed once per dataset state in a process (the resume check, the disk
-        space check and the decoded cache all ask for the training split's).
-    """
-    known = _IDENTITIES.get(dataset._fingerprint)
-    if known is None:
-        known = _IDENTITIES[dataset._fingerprint] = _content_identity(dataset)
-    return known
-
-
-# `dataset_identity` by `datasets` fingerprint, which changes with every selection, shuffle or cast.
-_IDENTITIES: dict[str, str] = {}
-
-
-def _content_identity(dataset: Dataset) -> str:
-    """[`dataset_identity`] computed: one pass over the stored bytes."""
-    images = {name for name, feature in dataset.features.items() if isinstance(feature, datasets.Image)}
-    features = {name: _feature_identity(feature) for name, feature in dataset.features.items()}
-    digest = hashlib.sha256(json.dumps({"rows": len(dataset), "features": features}, sort_keys=True).encode())
-    rows = dataset.with_format("arrow")
-    for start in range(0, len(dataset), DECODE_CHUNK_ROWS):
-        chunk = rows[start : start + DECODE_CHUNK_ROWS]
-        for name in dataset.column_names:
-            column = chunk.column(name).combine_chunks()
-            if name in images:
-                for value in column.to_pylist():
-                    _hash_image(digest, value)
-            else:
-                digest.update(json.dumps(column.to_pylist(), default=repr).encode())
-    return digest.hexdigest()[:16]
-
-
-def _feature_identity(feature: object) -> str:
-    """A feature as the identity counts it: `Image` whatever its `decode` setting, others as `datasets` writes them."""
-    return "Image" if isinstance(feature, datasets.Image) else repr(feature)
-
-
-def _hash_image(digest: Any, value: dict | None) -> None:
-    """Add one stored image (`{"bytes", "path"}`) to `digest`: its bytes, or its file's bytes."""
-    data = None
-    if value is not None and value.get("bytes") is not None:
-        data = value["bytes"]
-    elif value is not None and value.get("path") and Path(value["path"]).is_file():
-        data = Path(value["path"]).read_bytes()
-    elif value is not None and value.get("path"):
-        data = f"path:{value['path']}".encode()  # a remote file (hf://...): its address, revision included
-    data = data if data is not None else b""
-    digest.update(len(data).to_bytes(8, "little"))
-    digest.update(data)
+def host_split_cache_file(
+    cache_dir: str | Path | None, dataset: Dataset, image_size: int, all_processes: bool = True
+) -> Path | None:
+    """The cache file of a split decoded whole on the host, for the kNN monitor and the evaluation: in
+    `cache_dir` (`--decoded_cache_dir`) when given; without it, None (decoded into memory) while the split fits
+    the host's memory, and a file of the datasets cache beyond that, memory-mapped and read in batches
+    ([`hf_simclr.decoded_cache.cache_folder`]): host memory stays bounded whatever the split's size.
+    `all_processes` as [`decode_images`] takes it."""
+    folder = cache_folder(cache_dir, len(dataset) * 3 * image_size**2, all_processes)
+    return decoded_cache_file(folder, dataset, image_size)
 
 
 def row_description(dataset: Dataset, index: int) -> str:

@@ -18,6 +18,12 @@
   machine waits, then maps the finished cache. Runs on two machines writing one shared folder at once may
   both decode; each writes its own temporary file and the renamed file is the same either way.
 
+Where a split goes when no `--decoded_cache_dir` names a folder ([`cache_folder`]): into memory while it takes
+at most `MEMORY_SHARE` of the memory the run's processes may count on ([`free_memory`]), beyond that into a
+folder of the `datasets` cache ([`default_cache_dir`]), memory-mapped, so that a split of any size is read
+in batches and the host's memory stays bounded. Pretraining's views, its kNN monitor and the evaluation all
+ask this module.
+
 An interrupted decode leaves no cache: the temporary file is removed (a SIGKILL leaves it under its
 temporary name, `.<cache>.<random>.tmp`, which nothing reads) and the next run decodes the split again. A
 failure in any process (an undecodable image) ends every process's call with its message.
@@ -40,13 +46,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import datasets
 import filelock
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from .arguments import UsageError
-from .folder_format import full_disk_named, give_plain_mode
+from .folder_format import DECODED_CACHE_FOLDER, full_disk_named, give_plain_mode
 
 # decode(out, rows, workers): write rows `rows` of `out` with `workers` worker processes.
 Decode = Callable[[np.ndarray, range, int], None]
@@ -106,6 +113,59 @@ def worker_count(requested: int | None, rows: int, chunk_rows: int) -> int:
     if "fork" not in multiprocessing.get_all_start_methods():
         return 1
     return max(1, min(requested, rows))
+
+
+# The share of the free memory (a GPU's, or the host's over this machine's processes) a decoded split may take
+# and still be kept there: the rest is for the model, its activations and the allocator's slack (a ResNet-50
+# at 224 px, batch 256, needs ~25 GB).
+MEMORY_SHARE = 0.5
+
+
+def cache_folder(cache_dir: str | Path | None, split_bytes: int, all_processes: bool = True) -> Path | None:
+    """The folder of a split decoded whole on the host (the kNN monitor's, the evaluation's): `cache_dir`
+    (`--decoded_cache_dir`) when given; else None (decoded into memory) while the split takes at most
+    `MEMORY_SHARE` of the host memory the run's processes may count on ([`free_memory`]), and beyond that
+    [`default_cache_dir`], from which it is memory-mapped and read in batches.
+
+    With `all_processes` (as [`fill`] takes it), every process of the run makes this call and they decide
+    alike; False: this process decides alone."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    processes = Processes.of_run() if all_processes else Processes()
+    in_memory = split_bytes <= MEMORY_SHARE * free_memory(torch.device("cpu"), processes)
+    return None if in_memory else default_cache_dir()
+
+
+def default_cache_dir() -> Path:
+    """Where a split's cache goes without `--decoded_cache_dir` when it is not kept in memory: a folder of the
+    datasets cache (`HF_DATASETS_CACHE`), beside the data it is decoded from, shared by every run (the file
+    is named after the split's content and size), never inside a run's folder (which is copied and pushed)."""
+    return Path(datasets.config.HF_DATASETS_CACHE) / DECODED_CACHE_FOLDER
+
+
+def free_memory(device: torch.device, processes: Processes | None = None) -> int:
+    """Bytes every one of `processes` (default: the run's) may count on, the least over them (a collective
+    call among them): CUDA's free memory on `device`; elsewhere (CPU, or MPS's memory
+    shared with the host) the host's available memory ([`host_available_memory`]) divided among this machine's
+    processes (`LOCAL_WORLD_SIZE`, set by torchrun), which each keep their own copy."""
+    if device.type == "cuda":
+        free = torch.cuda.mem_get_info(device)[0]
+    else:
+        free = host_available_memory() // max(int(os.environ.get("LOCAL_WORLD_SIZE", "1")), 1)
+    return min((processes or Processes.of_run()).gather(free))
+
+
+def host_available_memory() -> int:
+    """The host's available memory in bytes: `MemAvailable` of `/proc/meminfo` on Linux (free memory and the
+    page cache it can take back), else the free pages."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,9 @@ EXPERIMENT_FILE = "experiment.json"  # what the variant was run with: the skip-o
 SUMMARY_JSON = "summary.json"
 SUMMARY_MARKDOWN = "summary.md"
 DECODED_SUBFOLDER = "decoded"  # the runner's shared decoded-image cache
+DECODED_CACHE_FOLDER = (
+    "hf_simclr_decoded"  # in the datasets cache: splits decoded without --decoded_cache_dir
+)
 PUBLISHED_FILE = "published.yaml"
 
 # The training benchmark's work folder: the upsampled 96 px copy, and one run folder per case and views.

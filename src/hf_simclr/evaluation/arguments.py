@@ -46,8 +46,10 @@ class ProbeArguments(DatasetArguments):
     decoded_cache_dir: str | None = field(
         default=None,
         metadata={
-            "help": "Folder of decoded uint8 splits (.npy, named by dataset fingerprint); pass pretraining's "
-            "--decoded_cache_dir to reuse its decoded training split."
+            "help": "Folder of decoded uint8 splits (.npy, named by the data's content and size); pass "
+            "pretraining's --decoded_cache_dir to reuse its decoded training split. Unset: a split is decoded "
+            "into memory, or when it takes more than half of the host's available memory into the datasets "
+            "cache (HF_DATASETS_CACHE/hf_simclr_decoded), memory-mapped."
         },
     )
     knn_k: list[int] = field(

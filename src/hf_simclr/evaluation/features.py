@@ -22,9 +22,10 @@ from tqdm.auto import tqdm
 
 from ..augmentation import AugmentationConfig
 from ..configuration_simclr import SimCLRConfig
-from ..data import dataset_identity, decode_images, decode_labels, decoded_cache_file
+from ..data import decode_images, decode_labels, host_split_cache_file
 from ..devices import default_device
 from ..folder_format import write_atomically
+from ..identity import dataset_identity
 from ..image_view import to_model_input
 from ..model_folder import (
     check_loaded_weights,
@@ -172,12 +173,13 @@ def decode_labeled_split(
     cache_dir: str | Path | None = None,
     num_workers: int | None = None,
 ) -> LabeledSplit:
-    """Decode a labeled split's images (cached in `cache_dir` when given; `num_workers` decoding processes,
-    `--preprocessing_num_workers`, by default every core) and labels.
+    """Decode a labeled split's images (cached in `cache_dir` when given, in memory or beyond the host's memory
+    memory-mapped from the datasets cache without it: [`host_split_cache_file`]; `num_workers` decoding
+    processes, `--preprocessing_num_workers`, by default every core) and labels.
 
     The evaluation runs in one process: it decodes alone (a second process decoding the same split into the
     same folder waits for this one's cache, and reads it)."""
-    cache = decoded_cache_file(cache_dir, dataset, image_size)
+    cache = host_split_cache_file(cache_dir, dataset, image_size, all_processes=False)
     images = decode_images(dataset, image_size, cache, num_workers=num_workers, all_processes=False)
     return LabeledSplit(dataset, images, decode_labels(dataset))
 

@@ -176,7 +176,13 @@ class DataArguments(ViewArguments, DatasetArguments):
     )
     dataloader_num_workers: int = field(default=4, metadata={"help": "CPU pipeline workers per process."})
     decoded_cache_dir: str | None = field(
-        default=None, metadata={"help": "Folder for the decoded uint8 training split (.npy, memory-mapped)."}
+        default=None,
+        metadata={
+            "help": "Folder for the decoded uint8 splits (.npy, memory-mapped, named by the data's content and "
+            "size; shared by runs, the kNN monitor and the probe). Unset: a split is decoded into memory, or, "
+            "streamed (--keep_decoded_on) or beyond half of the host's available memory, into the datasets "
+            "cache (HF_DATASETS_CACHE/hf_simclr_decoded)."
+        },
     )
     stored_image_size: int | None = field(
         default=None,

@@ -23,7 +23,6 @@ from safetensors import safe_open
 
 from ..arguments import UsageError
 from ..configuration_simclr import SimCLRConfig
-from ..data import dataset_identity
 from ..folder_format import (
     CHECKPOINT_DIR,
     CHECKPOINT_FILES,
@@ -38,6 +37,7 @@ from ..folder_format import (
     staging_for,
     write_json_atomically,
 )
+from ..identity import dataset_identity
 from ..model_folder import read_json
 
 # What `accelerator.save_state` writes for the model and the optimizer (the weights may be pytorch_model.bin).

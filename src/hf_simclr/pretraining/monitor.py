@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..augmentation import AugmentationConfig
-from ..data import decode_images, decode_labels, decoded_cache_file
+from ..data import decode_images, decode_labels, host_split_cache_file
 from ..evaluation.features import extract_features
 from ..evaluation.knn import knn_top1
 from .arguments import DataArguments
@@ -96,11 +96,13 @@ def build_knn_monitor(
     """
     if queries is None:
         return None
-    labels = decode_labels(train_set)
-    workers = data_args.preprocessing_num_workers
+    # Only the main process monitors (the others get no queries): it decodes alone, as the probe does.
+    size, workers = augmentation.image_size, data_args.preprocessing_num_workers
     if train_images is None:
-        cache = decoded_cache_file(data_args.decoded_cache_dir, train_set, augmentation.image_size)
-        train_images = decode_images(train_set, augmentation.image_size, cache, num_workers=workers)
-    cache = decoded_cache_file(data_args.decoded_cache_dir, queries, augmentation.image_size)
-    query_images = decode_images(queries, augmentation.image_size, cache, num_workers=workers)
-    return KNNMonitor(train_images, labels, query_images, decode_labels(queries), augmentation, k)
+        cache = host_split_cache_file(data_args.decoded_cache_dir, train_set, size, all_processes=False)
+        train_images = decode_images(train_set, size, cache, num_workers=workers, all_processes=False)
+    cache = host_split_cache_file(data_args.decoded_cache_dir, queries, size, all_processes=False)
+    query_images = decode_images(queries, size, cache, num_workers=workers, all_processes=False)
+    return KNNMonitor(
+        train_images, decode_labels(train_set), query_images, decode_labels(queries), augmentation, k
+    )

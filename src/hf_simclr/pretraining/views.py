@@ -33,6 +33,7 @@ from accelerate import Accelerator
 from ..arguments import UsageError, megabytes
 from ..augmentation import AugmentationConfig
 from ..data import ImageViewDataset, decode_images, decoded_cache_file
+from ..decoded_cache import MEMORY_SHARE, default_cache_dir, free_memory
 from ..gpu_transforms import GPUTwoViewAugmentation
 from ..modeling_simclr import split_views
 from ..transforms import two_view_batch_transform
@@ -284,18 +285,13 @@ def decoded_split(
     data_args: DataArguments, dataset: datasets.Dataset, view_size: int, device: torch.device
 ) -> DecodedSplit:
     """Where the GPU views keep the training split ([`decoded_split_place`]) and the cache file they map:
-    `--decoded_cache_dir`, or when streamed without it the datasets cache ([`default_decoded_cache_dir`])."""
+    `--decoded_cache_dir`, or when streamed without it the datasets cache
+    ([`hf_simclr.decoded_cache.default_cache_dir`])."""
     size = data_args.stored_image_size or view_size
     nbytes = len(dataset) * 3 * size**2
     place = decoded_split_place(data_args.keep_decoded_on, nbytes, device)
-    folder = data_args.decoded_cache_dir or (default_decoded_cache_dir() if place == "host" else None)
+    folder = data_args.decoded_cache_dir or (default_cache_dir() if place == "host" else None)
     return DecodedSplit(place, size, decoded_cache_file(folder, dataset, size), nbytes)
-
-
-# The share of the device's free memory (CUDA: `torch.cuda.mem_get_info`; CPU: the host's available memory
-# over this machine's processes) the decoded split may take and still be kept there: the rest is for the
-# model, its activations and the allocator's slack (a ResNet-50 at 224 px, batch 256, needs ~25 GB).
-DEVICE_MEMORY_SHARE = 0.5
 
 
 def decoded_split_place(setting: str, split_bytes: int, device: torch.device) -> str:
@@ -303,15 +299,15 @@ def decoded_split_place(setting: str, split_bytes: int, device: torch.device) ->
 
     `--keep_decoded_on host` is taken as it is, and so is `device` (refused on CUDA for a split larger than the
     GPU's free memory, which would fail later with an out-of-memory error); `auto` keeps the split on the
-    device when it takes at most `DEVICE_MEMORY_SHARE` of the device's free memory ([`free_device_memory`]),
-    and streams it from the host otherwise.
+    device when it takes at most `MEMORY_SHARE` of the device's free memory (the least over the run's
+    processes, [`free_memory`], so that every process decides alike), and streams it from the host otherwise.
 
     Raises:
         UsageError: for `--keep_decoded_on device` with a split beyond the GPU's free memory.
     """
     if setting == "host" or (setting == "device" and device.type != "cuda"):
         return setting
-    free = free_device_memory(device)
+    free = free_memory(device)
     if setting == "device" and split_bytes > free:
         raise UsageError(
             f"--keep_decoded_on device: the decoded training split takes {megabytes(split_bytes)}, more than "
@@ -320,40 +316,7 @@ def decoded_split_place(setting: str, split_bytes: int, device: torch.device) ->
         )
     if setting == "device":
         return setting
-    return "device" if split_bytes <= DEVICE_MEMORY_SHARE * free else "host"
-
-
-def free_device_memory(device: torch.device) -> int:
-    """Bytes this process may count on: CUDA's free memory on `device`; elsewhere (CPU, or MPS's memory shared
-    with the host) the host's available memory (`MemAvailable`: free memory and the page cache it can take
-    back) divided among this machine's processes (`LOCAL_WORLD_SIZE`, set by torchrun), which each keep
-    their own copy."""
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    return host_available_memory() // max(processes, 1)
-
-
-def host_available_memory() -> int:
-    """The host's available memory in bytes: `MemAvailable` of `/proc/meminfo` on Linux, else the free pages."""
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-
-
-def default_decoded_cache_dir() -> Path:
-    """Where a streamed split's cache goes without `--decoded_cache_dir`: a folder of the datasets cache
-    (`HF_DATASETS_CACHE`), beside the data it is decoded from, shared by every run (the file is named after
-    the split's content and the view size), never inside a run's folder (which is copied and pushed)."""
-    return Path(datasets.config.HF_DATASETS_CACHE) / DECODED_CACHE_FOLDER
-
-
-DECODED_CACHE_FOLDER = "hf_simclr_decoded"
+    return "device" if split_bytes <= MEMORY_SHARE * free else "host"
 
 
 def channels_last_on_cuda(pixel_values: torch.Tensor) -> torch.Tensor:
