@@ -80,7 +80,7 @@ def test_the_usage_line_shows_the_first_positional_item():
     from hf_simclr.pretraining.arguments import PRETRAIN
 
     assert PRETRAIN.usage() == "pretrain.py [-h] [recipe.yaml] [options]"
-    assert RUN_EXPERIMENTS.usage() == "run_experiments.py [-h] GRID [options]"
+    assert RUN_EXPERIMENTS.usage() == "run_experiments.py [-h] GRID --results_dir RESULTS_DIR [options]"
 
 
 def test_loading_a_model_folder_prints_no_library_bar_or_load_report(tmp_path, capfd):
@@ -98,7 +98,7 @@ def test_loading_a_model_folder_prints_no_library_bar_or_load_report(tmp_path, c
 def test_finetune_help_shows_the_scripts_own_settings_first_under_their_own_title():
     from hf_simclr.finetuning import FINETUNE
 
-    text = FINETUNE.parser().format_help()
+    text = FINETUNE.parser().format_help().split("\n\n", 1)[1]  # below the usage line
     own, trainer = text.index("finetune.py's settings"), text.index("Trainer's settings")
     assert own < text.index("--model_name_or_path") < text.index("--label_fraction") < trainer
     assert trainer < text.index("--per_device_train_batch_size")

@@ -434,4 +434,5 @@ FINETUNE = Command(
     report="hf_simclr.finetuning:describe_finetuning",
     interrupted="run the same command with --resume_from_checkpoint latest to continue from Trainer's last "
     "checkpoint (--save_strategy), or with --overwrite_output_dir to start afresh.",
+    required_by_checks=("dataset_name",),
 )

@@ -201,6 +201,7 @@ LINEAR_PROBE = Command(
     report="hf_simclr.reports.tables:format_probe_report",
     interrupted="features already extracted are cached (feature_cache/): run the same command again.",
     known_elsewhere=EVALUATION_ELSEWHERE_FLAGS,
+    required_by_checks=("dataset_name",),
 )
 SNAPSHOT_CURVE = Command(
     "snapshot_curve.py",
@@ -209,4 +210,5 @@ SNAPSHOT_CURVE = Command(
     report="hf_simclr.reports.tables:format_snapshot_rows",
     interrupted="features already extracted are cached (feature_cache/): run the same command again.",
     known_elsewhere=EVALUATION_ELSEWHERE_FLAGS,
+    required_by_checks=("dataset_name",),
 )
