@@ -102,3 +102,38 @@ def test_finetune_help_shows_the_scripts_own_settings_first_under_their_own_titl
     own, trainer = text.index("finetune.py's settings"), text.index("Trainer's settings")
     assert own < text.index("--model_name_or_path") < text.index("--label_fraction") < trainer
     assert trainer < text.index("--per_device_train_batch_size")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--hub_model_id", "org/x"], "--hub_model_id is for the upload that --push_to_hub makes"),
+        (["--hub_private_repo"], "--hub_private_repo is for the upload that --push_to_hub makes"),
+        (
+            ["--knn_every_epochs", "0", "--knn_k", "20"],
+            "--knn_k 20 sets the kNN monitor, which --knn_every_epochs 0",
+        ),
+        (
+            ["--dataloader_num_workers", "8"],
+            "--dataloader_num_workers 8 sets the DataLoader workers of --augment_on cpu",
+        ),
+    ],
+    ids=["hub_model_id", "hub_private_repo", "knn_k", "dataloader_num_workers"],
+)
+def test_a_pretraining_setting_the_run_would_not_use_is_refused_before_the_work(argv, message, capsys):
+    # Before: each was taken, recorded in training_args.json and never used.
+    from hf_simclr.pretraining.arguments import PRETRAIN
+
+    with pytest.raises(SystemExit) as exit_info:
+        PRETRAIN.parse(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_the_same_settings_are_taken_where_they_apply_and_from_a_recipe(tmp_path):
+    from hf_simclr.pretraining.arguments import PRETRAIN
+
+    PRETRAIN.parse(["--knn_k", "20", "--augment_on", "cpu", "--dataloader_num_workers", "8"])
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("knn_k: 20\ndataloader_num_workers: 8\n")  # a recipe's values, the run turning them off
+    _, data_args, args = PRETRAIN.parse([str(recipe), "--knn_every_epochs", "0"])
+    assert args.knn_k == 20 and data_args.dataloader_num_workers == 8
