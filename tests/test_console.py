@@ -3,6 +3,8 @@ model; and the settings a run cannot honour, refused before the work instead of 
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from builders import save_tiny_dataset, tiny_pretraining
@@ -27,7 +29,29 @@ def test_a_run_says_its_estimated_time_its_knn_result_and_where_it_saved_the_mod
     assert "\x1b[A" not in console  # no cursor movements of nested bars in a redirected log
     if not torch.cuda.is_available():
         assert "views made on cpu (--augment_on gpu)" in console
+        assert "device cpu in fp32 (--mixed_precision auto)" in console
         assert "Note: no GPU here" not in console  # a run this small is the CPU-sized check itself
+    # Beside a request the run resolved or could not apply, what it did (before: "auto", and SyncBatchNorm
+    # recorded as on for a run of one process)
+    record = json.loads((output_dir / "training_args.json").read_text())
+    assert record["mixed_precision"] == "auto" and record["sync_batchnorm"] is True
+    assert record["mixed_precision_applied"] == ("bf16" if torch.cuda.is_available() else "no")
+    assert record["sync_batchnorm_applied"] is False  # one process: its BatchNorm is the batch's already
+    assert record["keep_decoded_on_applied"] == "device" and record["dataloader_num_workers_applied"] is None
+    assert record["knn_every_epochs_applied"] == 1
+
+
+def test_a_setting_that_cannot_apply_here_is_said_with_the_reason():
+    from types import SimpleNamespace
+
+    from hf_simclr.pretraining.setup import note_settings_not_applied
+
+    said = []
+    accelerator = SimpleNamespace(print=said.append, num_processes=2, device=torch.device("cpu"))
+    args = SimpleNamespace(knn_every_epochs=5, sync_batchnorm=True)
+    note_settings_not_applied(accelerator, args, None, SimpleNamespace(eval_split="test"), 64)
+    assert "no kNN monitor (--knn_every_epochs 5): no labels in the training split" in said[0], said
+    assert "each of the 2 cpu processes normalises its own 64 images" in said[1], said
 
 
 def test_a_gpu_sized_run_on_a_cpu_says_so_and_gives_the_cpu_sized_command():
@@ -36,7 +60,9 @@ def test_a_gpu_sized_run_on_a_cpu_says_so_and_gives_the_cpu_sized_command():
     from hf_simclr.pretraining.setup import describe_run
 
     said = []
-    accelerator = SimpleNamespace(print=said.append, device=torch.device("cpu"))
+    accelerator = SimpleNamespace(
+        print=said.append, device=torch.device("cpu"), mixed_precision="no", num_processes=1
+    )
     plan = SimpleNamespace(
         global_batch=512,
         local_batch=512,
@@ -46,7 +72,13 @@ def test_a_gpu_sized_run_on_a_cpu_says_so_and_gives_the_cpu_sized_command():
         warmup_steps=0,
     )
     args = SimpleNamespace(
-        optimizer="lars", output_dir="runs/x", warmup_epochs=10, knn_every_epochs=0, chunk_size=None
+        optimizer="lars",
+        output_dir="runs/x",
+        warmup_epochs=10,
+        knn_every_epochs=0,
+        chunk_size=None,
+        mixed_precision="auto",
+        sync_batchnorm=True,
     )
     describe_run(accelerator, plan, args, SimpleNamespace(name="gpu"), range(50000), None, None, 32)
     assert any("Note: no GPU here: 9700 steps of 512 images at 32px" in line for line in said), said
