@@ -169,3 +169,19 @@ def test_the_same_settings_are_taken_where_they_apply_and_from_a_recipe(tmp_path
     recipe.write_text("knn_k: 20\ndataloader_num_workers: 8\n")  # a recipe's values, the run turning them off
     _, data_args, args = PRETRAIN.parse([str(recipe), "--knn_every_epochs", "0"])
     assert args.knn_k == 20 and data_args.dataloader_num_workers == 8
+
+
+@pytest.mark.parametrize("command_name", ["LINEAR_PROBE", "SNAPSHOT_CURVE"])
+def test_an_evaluation_on_a_device_this_machine_lacks_is_refused_before_the_data(
+    command_name, tmp_path, monkeypatch, capsys
+):
+    # Before: --device cuda on a machine without a GPU loaded the data, then failed with a traceback.
+    import hf_simclr.evaluation.arguments as evaluation
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    argv = ["--model_name_or_path", str(tmp_path), "--dataset_name", "data/x", "--device", "cuda"]
+    with pytest.raises(SystemExit) as exit_info:
+        getattr(evaluation, command_name).parse(argv)
+    assert exit_info.value.code == 2
+    assert "--device cuda: torch sees 0 cuda device(s) on this machine" in capsys.readouterr().err
+    getattr(evaluation, command_name).parse(argv[:-1] + ["cpu"])

@@ -78,6 +78,23 @@ class ProbeArguments(DatasetArguments):
                 f"--model_name_or_path {self.model_name_or_path} is a Hub id: pass --output_dir."
             )
 
+    def check(self) -> None:
+        """The check that needs torch: `--device` is on this machine (before: a CUDA device where there is none
+        failed with a traceback once the data was loaded)."""
+        import torch
+
+        if self.device is None:
+            return
+        kind, _, index = self.device.partition(":")
+        count = {"cpu": 1, "cuda": torch.cuda.device_count(), "mps": int(torch.backends.mps.is_available())}[
+            kind
+        ]
+        if int(index or 0) >= count:
+            raise UsageError(
+                f"--device {self.device}: torch sees {count} {kind} device(s) on this machine; leave --device out "
+                f"(cuda when there is one, else cpu) or pass --device cpu."
+            )
+
     def value_checks(self) -> dict[str, tuple[bool, str]]:
         """`{flag: (valid, what it must be)}` of each value, for [`check_arguments`]."""
         return {
