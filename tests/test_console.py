@@ -185,3 +185,36 @@ def test_an_evaluation_on_a_device_this_machine_lacks_is_refused_before_the_data
     assert exit_info.value.code == 2
     assert "--device cuda: torch sees 0 cuda device(s) on this machine" in capsys.readouterr().err
     getattr(evaluation, command_name).parse(argv[:-1] + ["cpu"])
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--fp16"], "--fp16 needs a CUDA GPU"),
+        (["--report_to", "wandb"], "--report_to wandb: wandb is not installed"),
+        (["--push_to_hub"], "--push_to_hub: Trainer would push its checkpoints"),
+    ],
+    ids=["fp16-on-cpu", "tracker-not-installed", "push_to_hub"],
+)
+def test_a_trainer_setting_finetuning_would_not_apply_is_refused_when_parsed(
+    extra, message, tmp_path, monkeypatch, capsys
+):
+    # Before: fp16 computed in fp32 under an fp16 record; a tracker not installed stopped Trainer with a
+    # traceback after the data was loaded; --push_to_hub created a repository and pushed checkpoints only.
+    import transformers.integrations
+
+    from hf_simclr.finetuning import FINETUNE
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(transformers.integrations, "get_available_reporting_integrations", lambda: [])
+    argv = [
+        "--model_name_or_path",
+        str(tmp_path),
+        "--dataset_name",
+        "data/x",
+        "--output_dir",
+        str(tmp_path / "o"),
+    ]
+    with pytest.raises(SystemExit) as exit_info:
+        FINETUNE.parse([*argv, *extra])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
