@@ -218,3 +218,17 @@ def test_a_trainer_setting_finetuning_would_not_apply_is_refused_when_parsed(
     with pytest.raises(SystemExit) as exit_info:
         FINETUNE.parse([*argv, *extra])
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_the_runner_refuses_a_setting_of_a_run_with_summary_only(tmp_path, capsys):
+    # Before: `--summary_only --override num_train_epochs=1` rewrote the table and ignored the override.
+    from hf_simclr.experiments.arguments import RUN_EXPERIMENTS
+
+    (tmp_path / "recipe.yaml").write_text("optimizer: sgd\n")
+    (tmp_path / "grid.yaml").write_text("base: recipe.yaml\nvariants:\n  a: {}\n")
+    argv = [str(tmp_path / "grid.yaml"), "--results_dir", str(tmp_path / "results"), "--summary_only"]
+    with pytest.raises(SystemExit) as exit_info:
+        RUN_EXPERIMENTS.parse([*argv, "--override", "num_train_epochs=1"])
+    assert exit_info.value.code == 2
+    assert "--override is a setting of a run, and --summary_only runs nothing" in capsys.readouterr().err
+    RUN_EXPERIMENTS.parse(argv)

@@ -52,3 +52,30 @@ def test_finetuning_says_what_it_wrote_and_draws_no_bars_in_a_redirected_log(tmp
     )
     for name in named:
         assert (output_dir / name).exists(), name
+
+
+def grid_file(folder: Path) -> Path:
+    """A grid of two variants of a one-line recipe, without results."""
+    (folder / "recipe.yaml").write_text("optimizer: sgd\n")
+    (folder / "grid.yaml").write_text("base: recipe.yaml\nvariants:\n  a: {}\n  b: {seed: 1}\n")
+    return folder / "grid.yaml"
+
+
+def test_the_runner_says_which_files_it_wrote_and_where(tmp_path, capsys):
+    # Before: `--summary_only` printed nothing; a run ended with "table: <path>" alone.
+    from hf_simclr.experiments.arguments import RUN_EXPERIMENTS
+    from hf_simclr.experiments.runner import RunReport, format_run_report
+
+    results = tmp_path / "results"
+    RUN_EXPERIMENTS.main([str(grid_file(tmp_path)), "--results_dir", str(results), "--summary_only"])
+    printed = capsys.readouterr().out
+    assert f"Wrote into {results}/:\n  summary.md, summary.json (the table of 2 variant(s))" in printed
+    assert (results / "summary.md").is_file() and (results / "summary.json").is_file()
+    assert "Ran" not in printed and "weights" not in printed  # --summary_only runs nothing
+
+    ran = RunReport(
+        ran=["a"], skipped=["b"], summary=[{}, {}], results_dir=results, work_dir=tmp_path / "runs"
+    )
+    text = format_run_report(ran)
+    assert text.startswith("Ran ['a']; skipped (results exist) ['b']; not started [].")
+    assert "  a/ (its results" in text and f"Model folders (weights): {tmp_path / 'runs'}/ (a)." in text

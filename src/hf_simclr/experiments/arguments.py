@@ -10,6 +10,7 @@ from ..arguments import (
     WRITE_DIR,
     WRITE_FILE,
     Command,
+    UsageError,
     check_arguments,
     check_paths,
     positive,
@@ -74,12 +75,25 @@ class ExperimentArguments:
             },
         )
 
+    def check_typed(self, typed: set[str]) -> None:
+        """Refuse with `--summary_only` the flags of a run, which it would not use (it rewrites the table from
+        the results files)."""
+        unused = [flag for flag in SETTINGS_OF_A_RUN if flag in typed]
+        if self.summary_only and unused:
+            raise UsageError(
+                f"--{unused[0]} is a setting of a run, and --summary_only runs nothing (it rewrites the table "
+                f"from the results in --results_dir): leave --{unused[0]} out, or --summary_only to run the grid."
+            )
 
+
+# The flags --summary_only does not use: what the variants are run with.
+SETTINGS_OF_A_RUN = ("work_dir", "dataset_name", "variants", "override", "time_budget_minutes")
 # `scripts/run_experiments.py`: the grid file first (or `--grid`), then flags.
 RUN_EXPERIMENTS = Command(
     "run_experiments.py",
     (ExperimentArguments,),
     "hf_simclr.experiments.runner:run_experiments",
     first_positional="grid",
+    report="hf_simclr.experiments.runner:format_run_report",
     interrupted="finished variants are kept in --results_dir: run the same command again to continue the grid.",
 )
