@@ -3,6 +3,7 @@ model; and the settings a run cannot honour, refused before the work instead of 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -232,3 +233,26 @@ def test_the_runner_refuses_a_setting_of_a_run_with_summary_only(tmp_path, capsy
     assert exit_info.value.code == 2
     assert "--override is a setting of a run, and --summary_only runs nothing" in capsys.readouterr().err
     RUN_EXPERIMENTS.parse(argv)
+
+
+def test_the_benchmark_refuses_a_setting_of_another_mode_and_training_without_a_gpu(monkeypatch, capsys):
+    # Before: `--mode decode --num_workers 4` timed the decode workers' default and ignored --num_workers;
+    # `--mode training` on a CPU ran its GPU-sized steps for hours.
+    from hf_simclr.benchmark.arguments import BENCHMARK, modes_of, run_on_this_machine
+
+    with pytest.raises(SystemExit) as exit_info:
+        BENCHMARK.parse(["--mode", "decode", "--num_workers", "4"])
+    message = capsys.readouterr().err
+    assert (
+        exit_info.value.code == 2
+        and "--num_workers is a setting of --mode data, not of --mode decode" in message
+    )
+    assert "which takes --dataset_name, --split, --decode_workers" in message
+    BENCHMARK.parse(["--mode", "decode", "--decode_workers", "4", "--split", "test"])  # its own: taken
+    (split,) = (f for f in dataclasses.fields(BENCHMARK.arguments[0]) if f.name == "split")
+    assert modes_of(split) == ("data", "decode")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    (args,) = BENCHMARK.parse(["--mode", "training"])  # a documented command parses on any machine
+    with pytest.raises(UsageError, match="--mode training times a GPU"):
+        run_on_this_machine(args)

@@ -79,3 +79,12 @@ def test_the_runner_says_which_files_it_wrote_and_where(tmp_path, capsys):
     text = format_run_report(ran)
     assert text.startswith("Ran ['a']; skipped (results exist) ['b']; not started [].")
     assert "  a/ (its results" in text and f"Model folders (weights): {tmp_path / 'runs'}/ (a)." in text
+
+
+def test_the_benchmark_says_when_its_report_was_not_written():
+    from hf_simclr.benchmark.arguments import describe_report
+
+    assert "pass --output_json FILE" in describe_report({"arguments": {"output_json": None}})
+    assert (
+        describe_report({"arguments": {"output_json": "x.json"}}) == ""
+    )  # run_benchmark said "wrote x.json"

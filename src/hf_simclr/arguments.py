@@ -524,8 +524,8 @@ class Command:
         except stop_signals.Stopped as stop:
             print(f"\n{self.name}: stopped by {stop.signal_name}; {self.advice_after(stop)}", file=sys.stderr)
             raise SystemExit(stop.exit_code) from None
-        if self.report is not None:
-            print(load(self.report)(result))
+        if self.report is not None and (text := load(self.report)(result)):  # "": said already
+            print(text)
         return result
 
     def advice_after(self, stop: BaseException) -> str:
