@@ -88,3 +88,25 @@ def test_the_benchmark_says_when_its_report_was_not_written():
     assert (
         describe_report({"arguments": {"output_json": "x.json"}}) == ""
     )  # run_benchmark said "wrote x.json"
+
+
+@pytest.mark.slow  # a tiny pretraining with two snapshots, then the curve through the script's command
+def test_the_snapshot_curve_says_which_files_it_wrote_and_where(tmp_path, capsys):
+    # Before: a line per snapshot; the curve's JSON, table, plots and feature cache went unnamed.
+    from builders import save_tiny_dataset, tiny_pretraining
+
+    from hf_simclr.evaluation.arguments import SNAPSHOT_CURVE
+
+    data = save_tiny_dataset(tmp_path / "data", per_class=(8, 2))
+    run = tmp_path / "run"
+    tiny_pretraining(run, data, snapshot_epochs="1,2", checkpointing_steps="none")
+    capsys.readouterr()
+    argv = ["--model_name_or_path", str(run), "--dataset_name", str(data), "--knn_k", "3", "--max_iter", "20"]
+    SNAPSHOT_CURVE.main([*argv, "--device", "cpu", "--tsne_points", "5", "--batch_size", "8"])
+    printed = capsys.readouterr().out
+    assert "epoch    1: linear" in printed and "epoch    2: linear" in printed
+    named = re.findall(r"^  (\S+)", printed.split(f"Wrote into {run}/:", 1)[1], flags=re.MULTILINE)
+    expected = {"snapshot_curve.json", "snapshot_curve.md", "snapshot_curve.png", "snapshot_tsne.png"}
+    assert set(named) == expected | {"feature_cache/"}, printed
+    for name in named:
+        assert (run / name).exists(), name
