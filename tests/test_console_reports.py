@@ -110,3 +110,26 @@ def test_the_snapshot_curve_says_which_files_it_wrote_and_where(tmp_path, capsys
     assert set(named) == expected | {"feature_cache/"}, printed
     for name in named:
         assert (run / name).exists(), name
+
+
+def test_the_push_says_where_it_went_and_that_the_folders_card_is_now_the_repositorys(
+    tiny_probe, tmp_path, monkeypatch, capsys
+):
+    # Before: "Pushed <folder> to <url>"; that the folder's README.md had been replaced went unsaid.
+    import shutil
+    from types import SimpleNamespace
+
+    from hf_simclr import hub
+
+    folder = shutil.copytree(tiny_probe[2], tmp_path / "model")
+    url = "https://huggingface.co/org/name/commit/abc"
+    monkeypatch.setattr(
+        hub, "push_model_folder", lambda *args, **kwargs: SimpleNamespace(pr_url=None, commit_url=url)
+    )
+    hub.push_to_hub(hub.PushArguments(model_dir=str(folder), repo_id="org/name"))
+    assert (
+        f"Pushed {folder} to {url}; {folder}/README.md is the card rendered for it."
+        in capsys.readouterr().out
+    )
+    hub.push_to_hub(hub.PushArguments(model_dir=str(folder), repo_id="org/name", write_card=False))
+    assert capsys.readouterr().out.strip() == f"Pushed {folder} to {url}."

@@ -294,7 +294,8 @@ def push_to_hub(args: PushArguments) -> Any:
         commit_message=args.commit_message,
         model_card=card,
     )
-    print(f"Pushed {args.model_dir} to {commit.pr_url or commit.commit_url}")
+    card_note = f"; {Path(args.model_dir) / MODEL_CARD_FILE} is the card rendered for it" if card else ""
+    print(f"Pushed {args.model_dir} to {commit.pr_url or commit.commit_url}{card_note}.")
     return commit
 
 
