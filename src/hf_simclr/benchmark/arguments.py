@@ -199,10 +199,34 @@ def valid_memory_setting(setting: str) -> bool:
     return int(parts[0]) % int(parts[1]) == 0
 
 
+_OUTPUT = "give --output_json FILE (one JSON report: the machine, the command, every row)"
+_STEPS = "each mode times its own: --memory_steps (memory), --cifar_batches and --stl10_batches (data)"
+# Flags of pretraining and of other benchmarks that people type here, with this script's way of saying them.
+BENCHMARK_ELSEWHERE_FLAGS = (
+    ("output", _OUTPUT),
+    ("output_file", _OUTPUT),
+    ("output_dir", _OUTPUT),
+    ("steps", _STEPS),
+    ("max_steps", _STEPS),
+    ("chunk_size", "give --memory_settings BATCH:CHUNK [...] (--mode memory)"),
+    (
+        "per_device_train_batch_size",
+        "give --memory_settings BATCH:CHUNK (--mode memory) or --batch_size (--mode data)",
+    ),
+    ("backbone", "give --memory_backbone NAME (--mode memory); --mode training times --cases"),
+    ("image_size", "give --memory_image_size N (--mode memory)"),
+    ("preprocessing_num_workers", "give --decode_workers N [N ...] (--mode decode: the worker counts timed)"),
+    (
+        "dataloader_num_workers",
+        "give --num_workers N [N ...] (--mode data) or --cpu_workers N (--mode training)",
+    ),
+    ("device", "each mode times what this machine has; --mode training needs a GPU"),
+)
 # `scripts/benchmark.py`.
 BENCHMARK = Command(
     "benchmark.py",
     (BenchmarkArguments,),
     "hf_simclr.benchmark.arguments:run_on_this_machine",
     report="hf_simclr.benchmark.arguments:describe_report",
+    known_elsewhere=BENCHMARK_ELSEWHERE_FLAGS,
 )

@@ -240,6 +240,19 @@ def format_snapshot_report(curve: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+_SNAPSHOTS = (
+    "the curve reads the snapshots pretraining kept (at the epochs pretrain.py was given), every one of "
+    "--model_name_or_path by default; --snapshots FOLDER [FOLDER ...] picks some (snapshots/epoch_N)"
+)
+# The snapshot curve's: the evaluation's, and how its snapshots are chosen.
+SNAPSHOT_ELSEWHERE_FLAGS = tuple(
+    {
+        **dict(EVALUATION_ELSEWHERE_FLAGS),
+        "snapshot_epochs": _SNAPSHOTS,
+        "epochs": _SNAPSHOTS,
+        "checkpoints": _SNAPSHOTS + ": checkpoints/ hold the optimizer's state, not a model folder",
+    }.items()
+)
 # `scripts/linear_probe.py` and `scripts/snapshot_curve.py`.
 LINEAR_PROBE = Command(
     "linear_probe.py",
@@ -256,6 +269,6 @@ SNAPSHOT_CURVE = Command(
     "hf_simclr.evaluation.arguments:snapshot_curve_into",
     report="hf_simclr.evaluation.arguments:format_snapshot_report",
     interrupted="features already extracted are cached (feature_cache/): run the same command again.",
-    known_elsewhere=EVALUATION_ELSEWHERE_FLAGS,
+    known_elsewhere=SNAPSHOT_ELSEWHERE_FLAGS,
     required_by_checks=("dataset_name",),
 )
