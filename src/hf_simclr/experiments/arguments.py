@@ -47,7 +47,10 @@ class ExperimentArguments:
     )
     time_budget_minutes: float | None = field(
         default=None,
-        metadata={"help": "Do not start a variant that would end after this many minutes (estimated)."},
+        metadata={
+            "help": "Do not start a variant that would end after this many minutes, estimated from the variants "
+            "run so far (the first always starts)."
+        },
     )
     table: str | None = field(
         default=None, metadata={"help": "Also write the markdown table here (e.g. results/ablations.md)."}

@@ -174,7 +174,7 @@ class DataArguments(ViewArguments, DatasetArguments):
             "processes), else host."
         },
     )
-    dataloader_num_workers: int = field(default=4, metadata={"help": "CPU pipeline workers per process."})
+    dataloader_num_workers: int = field(default=4, metadata={"help": "--augment_on cpu: DataLoader workers."})
     decoded_cache_dir: str | None = field(
         default=None, metadata={"help": "Folder for the decoded uint8 training split (.npy, memory-mapped)."}
     )
@@ -333,9 +333,9 @@ class PretrainingArguments:
         },
     )
     hub_model_id: str | None = field(
-        default=None, metadata={"help": "Hub repo, e.g. org/simclr-resnet18-stl10."}
+        default=None, metadata={"help": "With --push_to_hub: the Hub repo, e.g. org/simclr-resnet18-stl10."}
     )
-    hub_private_repo: bool = field(default=False, metadata={"help": "Create the Hub repo as private."})
+    hub_private_repo: bool = field(default=False, metadata={"help": "With --push_to_hub: a private repo."})
     snapshot_epochs: str | None = field(
         default=None,
         metadata={
