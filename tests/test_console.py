@@ -3,6 +3,9 @@ model; and the settings a run cannot honour, refused before the work instead of 
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import pytest
 import torch
 from builders import save_tiny_dataset, tiny_pretraining
@@ -27,7 +30,29 @@ def test_a_run_says_its_estimated_time_its_knn_result_and_where_it_saved_the_mod
     assert "\x1b[A" not in console  # no cursor movements of nested bars in a redirected log
     if not torch.cuda.is_available():
         assert "views made on cpu (--augment_on gpu)" in console
+        assert "device cpu in fp32 (--mixed_precision auto)" in console
         assert "Note: no GPU here" not in console  # a run this small is the CPU-sized check itself
+    # Beside a request the run resolved or could not apply, what it did (before: "auto", and SyncBatchNorm
+    # recorded as on for a run of one process)
+    record = json.loads((output_dir / "training_args.json").read_text())
+    assert record["mixed_precision"] == "auto" and record["sync_batchnorm"] is True
+    assert record["mixed_precision_applied"] == ("bf16" if torch.cuda.is_available() else "no")
+    assert record["sync_batchnorm_applied"] is False  # one process: its BatchNorm is the batch's already
+    assert record["keep_decoded_on_applied"] == "device" and record["dataloader_num_workers_applied"] is None
+    assert record["knn_every_epochs_applied"] == 1
+
+
+def test_a_setting_that_cannot_apply_here_is_said_with_the_reason():
+    from types import SimpleNamespace
+
+    from hf_simclr.pretraining.setup import note_settings_not_applied
+
+    said = []
+    accelerator = SimpleNamespace(print=said.append, num_processes=2, device=torch.device("cpu"))
+    args = SimpleNamespace(knn_every_epochs=5, sync_batchnorm=True)
+    note_settings_not_applied(accelerator, args, None, SimpleNamespace(eval_split="test"), 64)
+    assert "no kNN monitor (--knn_every_epochs 5): no labels in the training split" in said[0], said
+    assert "each of the 2 cpu processes normalises its own 64 images" in said[1], said
 
 
 def test_a_gpu_sized_run_on_a_cpu_says_so_and_gives_the_cpu_sized_command():
@@ -36,7 +61,9 @@ def test_a_gpu_sized_run_on_a_cpu_says_so_and_gives_the_cpu_sized_command():
     from hf_simclr.pretraining.setup import describe_run
 
     said = []
-    accelerator = SimpleNamespace(print=said.append, device=torch.device("cpu"))
+    accelerator = SimpleNamespace(
+        print=said.append, device=torch.device("cpu"), mixed_precision="no", num_processes=1
+    )
     plan = SimpleNamespace(
         global_batch=512,
         local_batch=512,
@@ -46,7 +73,13 @@ def test_a_gpu_sized_run_on_a_cpu_says_so_and_gives_the_cpu_sized_command():
         warmup_steps=0,
     )
     args = SimpleNamespace(
-        optimizer="lars", output_dir="runs/x", warmup_epochs=10, knn_every_epochs=0, chunk_size=None
+        optimizer="lars",
+        output_dir="runs/x",
+        warmup_epochs=10,
+        knn_every_epochs=0,
+        chunk_size=None,
+        mixed_precision="auto",
+        sync_batchnorm=True,
     )
     describe_run(accelerator, plan, args, SimpleNamespace(name="gpu"), range(50000), None, None, 32)
     assert any("Note: no GPU here: 9700 steps of 512 images at 32px" in line for line in said), said
@@ -80,7 +113,7 @@ def test_the_usage_line_shows_the_first_positional_item():
     from hf_simclr.pretraining.arguments import PRETRAIN
 
     assert PRETRAIN.usage() == "pretrain.py [-h] [recipe.yaml] [options]"
-    assert RUN_EXPERIMENTS.usage() == "run_experiments.py [-h] GRID [options]"
+    assert RUN_EXPERIMENTS.usage() == "run_experiments.py [-h] GRID --results_dir RESULTS_DIR [options]"
 
 
 def test_loading_a_model_folder_prints_no_library_bar_or_load_report(tmp_path, capfd):
@@ -98,7 +131,128 @@ def test_loading_a_model_folder_prints_no_library_bar_or_load_report(tmp_path, c
 def test_finetune_help_shows_the_scripts_own_settings_first_under_their_own_title():
     from hf_simclr.finetuning import FINETUNE
 
-    text = FINETUNE.parser().format_help()
+    text = FINETUNE.parser().format_help().split("\n\n", 1)[1]  # below the usage line
     own, trainer = text.index("finetune.py's settings"), text.index("Trainer's settings")
     assert own < text.index("--model_name_or_path") < text.index("--label_fraction") < trainer
     assert trainer < text.index("--per_device_train_batch_size")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--hub_model_id", "org/x"], "--hub_model_id is for the upload that --push_to_hub makes"),
+        (["--hub_private_repo"], "--hub_private_repo is for the upload that --push_to_hub makes"),
+        (
+            ["--knn_every_epochs", "0", "--knn_k", "20"],
+            "--knn_k 20 sets the kNN monitor, which --knn_every_epochs 0",
+        ),
+        (
+            ["--dataloader_num_workers", "8"],
+            "--dataloader_num_workers 8 sets the DataLoader workers of --augment_on cpu",
+        ),
+    ],
+    ids=["hub_model_id", "hub_private_repo", "knn_k", "dataloader_num_workers"],
+)
+def test_a_pretraining_setting_the_run_would_not_use_is_refused_before_the_work(argv, message, capsys):
+    # Before: each was taken, recorded in training_args.json and never used.
+    from hf_simclr.pretraining.arguments import PRETRAIN
+
+    with pytest.raises(SystemExit) as exit_info:
+        PRETRAIN.parse(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_the_same_settings_are_taken_where_they_apply_and_from_a_recipe(tmp_path):
+    from hf_simclr.pretraining.arguments import PRETRAIN
+
+    PRETRAIN.parse(["--knn_k", "20", "--augment_on", "cpu", "--dataloader_num_workers", "8"])
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("knn_k: 20\ndataloader_num_workers: 8\n")  # a recipe's values, the run turning them off
+    _, data_args, args = PRETRAIN.parse([str(recipe), "--knn_every_epochs", "0"])
+    assert args.knn_k == 20 and data_args.dataloader_num_workers == 8
+
+
+@pytest.mark.parametrize("command_name", ["LINEAR_PROBE", "SNAPSHOT_CURVE"])
+def test_an_evaluation_on_a_device_this_machine_lacks_is_refused_before_the_data(
+    command_name, tmp_path, monkeypatch, capsys
+):
+    # Before: --device cuda on a machine without a GPU loaded the data, then failed with a traceback.
+    import hf_simclr.evaluation.arguments as evaluation
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    argv = ["--model_name_or_path", str(tmp_path), "--dataset_name", "data/x", "--device", "cuda"]
+    with pytest.raises(SystemExit) as exit_info:
+        getattr(evaluation, command_name).parse(argv)
+    assert exit_info.value.code == 2
+    assert "--device cuda: torch sees 0 cuda device(s) on this machine" in capsys.readouterr().err
+    getattr(evaluation, command_name).parse(argv[:-1] + ["cpu"])
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--fp16"], "--fp16 needs a CUDA GPU"),
+        (["--report_to", "wandb"], "--report_to wandb: wandb is not installed"),
+        (["--push_to_hub"], "--push_to_hub: Trainer would push its checkpoints"),
+    ],
+    ids=["fp16-on-cpu", "tracker-not-installed", "push_to_hub"],
+)
+def test_a_trainer_setting_finetuning_would_not_apply_is_refused_when_parsed(
+    extra, message, tmp_path, monkeypatch, capsys
+):
+    # Before: fp16 computed in fp32 under an fp16 record; a tracker not installed stopped Trainer with a
+    # traceback after the data was loaded; --push_to_hub created a repository and pushed checkpoints only.
+    import transformers.integrations
+
+    from hf_simclr.finetuning import FINETUNE
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(transformers.integrations, "get_available_reporting_integrations", lambda: [])
+    argv = [
+        "--model_name_or_path",
+        str(tmp_path),
+        "--dataset_name",
+        "data/x",
+        "--output_dir",
+        str(tmp_path / "o"),
+    ]
+    with pytest.raises(SystemExit) as exit_info:
+        FINETUNE.parse([*argv, *extra])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_the_runner_refuses_a_setting_of_a_run_with_summary_only(tmp_path, capsys):
+    # Before: `--summary_only --override num_train_epochs=1` rewrote the table and ignored the override.
+    from hf_simclr.experiments.arguments import RUN_EXPERIMENTS
+
+    (tmp_path / "recipe.yaml").write_text("optimizer: sgd\n")
+    (tmp_path / "grid.yaml").write_text("base: recipe.yaml\nvariants:\n  a: {}\n")
+    argv = [str(tmp_path / "grid.yaml"), "--results_dir", str(tmp_path / "results"), "--summary_only"]
+    with pytest.raises(SystemExit) as exit_info:
+        RUN_EXPERIMENTS.parse([*argv, "--override", "num_train_epochs=1"])
+    assert exit_info.value.code == 2
+    assert "--override is a setting of a run, and --summary_only runs nothing" in capsys.readouterr().err
+    RUN_EXPERIMENTS.parse(argv)
+
+
+def test_the_benchmark_refuses_a_setting_of_another_mode_and_training_without_a_gpu(monkeypatch, capsys):
+    # Before: `--mode decode --num_workers 4` timed the decode workers' default and ignored --num_workers;
+    # `--mode training` on a CPU ran its GPU-sized steps for hours.
+    from hf_simclr.benchmark.arguments import BENCHMARK, modes_of, run_on_this_machine
+
+    with pytest.raises(SystemExit) as exit_info:
+        BENCHMARK.parse(["--mode", "decode", "--num_workers", "4"])
+    message = capsys.readouterr().err
+    assert (
+        exit_info.value.code == 2
+        and "--num_workers is a setting of --mode data, not of --mode decode" in message
+    )
+    assert "which takes --dataset_name, --split, --decode_workers" in message
+    BENCHMARK.parse(["--mode", "decode", "--decode_workers", "4", "--split", "test"])  # its own: taken
+    (split,) = (f for f in dataclasses.fields(BENCHMARK.arguments[0]) if f.name == "split")
+    assert modes_of(split) == ("data", "decode")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    (args,) = BENCHMARK.parse(["--mode", "training"])  # a documented command parses on any machine
+    with pytest.raises(UsageError, match="--mode training times a GPU"):
+        run_on_this_machine(args)

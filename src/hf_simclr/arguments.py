@@ -16,6 +16,7 @@ This module imports no torch: `--help` and an argument error answer before the h
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import contextlib
 import dataclasses
@@ -393,10 +394,7 @@ def flag_arguments(key: str, value: Any) -> list[str]:
 
 def run_arguments(*argument_sets: Any) -> dict[str, Any]:
     """All arguments of a run as one flat dict (saved with checkpoints, the model and the trackers)."""
-    merged: dict[str, Any] = {}
-    for arguments in argument_sets:
-        merged.update(dataclasses.asdict(arguments))
-    return merged
+    return {key: value for arguments in argument_sets for key, value in dataclasses.asdict(arguments).items()}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -421,6 +419,9 @@ class Command:
         known_elsewhere (`tuple[tuple[str, str], ...]`): flags of other tools that users type here
             (Trainer's `--bf16`, the accelerate examples' `--with_tracking`), each with this script's way
             of saying it; an unknown flag not among them is answered with its closest option.
+        required_by_checks (`tuple[str, ...]`): options the checks require though their fields have a default
+            (the probe's `--dataset_name`), shown as required. `check_typed(typed)` of a dataclass gets the flags
+            typed on the command line (not a recipe's), to refuse one the run would not use.
     """
 
     name: str
@@ -430,20 +431,29 @@ class Command:
     report: str | None = None
     interrupted: str = "nothing was left half-written: run the same command again."
     known_elsewhere: tuple[tuple[str, str], ...] = ()
+    required_by_checks: tuple[str, ...] = ()
 
     def parser(self) -> Any:
         from transformers import HfArgumentParser
 
         # A mistake shows this one usage line, not every flag: `--help` lists them with their advice.
         # No abbreviations: `--model` or `--k` would be taken for a longer option, or refused as ambiguous.
-        return HfArgumentParser(self.arguments, prog=self.name, usage=self.usage(), allow_abbrev=False)
+        parser = HfArgumentParser(self.arguments, prog=self.name, usage=self.usage(), allow_abbrev=False)
+        parser.formatter_class = HelpFormatter
+        for action in parser._actions:
+            if action.required or action.dest in self.required_by_checks:
+                action.help = f"{action.help} (required)"
+        return parser
 
     def usage(self) -> str:
-        """`pretrain.py [-h] [recipe.yaml] [options]`: the first positional item shown where there is one."""
-        positional = {None: "", "recipe": " [recipe.yaml]"}.get(self.first_positional)
-        if positional is None:
-            positional = f" {self.first_positional.upper()}"  # e.g. run_experiments.py's grid file
-        return f"{self.name} [-h]{positional} [options]"
+        """`export_timm.py [-h] --model_dir MODEL_DIR [options]`: the first positional item, each required option."""
+        first = self.first_positional  # a recipe file, or a field (run_experiments.py's grid file)
+        positional = " [recipe.yaml]" if first == "recipe" else f" {first.upper()}" if first else ""
+        fields = [f for arguments in self.arguments for f in dataclasses.fields(arguments) if f.init]
+        unset = [f.name for f in fields if f.default is dataclasses.MISSING is f.default_factory]
+        required = [name for name in [*unset, *self.required_by_checks] if name != first]
+        options = "".join(f" --{name} {name.upper()}" for name in required)
+        return f"{self.name} [-h]{positional}{options} [options]"
 
     def parse(self, argv: Sequence[str] | None = None) -> tuple[Any, ...]:
         """The dataclasses of a command line, every check that needs no data done; exits 2 on a mistake."""
@@ -455,9 +465,11 @@ class Command:
             if unknown:
                 raise UsageError(self.unknown_arguments(unknown, parser))
             arguments = tuple(parser.parse_args_into_dataclasses(args=expanded))
+            typed = {item[2:].split("=", 1)[0].replace("-", "_") for item in argv if item.startswith("--")}
             for instance in arguments:
                 if hasattr(instance, "check"):  # the checks that need torch (a config, a recipe)
                     instance.check()
+                getattr(instance, "check_typed", lambda typed: None)(typed)  # a flag the run would not use
         except ValueError as error:  # UsageError, or a value transformers' own dataclasses refuse
             parser.error(str(error))
         return arguments
@@ -512,8 +524,8 @@ class Command:
         except stop_signals.Stopped as stop:
             print(f"\n{self.name}: stopped by {stop.signal_name}; {self.advice_after(stop)}", file=sys.stderr)
             raise SystemExit(stop.exit_code) from None
-        if self.report is not None:
-            print(load(self.report)(result))
+        if self.report is not None and (text := load(self.report)(result)):  # "": said already
+            print(text)
         return result
 
     def advice_after(self, stop: BaseException) -> str:
@@ -521,6 +533,15 @@ class Command:
         command) when it was raised for this script, else the script's own advice."""
         next_step = getattr(stop, "next_step", None)
         return next_step if next_step and getattr(stop, "script", None) == self.name else self.interrupted
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """`--help` without `(default: None)` (the help says what unset does), `--no_X` as the opposite of `--X`."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if isinstance(action, argparse._StoreFalseAction) and action.option_strings[0].startswith("--no_"):
+            return f"The opposite of --{action.dest}."
+        return action.help if action.default is None else super()._get_help_string(action)
 
 
 def load(reference: str) -> Callable[..., Any]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -323,6 +324,8 @@ def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict[
         hold_folder("output_dir", output_dir)
     if not torch.cuda.is_available():
         training_args.dataloader_pin_memory = False  # pinned memory is for copies to a GPU
+    if not sys.stderr.isatty():  # a redirected log: Trainer's logs as lines, not bars redrawn in place
+        training_args.disable_tqdm = True
     eval_view = eval_augmentation_for(args.model_name_or_path, config, args.model_revision)
     # the training view: the evaluation's, with crops that may reach the whole image, and the flags set here
     train_view = args.augmentation_from(
@@ -342,6 +345,7 @@ def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict[
     )
     trainer.add_callback(StopOnSignal())
     trainer.add_callback(ReadableCheckpoints())
+    trainer.add_callback(QuietCheckpointSaves())
     with stop_signals.deferred():  # a scheduler's SIGTERM: the step finishes, Trainer saves a checkpoint
         trainer.train(resume_from_checkpoint=True if resume == "latest" else resume)
     stop_after_signal(trainer, output_dir)
@@ -377,6 +381,23 @@ class ReadableCheckpoints(TrainerCallback):
             give_plain_mode(checkpoint)
 
 
+class QuietCheckpointSaves(TrainerCallback):
+    """Trainer's checkpoints are saved without transformers' "Writing model shards" bar: for one small file it
+    says nothing, and in a redirected log it is drawn with cursor movements under the training bar."""
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: Any, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        self.bars = transformers_logging.is_progress_bar_enabled()
+        transformers_logging.disable_progress_bar()
+
+    def on_train_end(
+        self, args: TrainingArguments, state: Any, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        if self.bars:
+            transformers_logging.enable_progress_bar()
+
+
 def stop_after_signal(trainer: Trainer, output_dir: Path) -> None:
     """Stop with the checkpoint Trainer saved, if a stop signal ended its training early.
 
@@ -396,12 +417,24 @@ def stop_after_signal(trainer: Trainer, output_dir: Path) -> None:
 
 
 def describe_finetuning(results: dict[str, Any]) -> str:
-    """One line for the terminal: what was fine-tuned and how it scores."""
-    return (
-        f"Fine-tuned ({results['init']} init, {100 * results['label_fraction']:g}% of the labels, "
-        f"{results['num_train_samples']} images): top-1 {100 * results['top1']:.2f}%, "
-        f"top-3 {100 * results['top3']:.2f}%, top-5 {100 * results['top5']:.2f}% on "
-        f"{results['split_sizes']['eval']} {results['dataset']['eval_split']} images."
+    """What `scripts/finetune.py` prints at the end: what was fine-tuned, how it scores, and what it wrote where."""
+    folder = Path(results["training_arguments"]["output_dir"])
+    model_files = [
+        name for name in (*WEIGHTS_FILES, CONFIG_FILE, IMAGE_PROCESSOR_FILE) if (folder / name).is_file()
+    ]
+    checkpoints = sorted(path.name for path in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if path.is_dir())
+    return "\n".join(
+        [
+            f"Fine-tuned ({results['init']} init, {100 * results['label_fraction']:g}% of the labels, "
+            f"{results['num_train_samples']} images): top-1 {100 * results['top1']:.2f}%, "
+            f"top-3 {100 * results['top3']:.2f}%, top-5 {100 * results['top5']:.2f}% on "
+            f"{results['split_sizes']['eval']} {results['dataset']['eval_split']} images.",
+            f"Wrote into {folder}/:",
+            f"  {FINETUNE_RESULTS_FILE} (the scores per class, the data and every argument)",
+            f"  {', '.join(model_files)}, {TRAINING_ARGS_FILE} and the code files: the fine-tuned model "
+            f"(AutoModelForImageClassification)",
+            *(f"  {name}/ (Trainer's checkpoint: --resume_from_checkpoint)" for name in checkpoints),
+        ]
     )
 
 
@@ -418,12 +451,41 @@ FinetuneArguments._argument_group_name = (
 
 @dataclass
 class TrainerArguments(TrainingArguments):
-    """transformers' `TrainingArguments`, titled as a group of their own in `--help`."""
+    """transformers' `TrainingArguments`, titled as a group of their own in `--help`, and the settings Trainer
+    would take and not apply here, or fail on after the data is loaded, refused when parsed."""
 
     _argument_group_name = (
         "Trainer's settings (transformers' TrainingArguments: epochs, batch, optimizer, precision, checkpoints; "
         "--bf16 on a GPU)"
     )
+
+    def check(self) -> None:
+        """Refuse `--fp16` without a CUDA device (accelerate computes in fp32 while the record says fp16),
+        `--report_to` a tracker that is not installed (Trainer stops at its start), and `--push_to_hub` (Trainer
+        would push checkpoints, not the finished model folder this script writes).
+
+        Raises:
+            UsageError: naming the flag and the fix.
+        """
+        from transformers.integrations import get_available_reporting_integrations
+
+        if self.fp16 and (self.use_cpu or not torch.cuda.is_available()):
+            raise UsageError(
+                "--fp16 needs a CUDA GPU: on a CPU it is not applied, and the run would compute in fp32 while "
+                "recording fp16. Leave it out, or give --bf16 --use_cpu (bfloat16 autocast on the CPU)."
+            )
+        installed = ("none", "all", *get_available_reporting_integrations())
+        for tracker in (name for name in self.report_to if name not in installed):
+            raise UsageError(
+                f"--report_to {tracker}: {tracker} is not installed (or not a Trainer integration), so Trainer "
+                f"would stop before training. pip install {tracker}, or pass --report_to none."
+            )
+        if self.push_to_hub:
+            raise UsageError(
+                "--push_to_hub: Trainer would push its checkpoints as they are saved, not the model folder "
+                "finetune.py writes at the end (processor, code, results). Leave it out and upload --output_dir "
+                "once the run ends: hf upload REPO_ID OUTPUT_DIR."
+            )
 
 
 # `scripts/finetune.py`: ours, then every option of transformers' `TrainingArguments`.
@@ -434,4 +496,5 @@ FINETUNE = Command(
     report="hf_simclr.finetuning:describe_finetuning",
     interrupted="run the same command with --resume_from_checkpoint latest to continue from Trainer's last "
     "checkpoint (--save_strategy), or with --overwrite_output_dir to start afresh.",
+    required_by_checks=("dataset_name",),
 )

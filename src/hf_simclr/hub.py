@@ -294,9 +294,29 @@ def push_to_hub(args: PushArguments) -> Any:
         commit_message=args.commit_message,
         model_card=card,
     )
-    print(f"Pushed {args.model_dir} to {commit.pr_url or commit.commit_url}")
+    card_note = f"; {Path(args.model_dir) / MODEL_CARD_FILE} is the card rendered for it" if card else ""
+    print(f"Pushed {args.model_dir} to {commit.pr_url or commit.commit_url}{card_note}.")
     return commit
 
 
+_FOLDER = "give --model_dir (the model folder to push)"
+# Flags of Trainer's Hub settings and of huggingface_hub's upload that people type here, with this script's way.
+PUSH_ELSEWHERE_FLAGS = (
+    ("hub_model_id", "give --repo_id user/name (or org/name)"),
+    ("repo", "give --repo_id user/name (or org/name)"),
+    ("repo_name", "give --repo_id user/name (or org/name)"),
+    ("hub_private_repo", "give --private (applies when the repository is created)"),
+    ("hub_token", "give --token, or leave it out: HF_TOKEN or `hf auth login`"),
+    ("hub_revision", "give --revision BRANCH"),
+    ("branch", "give --revision BRANCH"),
+    ("hub_strategy", "the whole folder goes up as one commit: leave it out"),
+    ("push_to_hub", "push_to_hub.py always pushes: leave it out"),
+    ("repo_type", "push_to_hub.py pushes a model repository: leave it out"),
+    ("output_dir", _FOLDER),
+    ("model_name_or_path", _FOLDER),
+    ("folder_path", _FOLDER),
+)
 # `scripts/push_to_hub.py`.
-PUSH = Command("push_to_hub.py", (PushArguments,), "hf_simclr.hub:push_to_hub")
+PUSH = Command(
+    "push_to_hub.py", (PushArguments,), "hf_simclr.hub:push_to_hub", known_elsewhere=PUSH_ELSEWHERE_FLAGS
+)

@@ -80,8 +80,24 @@ def export(args: ExportArguments) -> Path:
     return folder
 
 
+_MODEL_DIR = "give --model_dir (the SimCLR model folder; the timm copy goes into its timm/ subfolder)"
+_THEN_PUSH = "export, then scripts/push_to_hub.py uploads the model folder with its timm/ copy"
+# Flags people bring from timm's and transformers' scripts, with this script's way of saying them.
+EXPORT_ELSEWHERE_FLAGS = (
+    ("model_name_or_path", _MODEL_DIR),
+    ("checkpoint", _MODEL_DIR),
+    ("output_dir", _MODEL_DIR),
+    ("model", "the architecture is read from the config.json of --model_dir: give --model_dir"),
+    ("push_to_hub", _THEN_PUSH),
+    ("hub_model_id", _THEN_PUSH),
+)
 # `scripts/export_timm.py`.
-EXPORT = Command("export_timm.py", (ExportArguments,), "hf_simclr.timm_export:export")
+EXPORT = Command(
+    "export_timm.py",
+    (ExportArguments,),
+    "hf_simclr.timm_export:export",
+    known_elsewhere=EXPORT_ELSEWHERE_FLAGS,
+)
 
 
 def timm_export_problem(config: SimCLRConfig) -> str | None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import Field, dataclass, field, fields
+from typing import Any
 
 from ..arguments import (
     READ_DIR_OR_HUB,
@@ -39,6 +41,19 @@ TRAINING_CASES = (
 )
 
 
+def for_modes(modes: tuple[str, ...], help: str, **default: Any) -> Any:
+    """A setting of the `modes` named: its help begins with them (`--mode data and decode: ...`), which is how
+    [`modes_of`] knows them (a typed setting of another mode is refused: [`BenchmarkArguments.check_typed`])."""
+    named = " and ".join(filter(None, (", ".join(modes[:-1]), modes[-1])))
+    return field(**default, metadata={"help": f"--mode {named}: {help}"})
+
+
+def modes_of(setting: Field) -> tuple[str, ...]:
+    """The modes whose setting `setting` is, as its help begins ([`for_modes`]); empty: every mode's."""
+    named = re.match(r"--mode ([\w, ]+):", setting.metadata.get("help", ""))
+    return tuple(re.split(r", | and ", named.group(1))) if named else ()
+
+
 @dataclass
 class BenchmarkArguments:
     """Arguments of `scripts/benchmark.py` (and of [`run_benchmark`])."""
@@ -52,57 +67,47 @@ class BenchmarkArguments:
         }
     )
     output_json: str | None = field(
-        default=None, metadata={"help": "Write the report here (printed only when unset)."}
-    )
-    dataset_name: str = field(
-        default="uoft-cs/cifar10",
-        metadata={
-            "help": "CIFAR-10: a Hub name or a local copy (directory of parquet files, save_to_disk folder)."
-        },
-    )
-    split: str = field(default="train", metadata={"help": "--mode data: the split read."})
-    num_workers: list[int] = field(
-        default_factory=lambda: [0, 1, 2], metadata={"help": "--mode data: DataLoader worker counts to time."}
-    )
-    batch_size: int = field(default=256, metadata={"help": "--mode data: images per batch."})
-    cifar_batches: int = field(
-        default=32, metadata={"help": "--mode data: batches timed per 32px setting (after 2 warm-up)."}
-    )
-    stl10_batches: int = field(
-        default=12, metadata={"help": "--mode data: batches timed per 96px setting (after 2 warm-up)."}
-    )
-    stl10_samples: int = field(
-        default=4096, metadata={"help": "--mode data: CIFAR-10 images upsampled to 96px for that case."}
-    )
-    work_dir: str = field(
-        default="outputs/benchmark-training", metadata={"help": "--mode training: scratch."}
-    )
-    cases: list[str] | None = field(
         default=None,
-        metadata={"help": f"--mode training: a subset of {[case.name for case in TRAINING_CASES]}."},
-    )
-    cpu_workers: int | None = field(
-        default=None, metadata={"help": "--mode training: CPU pipeline workers (default: all cores)."}
-    )
-    memory_settings: list[str] = field(
-        default_factory=lambda: ["64:64", "256:256", "256:128", "256:64", "256:32", "1024:64", "1024:1024"],
         metadata={
-            "help": "--mode memory: batch:chunk settings, each in its own process (256:256: no chunks)."
+            "help": "Write the JSON report here (the machine, the command, every row); unset: rows printed only."
         },
     )
-    memory_backbone: str = field(default="resnet18", metadata={"help": "--mode memory: the timm backbone."})
-    memory_image_size: int = field(default=32, metadata={"help": "--mode memory: the view size."})
-    memory_steps: int = field(
-        default=2, metadata={"help": "--mode memory: steps per setting (after the first: timed)."}
+    dataset_name: str = for_modes(
+        ("data", "training", "decode"),
+        "CIFAR-10: a Hub name or a local copy (directory of parquet files, save_to_disk folder).",
+        default="uoft-cs/cifar10",
     )
-    decode_workers: list[int] = field(
-        default_factory=lambda: [1, 2], metadata={"help": "--mode decode: worker counts to time."}
+    split: str = for_modes(("data", "decode"), "the split read.", default="train")
+    num_workers: list[int] = for_modes(
+        ("data",), "DataLoader worker counts to time.", default_factory=lambda: [0, 1, 2]
     )
-    decode_cifar_samples: int = field(
-        default=10_000, metadata={"help": "--mode decode: CIFAR-10 images decoded to 32 px."}
+    batch_size: int = for_modes(("data",), "images per batch.", default=256)
+    cifar_batches: int = for_modes(("data",), "batches timed per 32px setting (after 2 warm-up).", default=32)
+    stl10_batches: int = for_modes(("data",), "batches timed per 96px setting (after 2 warm-up).", default=12)
+    stl10_samples: int = for_modes(
+        ("data",), "CIFAR-10 images upsampled to 96px for that case.", default=4096
     )
-    decode_photo_samples: int = field(
-        default=600, metadata={"help": "--mode decode: photo-sized JPEGs decoded to 96 and 224 px."}
+    work_dir: str = for_modes(("training",), "scratch.", default="outputs/benchmark-training")
+    cases: list[str] | None = for_modes(
+        ("training",), f"a subset of {[case.name for case in TRAINING_CASES]} (default: all).", default=None
+    )
+    cpu_workers: int | None = for_modes(
+        ("training",), "CPU pipeline workers (default: all cores).", default=None
+    )
+    memory_settings: list[str] = for_modes(
+        ("memory",),
+        "batch:chunk settings, each in its own process (256:256: no chunks).",
+        default_factory=lambda: ["64:64", "256:256", "256:128", "256:64", "256:32", "1024:64", "1024:1024"],
+    )
+    memory_backbone: str = for_modes(("memory",), "the timm backbone.", default="resnet18")
+    memory_image_size: int = for_modes(("memory",), "the view size.", default=32)
+    memory_steps: int = for_modes(("memory",), "steps per setting (after the first: timed).", default=2)
+    decode_workers: list[int] = for_modes(
+        ("decode",), "worker counts to time.", default_factory=lambda: [1, 2]
+    )
+    decode_cifar_samples: int = for_modes(("decode",), "CIFAR-10 images decoded to 32 px.", default=10_000)
+    decode_photo_samples: int = for_modes(
+        ("decode",), "photo-sized JPEGs decoded to 96 and 224 px.", default=600
     )
 
     def __post_init__(self) -> None:
@@ -147,6 +152,44 @@ class BenchmarkArguments:
                 f"timm.list_models('resnet*'), e.g. resnet18."
             )
 
+    def check_typed(self, typed: set[str]) -> None:
+        """Refuse a setting of another `--mode`, typed on the command line: this mode would not use it."""
+        for setting in fields(self):
+            modes = modes_of(setting)
+            if setting.name in typed and modes and self.mode not in modes:
+                own = [f"--{f.name}" for f in fields(self) if self.mode in modes_of(f)]
+                raise UsageError(
+                    f"--{setting.name} is a setting of --mode {' or '.join(modes)}, not of --mode {self.mode}, "
+                    f"which takes {', '.join(own) or 'only --output_json'}: leave it out."
+                )
+
+
+def run_on_this_machine(args: BenchmarkArguments) -> dict:
+    """[`run_benchmark`] of a mode this machine can time (a documented command parses on any machine; running
+    it is refused here, before any work).
+
+    Raises:
+        UsageError: for `--mode training` without CUDA, whose full-size steps would time the CPU for hours.
+    """
+    import torch
+
+    from .report import run_benchmark
+
+    if args.mode == "training" and not torch.cuda.is_available():
+        raise UsageError(
+            "--mode training times a GPU: its steps are sized for one (batches of 256-512, compiled), and on "
+            "this machine without CUDA they would run for hours and time the CPU. Run it where there is a GPU; "
+            "here, --mode data, memory, gather or decode."
+        )
+    return run_benchmark(args)
+
+
+def describe_report(report: dict) -> str:
+    """What `scripts/benchmark.py` says at the end (where the report went is said as it is written)."""
+    if report["arguments"]["output_json"] is not None:
+        return ""
+    return "The report was not written: pass --output_json FILE to keep it (the machine, the command, every row)."
+
 
 def valid_memory_setting(setting: str) -> bool:
     """`batch:chunk` with positive integers, the chunk dividing the batch."""
@@ -156,5 +199,34 @@ def valid_memory_setting(setting: str) -> bool:
     return int(parts[0]) % int(parts[1]) == 0
 
 
+_OUTPUT = "give --output_json FILE (one JSON report: the machine, the command, every row)"
+_STEPS = "each mode times its own: --memory_steps (memory), --cifar_batches and --stl10_batches (data)"
+# Flags of pretraining and of other benchmarks that people type here, with this script's way of saying them.
+BENCHMARK_ELSEWHERE_FLAGS = (
+    ("output", _OUTPUT),
+    ("output_file", _OUTPUT),
+    ("output_dir", _OUTPUT),
+    ("steps", _STEPS),
+    ("max_steps", _STEPS),
+    ("chunk_size", "give --memory_settings BATCH:CHUNK [...] (--mode memory)"),
+    (
+        "per_device_train_batch_size",
+        "give --memory_settings BATCH:CHUNK (--mode memory) or --batch_size (--mode data)",
+    ),
+    ("backbone", "give --memory_backbone NAME (--mode memory); --mode training times --cases"),
+    ("image_size", "give --memory_image_size N (--mode memory)"),
+    ("preprocessing_num_workers", "give --decode_workers N [N ...] (--mode decode: the worker counts timed)"),
+    (
+        "dataloader_num_workers",
+        "give --num_workers N [N ...] (--mode data) or --cpu_workers N (--mode training)",
+    ),
+    ("device", "each mode times what this machine has; --mode training needs a GPU"),
+)
 # `scripts/benchmark.py`.
-BENCHMARK = Command("benchmark.py", (BenchmarkArguments,), "hf_simclr.benchmark.report:run_benchmark")
+BENCHMARK = Command(
+    "benchmark.py",
+    (BenchmarkArguments,),
+    "hf_simclr.benchmark.arguments:run_on_this_machine",
+    report="hf_simclr.benchmark.arguments:describe_report",
+    known_elsewhere=BENCHMARK_ELSEWHERE_FLAGS,
+)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..arguments import (
     READ_DIR,
@@ -17,6 +18,7 @@ from ..arguments import (
     local_path,
 )
 from ..dataset_arguments import DatasetArguments
+from ..folder_format import FEATURE_CACHE_DIR, SNAPSHOT_CURVE_FILE, SNAPSHOT_TABLE_FILE
 
 DEFAULT_WEIGHT_DECAYS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
 FEATURE_CHOICES = {"h": ("h",), "z": ("z",), "both": ("h", "z")}
@@ -40,7 +42,11 @@ class ProbeArguments(DatasetArguments):
         },
     )
     seed: int = field(
-        default=0, metadata={"help": "Seed of subsets, held-out split, label fractions, baseline."}
+        default=0,
+        metadata={
+            "help": "Seed of the subsets and the held-out split (and of linear_probe.py's label fractions and "
+            "random-init baseline)."
+        },
     )
     batch_size: int = field(default=1024, metadata={"help": "Images per forward pass of feature extraction."})
     decoded_cache_dir: str | None = field(
@@ -78,6 +84,23 @@ class ProbeArguments(DatasetArguments):
         if self.output_dir is None and local_path(self.model_name_or_path) is None:
             raise UsageError(
                 f"--model_name_or_path {self.model_name_or_path} is a Hub id: pass --output_dir."
+            )
+
+    def check(self) -> None:
+        """The check that needs torch: `--device` is on this machine (before: a CUDA device where there is none
+        failed with a traceback once the data was loaded)."""
+        import torch
+
+        if self.device is None:
+            return
+        kind, _, index = self.device.partition(":")
+        count = {"cpu": 1, "cuda": torch.cuda.device_count(), "mps": int(torch.backends.mps.is_available())}[
+            kind
+        ]
+        if int(index or 0) >= count:
+            raise UsageError(
+                f"--device {self.device}: torch sees {count} {kind} device(s) on this machine; leave --device out "
+                f"(cuda when there is one, else cpu) or pass --device cpu."
             )
 
     def value_checks(self) -> dict[str, tuple[bool, str]]:
@@ -195,6 +218,43 @@ EVALUATION_ELSEWHERE_FLAGS = (
     ("image_column_name", "give --image_column NAME"),
     ("label_column_name", "give --label_column NAME"),
 )
+
+
+def snapshot_curve_into(args: ProbeArguments, snapshot_args: SnapshotArguments) -> dict[str, Any]:
+    """`scripts/snapshot_curve.py`: [`snapshot_curve`]'s results, with the folder it wrote into (`output_dir`)
+    for [`format_snapshot_report`]."""
+    from .probe import resolve_output_dir
+    from .snapshots import snapshot_curve
+
+    return {**snapshot_curve(args, snapshot_args), "output_dir": str(resolve_output_dir(args))}
+
+
+def format_snapshot_report(curve: dict[str, Any]) -> str:
+    """What `scripts/snapshot_curve.py` prints at the end: a line per snapshot, then the files it wrote."""
+    from ..reports.tables import format_snapshot_rows
+
+    written = [SNAPSHOT_CURVE_FILE, SNAPSHOT_TABLE_FILE, *curve["plots"].values()]
+    lines = [format_snapshot_rows(curve), "", f"Wrote into {curve['output_dir']}/:"]
+    lines += [f"  {name}" for name in written]
+    lines.append(
+        f"  {FEATURE_CACHE_DIR}/ (each snapshot's features, reused by the next run on the same data)"
+    )
+    return "\n".join(lines)
+
+
+_SNAPSHOTS = (
+    "the curve reads the snapshots pretraining kept (at the epochs pretrain.py was given), every one of "
+    "--model_name_or_path by default; --snapshots FOLDER [FOLDER ...] picks some (snapshots/epoch_N)"
+)
+# The snapshot curve's: the evaluation's, and how its snapshots are chosen.
+SNAPSHOT_ELSEWHERE_FLAGS = tuple(
+    {
+        **dict(EVALUATION_ELSEWHERE_FLAGS),
+        "snapshot_epochs": _SNAPSHOTS,
+        "epochs": _SNAPSHOTS,
+        "checkpoints": _SNAPSHOTS + ": checkpoints/ hold the optimizer's state, not a model folder",
+    }.items()
+)
 # `scripts/linear_probe.py` and `scripts/snapshot_curve.py`.
 LINEAR_PROBE = Command(
     "linear_probe.py",
@@ -203,12 +263,14 @@ LINEAR_PROBE = Command(
     report="hf_simclr.reports.tables:format_probe_report",
     interrupted="features already extracted are cached (feature_cache/): run the same command again.",
     known_elsewhere=EVALUATION_ELSEWHERE_FLAGS,
+    required_by_checks=("dataset_name",),
 )
 SNAPSHOT_CURVE = Command(
     "snapshot_curve.py",
     (ProbeArguments, SnapshotArguments),
-    "hf_simclr.evaluation.snapshots:snapshot_curve",
-    report="hf_simclr.reports.tables:format_snapshot_rows",
+    "hf_simclr.evaluation.arguments:snapshot_curve_into",
+    report="hf_simclr.evaluation.arguments:format_snapshot_report",
     interrupted="features already extracted are cached (feature_cache/): run the same command again.",
-    known_elsewhere=EVALUATION_ELSEWHERE_FLAGS,
+    known_elsewhere=SNAPSHOT_ELSEWHERE_FLAGS,
+    required_by_checks=("dataset_name",),
 )

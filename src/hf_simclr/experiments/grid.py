@@ -231,6 +231,7 @@ def variant_arguments(
             "decoded_cache_dir": str(cache_dir),
         }
     )
+    evaluation_args.check()  # as the probe's parsing does: --device is on this machine
     return VariantArguments(model_args, data_args, training_args, evaluation_args, overrides)
 
 

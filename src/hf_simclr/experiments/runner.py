@@ -28,6 +28,7 @@ from ..folder_format import (
     IMAGE_PROCESSOR_FILE,
     LOG_HISTORY_FILE,
     RESULTS_FILE,
+    SUMMARY_JSON,
     SUMMARY_MARKDOWN,
     TRAINING_ARGS_FILE,
     WALL_TIMES_FILE,
@@ -53,12 +54,16 @@ COPIED_FILES = (RESULTS_FILE, TRAINING_ARGS_FILE, LOG_HISTORY_FILE, CONFIG_FILE,
 
 @dataclass
 class RunReport:
-    """What [`run_grid`] did: variants run, skipped (results already there) and not started (budget)."""
+    """What [`run_grid`] did: variants run, skipped (results already there) and not started (budget), and
+    where it wrote (filled in by [`run_experiments`], for the lines it ends with)."""
 
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     not_started: list[str] = field(default_factory=list)
     summary: list[dict[str, Any]] = field(default_factory=list)
+    results_dir: Path | None = None
+    work_dir: Path | None = None
+    table: Path | None = None
 
 
 def check_stored_results(results_dir: Path, name: str, settings: dict[str, Any]) -> bool:
@@ -251,12 +256,14 @@ def command_string() -> str:
     return shlex.join(["python", *sys.argv])
 
 
-def run_experiments(args: ExperimentArguments) -> RunReport | None:
-    """Run the grid's variants (or, with `--summary_only`, rewrite its table) and print what was done."""
+def run_experiments(args: ExperimentArguments) -> RunReport:
+    """Run the grid's variants (or, with `--summary_only`, rewrite its table); [`format_run_report`] says what
+    was done and where."""
     grid = load_grid(args.grid)
+    table = Path(args.table) if args.table else None
     if args.summary_only:
-        write_summary(grid, args.results_dir, args.table)
-        return None
+        summary = write_summary(grid, args.results_dir, args.table)
+        return RunReport(summary=summary, results_dir=Path(args.results_dir), table=table)
     overrides = parse_overrides(args.override)
     if args.dataset_name:
         overrides["dataset_name"] = args.dataset_name
@@ -270,6 +277,24 @@ def run_experiments(args: ExperimentArguments) -> RunReport | None:
         command=command_string(),
         table=args.table,
     )
-    print(f"ran {report.ran}; skipped (results exist) {report.skipped}; not started {report.not_started}")
-    print(f"table: {args.table or f'{args.results_dir}/{SUMMARY_MARKDOWN}'}")
+    report.results_dir, report.work_dir, report.table = Path(args.results_dir), Path(args.work_dir), table
     return report
+
+
+def format_run_report(report: RunReport) -> str:
+    """What `scripts/run_experiments.py` prints at the end: the variants run, skipped and not started, and the
+    files it wrote, each with its folder (`--summary_only`: the table alone)."""
+    lines = []
+    if report.work_dir is not None:  # a run, not --summary_only
+        lines.append(
+            f"Ran {report.ran or 'no variant'}; skipped (results exist) {report.skipped}; not started "
+            f"{report.not_started}."
+        )
+    lines.append(f"Wrote into {report.results_dir}/:")
+    lines += [f"  {name}/ (its results, training arguments, log and wall times)" for name in report.ran]
+    lines.append(f"  {SUMMARY_MARKDOWN}, {SUMMARY_JSON} (the table of {len(report.summary)} variant(s))")
+    if report.table is not None:
+        lines.append(f"Also wrote the table into {report.table}.")
+    if report.ran:
+        lines.append(f"Model folders (weights): {report.work_dir}/ ({', '.join(report.ran)}).")
+    return "\n".join(lines)

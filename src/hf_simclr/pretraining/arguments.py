@@ -174,7 +174,7 @@ class DataArguments(ViewArguments, DatasetArguments):
             "processes), else host."
         },
     )
-    dataloader_num_workers: int = field(default=4, metadata={"help": "CPU pipeline workers per process."})
+    dataloader_num_workers: int = field(default=4, metadata={"help": "--augment_on cpu: DataLoader workers."})
     decoded_cache_dir: str | None = field(
         default=None,
         metadata={
@@ -226,6 +226,15 @@ class DataArguments(ViewArguments, DatasetArguments):
     def check(self) -> None:
         """The checks that build the recipe: the preset with every flag (also run from Python, by start_run)."""
         self.augmentation()
+
+    def check_typed(self, typed: set[str]) -> None:
+        """Refuse `--dataloader_num_workers` typed for GPU views, which use no DataLoader workers."""
+        if "dataloader_num_workers" in typed and self.augment_on != "cpu":
+            raise UsageError(
+                f"--dataloader_num_workers {self.dataloader_num_workers} sets the DataLoader workers of "
+                f"--augment_on cpu; GPU views (--augment_on {self.augment_on}) use none. Leave it out, or pass "
+                f"--augment_on cpu (the decoding's workers are --preprocessing_num_workers)."
+            )
 
     def augmentation(self) -> AugmentationConfig:
         """The recipe: the preset with every flag set here.
@@ -310,8 +319,8 @@ class PretrainingArguments:
     checkpoints_total_limit: int = field(
         default=2,
         metadata={
-            "help": "Keep the last K checkpoints, older ones are deleted (0: keep all); Trainer's "
-            "--save_total_limit. Snapshots (--snapshot_epochs) are never deleted."
+            "help": "Keep the last K checkpoints (0: all): Trainer's --save_total_limit, the same pruning (the "
+            "oldest goes once a newer one is written). Snapshots (--snapshot_epochs) are never deleted."
         },
     )
     resume_from_checkpoint: str | None = field(
@@ -330,9 +339,9 @@ class PretrainingArguments:
         },
     )
     hub_model_id: str | None = field(
-        default=None, metadata={"help": "Hub repo, e.g. org/simclr-resnet18-stl10."}
+        default=None, metadata={"help": "With --push_to_hub: the Hub repo, e.g. org/simclr-resnet18-stl10."}
     )
-    hub_private_repo: bool = field(default=False, metadata={"help": "Create the Hub repo as private."})
+    hub_private_repo: bool = field(default=False, metadata={"help": "With --push_to_hub: a private repo."})
     snapshot_epochs: str | None = field(
         default=None,
         metadata={
@@ -427,6 +436,20 @@ class PretrainingArguments:
             raise UsageError("--push_to_hub needs --hub_model_id (e.g. org/simclr-resnet18-stl10).")
         if self.push_to_hub:
             check_repo_id(self.hub_model_id, "hub_model_id")
+        for flag, value in (("hub_model_id", self.hub_model_id), ("hub_private_repo", self.hub_private_repo)):
+            if value and not self.push_to_hub:  # else nothing would be uploaded, and nothing said
+                raise UsageError(
+                    f"--{flag} is for the upload that --push_to_hub makes at the end of the run: add --push_to_hub, "
+                    f"or leave --{flag} out (scripts/push_to_hub.py uploads a folder later)."
+                )
+
+    def check_typed(self, typed: set[str]) -> None:
+        """Refuse `--knn_k` typed with the kNN monitor off (its default cannot tell whether it was typed)."""
+        if "knn_k" in typed and self.knn_every_epochs == 0:
+            raise UsageError(
+                f"--knn_k {self.knn_k} sets the kNN monitor, which --knn_every_epochs 0 turns off: leave --knn_k "
+                f"out, or give --knn_every_epochs N (the probe's neighbours are scripts/linear_probe.py --knn_k)."
+            )
 
 
 def largest_divisor(number: int, at_most: int | None) -> int:

@@ -108,13 +108,11 @@ def start_run(model_args: ModelArguments, data_args: DataArguments, args: Pretra
     views = build_views(data_args, dataset, augmentation, plan, accelerator, args.seed, compile, split)
     model, optimizer = accelerator.prepare(model, optimizer)  # the views follow their own BatchOrder
     model = torch.compile(model) if compile else model
-    state = TrainState()
-    accelerator.register_for_checkpointing(state)
-    if checkpoint is not None:
-        load_checkpoint(accelerator, checkpoint)
-        accelerator.print(f"Resumed from {checkpoint} at step {state.step}.")
+    state = resume_state(accelerator, checkpoint)
     monitor = build_knn_monitor(data_args, dataset, queries, views.memory_images, augmentation, args.knn_k)
-    config = run_record(run_arguments(model_args, data_args, args), plan, views, augmentation, compile)
+    config = run_record(
+        run_arguments(model_args, data_args, args), plan, views, augmentation, compile, accelerator, monitor
+    )
     output_dir.mkdir(parents=True, exist_ok=True)  # every check passed: the run's files come from here on
     accelerator.init_trackers(TRACKER_PROJECT, config={k: str(v) for k, v in config.items()})
     describe_run(accelerator, plan, args, views, dataset, monitor, data_args, augmentation.image_size)
@@ -143,8 +141,11 @@ def run_record(
     views: GPUViews | CPUViews,
     augmentation: AugmentationConfig,
     compile: bool,
+    accelerator: Accelerator,
+    monitor: KNNMonitor | None,
 ) -> dict:
-    """The run's arguments with what setting up decided (batch, rate, steps, views, recipe, compile)."""
+    """The run's arguments with what setting up decided (batch, rate, steps, views, recipe, compile), and,
+    beside each setting the run resolves (`auto`) or cannot apply here, `<flag>_applied`: what it did."""
     return {
         **arguments,
         "global_batch_size": plan.global_batch,
@@ -154,7 +155,22 @@ def run_record(
         "augment_on": views.name,
         "augmentation": augmentation.to_dict(),
         "torch_compile": compile,
+        "mixed_precision_applied": accelerator.mixed_precision,  # auto: bf16 on a GPU that has it, else no
+        "sync_batchnorm_applied": applies_sync_batchnorm(accelerator, arguments["sync_batchnorm"]),
+        "keep_decoded_on_applied": {StreamedViews: "host", GPUViews: "device"}.get(type(views)),  # CPU: None
+        "dataloader_num_workers_applied": views.num_workers if isinstance(views, CPUViews) else None,
+        "knn_every_epochs_applied": 0 if monitor is None else arguments["knn_every_epochs"],
     }
+
+
+def resume_state(accelerator: Accelerator, checkpoint: Path | None) -> TrainState:
+    """The run's step counter, registered for checkpointing, and, resuming, the checkpoint's state loaded."""
+    state = TrainState()
+    accelerator.register_for_checkpointing(state)
+    if checkpoint is not None:
+        load_checkpoint(accelerator, checkpoint)
+        accelerator.print(f"Resumed from {checkpoint} at step {state.step}.")
+    return state
 
 
 def announce(accelerator: Accelerator, output_dir: Path, named: bool) -> None:
@@ -335,9 +351,15 @@ def place_model(model: nn.Module, accelerator: Accelerator, sync_batchnorm: bool
     """On CUDA: the paper's global BatchNorm over processes (SyncBatchNorm), and channels-last memory."""
     if accelerator.device.type != "cuda":
         return model
-    if sync_batchnorm and accelerator.num_processes > 1:
+    if applies_sync_batchnorm(accelerator, sync_batchnorm):
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return model.to(memory_format=torch.channels_last)
+
+
+def applies_sync_batchnorm(accelerator: Accelerator, sync_batchnorm: bool) -> bool:
+    """Whether `--sync_batchnorm` is applied: with several processes on CUDA (one process: its BatchNorm is
+    already the batch's; CPU processes: torch's SyncBatchNorm needs CUDA)."""
+    return sync_batchnorm and accelerator.num_processes > 1 and accelerator.device.type == "cuda"
 
 
 def monitor_queries(
@@ -385,12 +407,17 @@ def describe_run(
     stored = views.images.shape[-1] if isinstance(views, GPUViews) else image_size
     if stored != image_size:
         source += f", stored at {stored}px for {image_size}px views (--stored_image_size)"
+    precision = (
+        "fp32" if accelerator.mixed_precision == "no" else f"{accelerator.mixed_precision} mixed precision"
+    )
     accelerator.print(
         f"SimCLR: {len(dataset)} images, global batch {plan.global_batch} ({plan.local_batch}{chunks} x "
         f"{plan.world_size} processes), {plan.total_steps} steps, peak lr {plan.peak_learning_rate:.4g} "
         f"({args.optimizer}), views made on {accelerator.device.type} (--augment_on {views.name}){source}, "
-        f"device {accelerator.device}, output {args.output_dir}."
+        f"device {accelerator.device} in {precision} (--mixed_precision {args.mixed_precision}), output "
+        f"{args.output_dir}."
     )
+    note_settings_not_applied(accelerator, args, monitor, data_args, plan.local_batch)
     # The CPU-sized check below: 12 steps of 64 views of 16 px; a run well beyond it on a CPU is told so.
     beyond_a_check = plan.total_steps * plan.global_batch * image_size**2 > 2 * 12 * 64 * 16**2
     if accelerator.device.type == "cpu" and beyond_a_check:
@@ -411,4 +438,33 @@ def describe_run(
             f"Note: --warmup_epochs {args.warmup_epochs:g} makes {plan.warmup_steps} of the {plan.total_steps} "
             f"steps warmup: the learning rate peaks late and the cosine decay is short; lower --warmup_epochs "
             f"for a run this short."
+        )
+
+
+def note_settings_not_applied(
+    accelerator: Accelerator,
+    args: PretrainingArguments,
+    monitor: KNNMonitor | None,
+    data_args: DataArguments,
+    local_batch: int,
+) -> None:
+    """A note for each setting the run takes but cannot apply here (`training_args.json` records what it did,
+    as `<flag>_applied`)."""
+    if args.knn_every_epochs > 0 and monitor is None:
+        missing = (
+            "no --eval_split to query" if not data_args.eval_split else "no labels in the training split"
+        )
+        accelerator.print(
+            f"Note: no kNN monitor (--knn_every_epochs {args.knn_every_epochs}): {missing}; "
+            f"scripts/linear_probe.py evaluates the model after the run."
+        )
+    if (
+        args.sync_batchnorm
+        and accelerator.num_processes > 1
+        and not applies_sync_batchnorm(accelerator, True)
+    ):
+        accelerator.print(
+            f"Note: SyncBatchNorm needs CUDA: each of the {accelerator.num_processes} {accelerator.device.type} "
+            f"processes normalises its own {local_batch} images, not the global batch (--sync_batchnorm is not "
+            f"applied)."
         )
