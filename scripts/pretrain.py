@@ -8,7 +8,7 @@
 The logic lives in `hf_simclr.pretraining`; `--help` lists every argument with tuning advice.
 """
 
-from hf_simclr.pretraining.arguments import PRETRAIN
+from hf_simclr.pretraining.command import PRETRAIN
 
 
 def main() -> None:

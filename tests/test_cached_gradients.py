@@ -14,7 +14,7 @@ import torch
 
 from hf_simclr import SimCLRConfig, SimCLRForPreTraining
 from hf_simclr.cached_gradients import cached_gradient_step
-from hf_simclr.pretraining.arguments import PRETRAIN
+from hf_simclr.pretraining.command import PRETRAIN
 
 WORKER = Path(__file__).with_name("distributed_chunk_worker.py")
 # A small BatchNorm ResNet (the default kind of model) and one without batch statistics.

@@ -110,7 +110,7 @@ def test_a_tracker_that_is_not_installed_is_refused_naming_the_package(monkeypat
 
 def test_the_usage_line_shows_the_first_positional_item():
     from hf_simclr.experiments.arguments import RUN_EXPERIMENTS
-    from hf_simclr.pretraining.arguments import PRETRAIN
+    from hf_simclr.pretraining.command import PRETRAIN
 
     assert PRETRAIN.usage() == "pretrain.py [-h] [recipe.yaml] [options]"
     assert RUN_EXPERIMENTS.usage() == "run_experiments.py [-h] GRID --results_dir RESULTS_DIR [options]"
@@ -155,7 +155,7 @@ def test_finetune_help_shows_the_scripts_own_settings_first_under_their_own_titl
 )
 def test_a_pretraining_setting_the_run_would_not_use_is_refused_before_the_work(argv, message, capsys):
     # Before: each was taken, recorded in training_args.json and never used.
-    from hf_simclr.pretraining.arguments import PRETRAIN
+    from hf_simclr.pretraining.command import PRETRAIN
 
     with pytest.raises(SystemExit) as exit_info:
         PRETRAIN.parse(argv)
@@ -163,7 +163,7 @@ def test_a_pretraining_setting_the_run_would_not_use_is_refused_before_the_work(
 
 
 def test_the_same_settings_are_taken_where_they_apply_and_from_a_recipe(tmp_path):
-    from hf_simclr.pretraining.arguments import PRETRAIN
+    from hf_simclr.pretraining.command import PRETRAIN
 
     PRETRAIN.parse(["--knn_k", "20", "--augment_on", "cpu", "--dataloader_num_workers", "8"])
     recipe = tmp_path / "recipe.yaml"

@@ -26,7 +26,7 @@ from hf_simclr.evaluation.arguments import LINEAR_PROBE, SNAPSHOT_CURVE
 from hf_simclr.experiments.arguments import RUN_EXPERIMENTS
 from hf_simclr.finetuning import FINETUNE
 from hf_simclr.hub import PUSH
-from hf_simclr.pretraining.arguments import PRETRAIN
+from hf_simclr.pretraining.command import PRETRAIN
 from hf_simclr.reports.commands import RENDER, TABLE
 from hf_simclr.timm_export import EXPORT
 

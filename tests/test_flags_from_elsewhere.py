@@ -11,7 +11,7 @@ from hf_simclr.benchmark.arguments import BENCHMARK
 from hf_simclr.evaluation.arguments import LINEAR_PROBE, SNAPSHOT_CURVE
 from hf_simclr.experiments.arguments import RUN_EXPERIMENTS
 from hf_simclr.hub import PUSH
-from hf_simclr.pretraining.arguments import PRETRAIN
+from hf_simclr.pretraining.command import PRETRAIN
 from hf_simclr.timm_export import EXPORT
 
 # Each script with such a map, and the arguments it requires (so that only the flag is wrong).
