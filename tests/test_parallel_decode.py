@@ -30,6 +30,7 @@ from hf_simclr.decoded_cache import machine_lock_file, worker_count
 
 TESTS = Path(__file__).parent
 SIZE = 8
+DECODING_REPORT = TESTS.parent / "benchmarks" / "cpu-decoding-2026-12-07.json"
 
 
 def image_rows(count: int, seed: int = 0) -> datasets.Dataset:
@@ -143,6 +144,24 @@ def test_the_cache_of_another_dataset_or_size_is_never_read(tmp_path):
 def test_the_workers_flag_is_checked_when_parsed():
     with pytest.raises(UsageError, match="--preprocessing_num_workers 0 must be at least 1"):
         DatasetArguments(dataset_name="uoft-cs/cifar10", preprocessing_num_workers=0)
+
+
+def test_the_decoding_benchmark_runs_at_a_tiny_size_and_the_docs_hold_its_table(tmp_path):
+    from builders import save_tiny_dataset
+
+    from hf_simclr.benchmark.decoding import benchmark_decoding
+    from hf_simclr.benchmark.report import format_decoding_table
+
+    report = benchmark_decoding(str(save_tiny_dataset(tmp_path / "data")), "train", [1, 2], 12, 3)
+    cases = [(row["case"], row["images"], row["workers"]) for row in report["results"]]
+    assert cases == [
+        (case, images, workers)
+        for case, images in (("cifar10 to 32 px", 12), ("photos to 96 px", 3), ("photos to 224 px", 3))
+        for workers in (1, 2)
+    ]
+    assert all(row["images_per_s"] > 0 for row in report["results"])
+    committed = json.loads(DECODING_REPORT.read_text())
+    assert format_decoding_table(committed) in (TESTS.parent / "docs" / "benchmarks.md").read_text()
 
 
 def free_port() -> int:
