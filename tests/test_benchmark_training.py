@@ -10,6 +10,7 @@ from PIL import Image
 
 from hf_simclr.benchmark.arguments import TrainingCase
 from hf_simclr.benchmark.training import BenchmarkScale, benchmark_training
+from hf_simclr.folder_format import DECODED_SUBFOLDER
 
 TINY = BenchmarkScale(
     model_steps=1,
@@ -42,6 +43,8 @@ def test_training_benchmark_runs_at_a_tiny_size_on_the_cpu(tmp_path, capsys):
     for key in ("model_only_eager_views_per_s", "model_only_views_per_s"):
         assert row[key] > 0, key
     assert row["gpu_pipeline_views_per_s"] > 0 and row["cpu_pipeline_views_per_s"] > 0
+    assert row["gpu_streamed_pipeline_views_per_s"] > 0 and row["streamed_fraction_of_in_memory"] > 0
+    assert list((tmp_path / "work" / DECODED_SUBFOLDER).glob("*.npy"))  # the streamed run mapped its cache
     assert row["peak_gpu_memory_gib"] is None  # no GPU here
     assert row["views_per_step"] == 16 and row["image_size"] == 32
     printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]

@@ -72,7 +72,7 @@ WALL_TIMES_FILE = "wall_times.json"
 EXPERIMENT_FILE = "experiment.json"  # what the variant was run with: the skip-or-refuse check reads it
 SUMMARY_JSON = "summary.json"
 SUMMARY_MARKDOWN = "summary.md"
-DECODED_SUBFOLDER = "decoded"  # the runner's shared decoded-image cache
+DECODED_SUBFOLDER = "decoded"  # the runner's and the training benchmark's shared decoded-image cache
 DECODED_CACHE_FOLDER = (
     "hf_simclr_decoded"  # in the datasets cache: splits decoded without --decoded_cache_dir
 )
@@ -110,7 +110,8 @@ def decoded_cache_name(fingerprint: str, rows: int, image_size: int) -> str:
 
 
 def benchmark_run_folder(case: str, augment_on: str) -> str:
-    """The training benchmark's run of `case` with views made on `augment_on` (`gpu` or `cpu`)."""
+    """The training benchmark's run of `case` with views made as `augment_on` says (`cpu`, `gpu-device`: the split
+    kept on the device, `gpu-host`: streamed from the host)."""
     return f"{case}-{augment_on}"
 
 

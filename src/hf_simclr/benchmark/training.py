@@ -16,7 +16,7 @@ import torch
 
 from ..augmentation import augmentation_preset
 from ..data import load_image_dataset
-from ..folder_format import BENCHMARK_STL10_FOLDER, LOG_HISTORY_FILE, benchmark_run_folder
+from ..folder_format import BENCHMARK_STL10_FOLDER, DECODED_SUBFOLDER, LOG_HISTORY_FILE, benchmark_run_folder
 from .arguments import TRAINING_CASES, TrainingCase
 from .data_pipeline import upsampled_copy
 
@@ -100,8 +100,12 @@ def pipeline_views_per_s(
     log_every: int = 20,
     num_workers: int = 16,
     compile_model: bool = True,
+    keep_decoded_on: str = "device",
+    decoded_cache_dir: str | None = None,
 ) -> float:
-    """Views/s of real pretraining (`pretrain`) with views made on the GPU or in CPU workers.
+    """Views/s of real pretraining (`pretrain`) with views made on the GPU or in CPU workers; GPU views from
+    the decoded split kept on the device, or (`keep_decoded_on="host"`) streamed from its memory-mapped cache
+    in `decoded_cache_dir` (the page cache holds it after the first steps, as on a host with the memory).
 
     The first logging interval (compilation, worker start-up) is left out; the rest is steady state.
     """
@@ -116,6 +120,8 @@ def pipeline_views_per_s(
             augment_on=augment_on,
             dataloader_num_workers=num_workers,
             eval_split=None,
+            keep_decoded_on=keep_decoded_on if augment_on == "gpu" else "auto",
+            decoded_cache_dir=decoded_cache_dir,
         ),
         PretrainingArguments(
             output_dir=output_dir,
@@ -156,7 +162,10 @@ def benchmark_training(
 
     Returns:
         One dict per case with `model_only_views_per_s` (compiled), `model_only_eager_views_per_s`,
-        `cpu_pipeline_views_per_s`, `gpu_pipeline_views_per_s` and `peak_gpu_memory_gib` (None on the CPU).
+        `cpu_pipeline_views_per_s`, `gpu_pipeline_views_per_s` (the split kept on the device),
+        `gpu_streamed_pipeline_views_per_s` (streamed from the host: `--keep_decoded_on host`) and its
+        `streamed_fraction_of_in_memory`, and `peak_gpu_memory_gib` (None on the CPU; over the in-memory and
+        the streamed runs).
     """
     cifar = load_image_dataset(cifar_dir)
     stl10_dir = os.path.join(work_dir, BENCHMARK_STL10_FOLDER)
@@ -183,17 +192,8 @@ def benchmark_training(
         row["model_only_views_per_s"] = round(
             model_only_views_per_s(case, scale.compile_model, **model_steps)
         )
-        gpu_views = pipeline_views_per_s(
-            case,
-            data_dir,
-            "gpu",
-            os.path.join(work_dir, benchmark_run_folder(case.name, "gpu")),
-            steps=scale.gpu_pipeline_steps,
-            log_every=scale.gpu_pipeline_log_every,
-            compile_model=scale.compile_model,
-        )
-        row["gpu_pipeline_views_per_s"] = round(gpu_views)
-        row["peak_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2) if on_gpu else None
+        row.update(gpu_pipelines(case, data_dir, work_dir, scale, on_gpu))
+        gpu_views = row["gpu_pipeline_views_per_s"]
         cpu_views = pipeline_views_per_s(
             case,
             data_dir,
@@ -209,3 +209,30 @@ def benchmark_training(
         print(json.dumps(row), flush=True)
         results.append(row)
     return results
+
+
+def gpu_pipelines(
+    case: TrainingCase, data_dir: str, work_dir: str, scale: BenchmarkScale, on_gpu: bool
+) -> dict[str, float | None]:
+    """Views/s of the GPU views from the split kept on the device and streamed from the host
+    (`--keep_decoded_on host`, its cache in `work_dir`), and the peak GPU memory over both runs."""
+    gpu_views, streamed = (
+        pipeline_views_per_s(
+            case,
+            data_dir,
+            "gpu",
+            os.path.join(work_dir, benchmark_run_folder(case.name, f"gpu-{place}")),
+            steps=scale.gpu_pipeline_steps,
+            log_every=scale.gpu_pipeline_log_every,
+            compile_model=scale.compile_model,
+            keep_decoded_on=place,
+            decoded_cache_dir=os.path.join(work_dir, DECODED_SUBFOLDER),
+        )
+        for place in ("device", "host")
+    )
+    return {
+        "gpu_pipeline_views_per_s": round(gpu_views),
+        "gpu_streamed_pipeline_views_per_s": round(streamed),
+        "streamed_fraction_of_in_memory": round(streamed / gpu_views, 3),
+        "peak_gpu_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if on_gpu else None,
+    }
