@@ -53,7 +53,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .arguments import UsageError
-from .folder_format import DECODED_CACHE_FOLDER, full_disk_named, give_plain_mode
+from .folder_format import DECODED_CACHE_FOLDER, full_disk_named, give_plain_mode, temporary_beside
 
 # decode(out, rows, workers): write rows `rows` of `out` with `workers` worker processes.
 Decode = Callable[[np.ndarray, range, int], None]
@@ -283,11 +283,10 @@ def machine_lock_file(cache_file: str | Path) -> Path:
 
 
 def _allocate(cache_file: Path, shape: tuple[int, ...]) -> Path:
-    """A temporary `.npy` of `shape` beside `cache_file` (the name `write_atomically` gives), its whole size
-    allocated on the disk where the file system can (a full disk: `NoSpaceLeft`, before any decoding)."""
-    handle, name = tempfile.mkstemp(prefix=f".{cache_file.name}.", suffix=".tmp", dir=cache_file.parent)
-    os.close(handle)
-    temporary = Path(name)
+    """A temporary `.npy` of `shape` beside `cache_file` ([`temporary_beside`], as `write_atomically` names it),
+    its whole size allocated on the disk where the file system can (a full disk: `NoSpaceLeft`, before any
+    decoding)."""
+    temporary = temporary_beside(cache_file)
     try:
         with full_disk_named(cache_file):
             np.lib.format.open_memmap(temporary, mode="w+", dtype=np.uint8, shape=shape).flush()

@@ -178,9 +178,7 @@ def write_atomically(path: str | Path, write: Callable[[Path], Any]) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    temporary = Path(name)
+    temporary = temporary_beside(path)
     try:
         with full_disk_named(path):
             write(temporary)
@@ -191,6 +189,14 @@ def write_atomically(path: str | Path, write: Callable[[Path], Any]) -> Path:
             temporary.unlink()
         raise
     return path
+
+
+def temporary_beside(path: Path) -> Path:
+    """A new, empty, uniquely named temporary file in `path`'s folder, `.<name>.<random>.tmp`: what an atomic
+    write of `path` fills before renaming it onto `path`; no reader takes that name for `path`."""
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    return Path(name)
 
 
 def plain_mode(directory: bool = False) -> int:
