@@ -101,9 +101,16 @@ def test_build_views_follows_keep_decoded_on_and_streams_from_the_datasets_cache
     assert isinstance(streamed, StreamedViews)
     assert streamed.cache_file.parent == tmp_path / "datasets-cache" / DECODED_CACHE_FOLDER
     assert streamed.cache_file.is_file() and streamed.memory_images.device.type == "cpu"
-    monkeypatch.setattr(views_module, "free_memory", lambda device: 2 * 12 * 3 * 16 * 16 - 1)
+    free_memory_is(monkeypatch, 2 * 12 * 3 * 16 * 16 - 1)
     assert isinstance(build(), StreamedViews)  # auto: more than half of the free memory
     assert type(build(keep_decoded_on="device")) is GPUViews
+
+
+def free_memory_is(monkeypatch: pytest.MonkeyPatch, free: int) -> None:
+    """The free memory the rule reads, whatever the device (`auto` asks `decoded_cache.fits_in_memory`,
+    `--keep_decoded_on device` the views' check)."""
+    for module in (decoded_cache, views_module):
+        monkeypatch.setattr(module, "free_memory", lambda device, processes=None: free)
 
 
 def test_the_rule_keeps_on_the_device_what_takes_at_most_half_its_free_memory(monkeypatch):
@@ -116,7 +123,7 @@ def test_the_rule_keeps_on_the_device_what_takes_at_most_half_its_free_memory(mo
     assert decoded_split_place("host", 1, cpu) == "host"
     assert decoded_split_place("device", 10**15, cpu) == "device"  # a CPU device: the host's memory, or a map
     cuda = torch.device("cuda")
-    monkeypatch.setattr(views_module, "free_memory", lambda device: 4 * 10**9)
+    free_memory_is(monkeypatch, 4 * 10**9)
     assert decoded_split_place("auto", 2 * 10**9, cuda) == "device"
     assert decoded_split_place("auto", 2 * 10**9 + 1, cuda) == "host"
     assert decoded_split_place("device", 3 * 10**9, cuda) == "device"

@@ -124,7 +124,7 @@ MEMORY_SHARE = 0.5
 def cache_folder(cache_dir: str | Path | None, split_bytes: int, all_processes: bool = True) -> Path | None:
     """The folder of a split decoded whole on the host (the kNN monitor's, the evaluation's): `cache_dir`
     (`--decoded_cache_dir`) when given; else None (decoded into memory) while the split takes at most
-    `MEMORY_SHARE` of the host memory the run's processes may count on ([`free_memory`]), and beyond that
+    `MEMORY_SHARE` of the host memory the run's processes may count on ([`fits_in_memory`]), and beyond that
     [`default_cache_dir`], from which it is memory-mapped and read in batches.
 
     With `all_processes` (as [`fill`] takes it), every process of the run makes this call and they decide
@@ -132,8 +132,13 @@ def cache_folder(cache_dir: str | Path | None, split_bytes: int, all_processes: 
     if cache_dir is not None:
         return Path(cache_dir)
     processes = Processes.of_run() if all_processes else Processes()
-    in_memory = split_bytes <= MEMORY_SHARE * free_memory(torch.device("cpu"), processes)
-    return None if in_memory else default_cache_dir()
+    return None if fits_in_memory(split_bytes, torch.device("cpu"), processes) else default_cache_dir()
+
+
+def fits_in_memory(split_bytes: int, device: torch.device, processes: Processes | None = None) -> bool:
+    """The one rule of where a decoded split is kept: in `device`'s memory (the host's for the CPU) when it
+    takes at most `MEMORY_SHARE` of what every one of `processes` may count on there ([`free_memory`])."""
+    return split_bytes <= MEMORY_SHARE * free_memory(device, processes)
 
 
 def default_cache_dir() -> Path:

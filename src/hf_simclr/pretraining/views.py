@@ -33,7 +33,7 @@ from accelerate import Accelerator
 from ..arguments import UsageError, megabytes
 from ..augmentation import AugmentationConfig
 from ..data import ImageViewDataset, decode_images, decoded_cache_file
-from ..decoded_cache import MEMORY_SHARE, default_cache_dir, free_memory
+from ..decoded_cache import default_cache_dir, fits_in_memory, free_memory
 from ..gpu_transforms import GPUTwoViewAugmentation
 from ..modeling_simclr import split_views
 from ..transforms import two_view_batch_transform
@@ -300,23 +300,24 @@ def decoded_split_place(setting: str, split_bytes: int, device: torch.device) ->
     `--keep_decoded_on host` is taken as it is, and so is `device` (refused on CUDA for a split larger than the
     GPU's free memory, which would fail later with an out-of-memory error); `auto` keeps the split on the
     device when it takes at most `MEMORY_SHARE` of the device's free memory (the least over the run's
-    processes, [`free_memory`], so that every process decides alike), and streams it from the host otherwise.
+    processes: [`fits_in_memory`], the rule the evaluation's splits follow too, so that every process decides
+    alike), and streams it from the host otherwise.
 
     Raises:
         UsageError: for `--keep_decoded_on device` with a split beyond the GPU's free memory.
     """
     if setting == "host" or (setting == "device" and device.type != "cuda"):
         return setting
+    if setting == "auto":
+        return "device" if fits_in_memory(split_bytes, device) else "host"
     free = free_memory(device)
-    if setting == "device" and split_bytes > free:
+    if split_bytes > free:
         raise UsageError(
             f"--keep_decoded_on device: the decoded training split takes {megabytes(split_bytes)}, more than "
             f"the {megabytes(free)} free on {device}; pass --keep_decoded_on host (or auto) to stream it from "
             f"a memory-mapped cache, or a smaller --image_size or --max_train_samples."
         )
-    if setting == "device":
-        return setting
-    return "device" if split_bytes <= MEMORY_SHARE * free else "host"
+    return setting
 
 
 def channels_last_on_cuda(pixel_values: torch.Tensor) -> torch.Tensor:
