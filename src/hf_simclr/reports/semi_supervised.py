@@ -10,7 +10,6 @@ evaluation images, or whose label subsets differ, are refused rather than put si
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from ..folder_format import (
     SEMI_SUPERVISED_TABLE,
     write_json_atomically,
 )
-from ..model_folder import GENERATED_MARK, write_generated_text
+from ..model_folder import GENERATED_MARK, read_json, write_generated_text
 from .naming import describe_dataset
 from .tables import percent
 
@@ -182,7 +181,7 @@ def _read_results(path: str | Path, default_name: str) -> tuple[str, dict[str, A
     file = path / default_name if path.is_dir() else path
     if not file.is_file():
         raise UsageError(f"{file} not found: pass a run folder that holds {default_name}, or the file.")
-    return str(file), json.loads(file.read_text())
+    return str(file), read_json(file)
 
 
 def write_semi_supervised_table(
