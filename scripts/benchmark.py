@@ -18,7 +18,7 @@ Modes:
 All logic lives in `hf_simclr.benchmark`.
 """
 
-from hf_simclr.benchmark.arguments import BENCHMARK
+from hf_simclr.benchmark.command import BENCHMARK
 
 
 def main() -> None:

@@ -10,10 +10,10 @@ Every TrainingArguments option works (--bf16, --eval_strategy epoch, --report_to
 with `accelerate launch` or `torchrun`, ...), except --push_to_hub (upload --output_dir when the run ends)
 and --fp16 without a GPU, refused when parsed. Writes the fine-tuned model (loads with
 AutoModelForImageClassification) and finetune_results.json (top-1/3/5 on --eval_split) into --output_dir.
-The logic lives in hf_simclr.finetuning; scripts/semi_supervised_table.py gathers the results.
+The logic lives in hf_simclr.finetuning (the job: finetuning/run.py); scripts/semi_supervised_table.py gathers the results.
 """
 
-from hf_simclr.finetuning import FINETUNE
+from hf_simclr.finetuning.command import FINETUNE
 
 
 def main() -> None:

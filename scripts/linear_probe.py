@@ -9,7 +9,7 @@ model folder; there it also writes the README.md model card. Features are cached
 The logic lives in hf_simclr.evaluation.probe.run_linear_probe.
 """
 
-from hf_simclr.evaluation.arguments import LINEAR_PROBE
+from hf_simclr.evaluation.command import LINEAR_PROBE
 
 
 def main() -> None:

@@ -10,10 +10,10 @@ files give the block `results/<name>` of results/README.md and the block `result
 README (--readme), between their marker lines. It needs neither the weights nor the network. Runs made on
 another machine recorded their local dataset path (e.g. .data/cifar10); --dataset_root says where that
 dataset's folder is here, for its name and notes (no card shows the recorded path). The logic lives in
-hf_simclr.reports.commands.
+hf_simclr.reports.command.
 """
 
-from hf_simclr.reports.commands import RENDER
+from hf_simclr.reports.command import RENDER
 
 
 def main() -> None:

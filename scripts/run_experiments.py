@@ -12,7 +12,7 @@ other settings are refused, never replaced. The table (`summary.md`, `summary.js
 is written from the results files. The logic lives in hf_simclr.experiments.runner; `--help` lists every argument.
 """
 
-from hf_simclr.experiments.arguments import RUN_EXPERIMENTS
+from hf_simclr.experiments.command import RUN_EXPERIMENTS
 
 
 def main() -> None:

@@ -6,10 +6,10 @@ label fraction), written from the runs' results files.
 
 Writes semi_supervised.json and semi_supervised.md into --output_dir (default: the probe's folder, the
 model folder, whose model card then carries the table and the fine-tuning results) and prints the table.
-The logic lives in hf_simclr.reports.commands.
+The logic lives in hf_simclr.reports.command.
 """
 
-from hf_simclr.reports.commands import TABLE
+from hf_simclr.reports.command import TABLE
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ of scripts/linear_probe.py; label fractions, the baseline and z do not apply (sn
 only). The logic lives in hf_simclr.evaluation.snapshots.run_snapshot_curve.
 """
 
-from hf_simclr.evaluation.arguments import SNAPSHOT_CURVE
+from hf_simclr.evaluation.command import SNAPSHOT_CURVE
 
 
 def main() -> None:

@@ -109,7 +109,7 @@ def test_a_tracker_that_is_not_installed_is_refused_naming_the_package(monkeypat
 
 
 def test_the_usage_line_shows_the_first_positional_item():
-    from hf_simclr.experiments.arguments import RUN_EXPERIMENTS
+    from hf_simclr.experiments.command import RUN_EXPERIMENTS
     from hf_simclr.pretraining.command import PRETRAIN
 
     assert PRETRAIN.usage() == "pretrain.py [-h] [recipe.yaml] [options]"
@@ -129,7 +129,7 @@ def test_loading_a_model_folder_prints_no_library_bar_or_load_report(tmp_path, c
 
 
 def test_finetune_help_shows_the_scripts_own_settings_first_under_their_own_title():
-    from hf_simclr.finetuning import FINETUNE
+    from hf_simclr.finetuning.command import FINETUNE
 
     text = FINETUNE.parser().format_help().split("\n\n", 1)[1]  # below the usage line
     own, trainer = text.index("finetune.py's settings"), text.index("Trainer's settings")
@@ -177,7 +177,7 @@ def test_an_evaluation_on_a_device_this_machine_lacks_is_refused_before_the_data
     command_name, tmp_path, monkeypatch, capsys
 ):
     # Before: --device cuda on a machine without a GPU loaded the data, then failed with a traceback.
-    import hf_simclr.evaluation.arguments as evaluation
+    import hf_simclr.evaluation.command as evaluation
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
     argv = ["--model_name_or_path", str(tmp_path), "--dataset_name", "data/x", "--device", "cuda"]
@@ -204,7 +204,7 @@ def test_a_trainer_setting_finetuning_would_not_apply_is_refused_when_parsed(
     # traceback after the data was loaded; --push_to_hub created a repository and pushed checkpoints only.
     import transformers.integrations
 
-    from hf_simclr.finetuning import FINETUNE
+    from hf_simclr.finetuning.command import FINETUNE
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(transformers.integrations, "get_available_reporting_integrations", lambda: [])
@@ -223,7 +223,7 @@ def test_a_trainer_setting_finetuning_would_not_apply_is_refused_when_parsed(
 
 def test_the_runner_refuses_a_setting_of_a_run_with_summary_only(tmp_path, capsys):
     # Before: `--summary_only --override num_train_epochs=1` rewrote the table and ignored the override.
-    from hf_simclr.experiments.arguments import RUN_EXPERIMENTS
+    from hf_simclr.experiments.command import RUN_EXPERIMENTS
 
     (tmp_path / "recipe.yaml").write_text("optimizer: sgd\n")
     (tmp_path / "grid.yaml").write_text("base: recipe.yaml\nvariants:\n  a: {}\n")
@@ -238,7 +238,8 @@ def test_the_runner_refuses_a_setting_of_a_run_with_summary_only(tmp_path, capsy
 def test_the_benchmark_refuses_a_setting_of_another_mode_and_training_without_a_gpu(monkeypatch, capsys):
     # Before: `--mode decode --num_workers 4` timed the decode workers' default and ignored --num_workers;
     # `--mode training` on a CPU ran its GPU-sized steps for hours.
-    from hf_simclr.benchmark.arguments import BENCHMARK, modes_of, run_on_this_machine
+    from hf_simclr.benchmark.arguments import modes_of
+    from hf_simclr.benchmark.command import BENCHMARK, run_on_this_machine
 
     with pytest.raises(SystemExit) as exit_info:
         BENCHMARK.parse(["--mode", "decode", "--num_workers", "4"])

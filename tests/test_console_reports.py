@@ -27,7 +27,7 @@ def test_finetuning_says_what_it_wrote_and_draws_no_bars_in_a_redirected_log(tmp
     # Before: one line of scores, after Trainer's bars and "Writing model shards" drawn with cursor movements.
     from builders import save_tiny_dataset, save_tiny_model
 
-    from hf_simclr.finetuning import FINETUNE
+    from hf_simclr.finetuning.command import FINETUNE
 
     model, data = save_tiny_model(tmp_path / "model"), save_tiny_dataset(tmp_path / "data", per_class=(4, 2))
     output_dir = tmp_path / "finetuned"
@@ -63,8 +63,8 @@ def grid_file(folder: Path) -> Path:
 
 def test_the_runner_says_which_files_it_wrote_and_where(tmp_path, capsys):
     # Before: `--summary_only` printed nothing; a run ended with "table: <path>" alone.
-    from hf_simclr.experiments.arguments import RUN_EXPERIMENTS
-    from hf_simclr.experiments.runner import RunReport, format_run_report
+    from hf_simclr.experiments.command import RUN_EXPERIMENTS, format_run_report
+    from hf_simclr.experiments.runner import RunReport
 
     results = tmp_path / "results"
     RUN_EXPERIMENTS.main([str(grid_file(tmp_path)), "--results_dir", str(results), "--summary_only"])
@@ -82,7 +82,7 @@ def test_the_runner_says_which_files_it_wrote_and_where(tmp_path, capsys):
 
 
 def test_the_benchmark_says_when_its_report_was_not_written():
-    from hf_simclr.benchmark.arguments import describe_report
+    from hf_simclr.benchmark.command import describe_report
 
     assert "pass --output_json FILE" in describe_report({"arguments": {"output_json": None}})
     assert (
@@ -95,7 +95,7 @@ def test_the_snapshot_curve_says_which_files_it_wrote_and_where(tmp_path, capsys
     # Before: a line per snapshot; the curve's JSON, table, plots and feature cache went unnamed.
     from builders import save_tiny_dataset, tiny_pretraining
 
-    from hf_simclr.evaluation.arguments import SNAPSHOT_CURVE
+    from hf_simclr.evaluation.command import SNAPSHOT_CURVE
 
     data = save_tiny_dataset(tmp_path / "data", per_class=(8, 2))
     run = tmp_path / "run"

@@ -33,7 +33,8 @@ from hf_simclr.data import (
 from hf_simclr.evaluation.arguments import LinearProbeArguments
 from hf_simclr.evaluation.features import extract_features, load_frozen_model
 from hf_simclr.evaluation.probe import run_linear_probe
-from hf_simclr.finetuning import FinetuneArguments, load_labeled_splits
+from hf_simclr.finetuning.arguments import FinetuneArguments
+from hf_simclr.finetuning.run import load_labeled_splits
 from hf_simclr.identity import dataset_identity
 from hf_simclr.image_processing_simclr import SimCLRImageProcessor
 from hf_simclr.image_view import eval_view, to_model_input

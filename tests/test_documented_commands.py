@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from hf_simclr.arguments import Command
+from hf_simclr.command import Command
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -135,7 +135,7 @@ def test_the_documentation_gives_commands_of_every_kind():
 
 @pytest.mark.parametrize(("where", "script", "text"), DOCUMENTED, ids=[f"{w}:{s}" for w, s, _ in DOCUMENTED])
 def test_a_documented_command_parses(where, script, text, tmp_path, monkeypatch, capsys):
-    arguments_module = importlib.import_module("hf_simclr.arguments")  # today's (a test may re-import it)
+    arguments_module = importlib.import_module("hf_simclr.paths")  # today's (a test may re-import it)
     original = arguments_module.check_path
     reads = (arguments_module.READ_DIR, arguments_module.READ_FILE, arguments_module.READ_DIR_OR_FILE)
     reads += (arguments_module.READ_DIR_OR_HUB,)
@@ -145,7 +145,7 @@ def test_a_documented_command_parses(where, script, text, tmp_path, monkeypatch,
             return
         original(flag, value, role)
 
-    for module in ("hf_simclr.arguments", "hf_simclr.pretraining.arguments", "hf_simclr.timm_export"):
+    for module in ("hf_simclr.paths", "hf_simclr.pretraining.arguments", "hf_simclr.timm_export"):
         monkeypatch.setattr(f"{module}.check_path", check_path)
     monkeypatch.chdir(tmp_path)
     for entry in REPO_ROOT.iterdir():  # the repository root, as the docs run from it, with a runs/ of its own

@@ -20,14 +20,14 @@ import pytest
 import yaml
 from builders import save_tiny_dataset, save_tiny_model
 
-from hf_simclr.arguments import Command
-from hf_simclr.benchmark.arguments import BENCHMARK
-from hf_simclr.evaluation.arguments import LINEAR_PROBE, SNAPSHOT_CURVE
-from hf_simclr.experiments.arguments import RUN_EXPERIMENTS
-from hf_simclr.finetuning import FINETUNE
+from hf_simclr.benchmark.command import BENCHMARK
+from hf_simclr.command import Command
+from hf_simclr.evaluation.command import LINEAR_PROBE, SNAPSHOT_CURVE
+from hf_simclr.experiments.command import RUN_EXPERIMENTS
+from hf_simclr.finetuning.command import FINETUNE
 from hf_simclr.hub import PUSH
 from hf_simclr.pretraining.command import PRETRAIN
-from hf_simclr.reports.commands import RENDER, TABLE
+from hf_simclr.reports.command import RENDER, TABLE
 from hf_simclr.timm_export import EXPORT
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -333,7 +333,8 @@ def test_weights_and_datasets_that_cannot_be_read_are_named_with_the_fix(world, 
     weights.write_bytes(weights.read_bytes()[:1000])  # truncated, as by a full disk
     with pytest.raises(UsageError, match=r"--model_name_or_path .*broken: cannot read the model's weights"):
         load_encoder(broken)
-    from hf_simclr.finetuning import FinetuneArguments, build_classifier
+    from hf_simclr.finetuning.arguments import FinetuneArguments
+    from hf_simclr.finetuning.run import build_classifier
 
     with pytest.raises(UsageError, match=r"--model_name_or_path .*broken: cannot read the model's weights"):
         build_classifier(FinetuneArguments(str(broken), dataset_name=str(world["data"])), ["a", "b"], seed=0)

@@ -18,13 +18,9 @@ from transformers import (
 
 from hf_simclr import SimCLRConfig, SimCLRForImageClassification, SimCLRForPreTraining, SimCLRModel
 from hf_simclr.augmentation import augmentation_preset
-from hf_simclr.finetuning import (
-    FinetuneArguments,
-    build_classifier,
-    check_output_dir,
-    finetune,
-    top_k_metrics,
-)
+from hf_simclr.finetuning.arguments import FinetuneArguments
+from hf_simclr.finetuning.results import top_k_metrics
+from hf_simclr.finetuning.run import build_classifier, check_output_dir, finetune
 from hf_simclr.folder_format import FINETUNE_RESULTS_FILE
 from hf_simclr.model_folder import save_model_folder
 

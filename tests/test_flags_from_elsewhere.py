@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from hf_simclr.benchmark.arguments import BENCHMARK
-from hf_simclr.evaluation.arguments import LINEAR_PROBE, SNAPSHOT_CURVE
-from hf_simclr.experiments.arguments import RUN_EXPERIMENTS
+from hf_simclr.benchmark.command import BENCHMARK
+from hf_simclr.evaluation.command import LINEAR_PROBE, SNAPSHOT_CURVE
+from hf_simclr.experiments.command import RUN_EXPERIMENTS
 from hf_simclr.hub import PUSH
 from hf_simclr.pretraining.command import PRETRAIN
 from hf_simclr.timm_export import EXPORT

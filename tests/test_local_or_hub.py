@@ -1,11 +1,12 @@
-"""The one rule for "a local path or a Hub id" (`arguments.local_path`), as every job applies it."""
+"""The one rule for "a local path or a Hub id" (`paths.local_path`), as every job applies it."""
 
 from __future__ import annotations
 
 import pytest
 
-from hf_simclr.arguments import UsageError, local_path
+from hf_simclr.arguments import UsageError
 from hf_simclr.data import load_image_dataset
+from hf_simclr.paths import local_path
 from hf_simclr.reports.card import describe_dataset
 
 

@@ -18,7 +18,7 @@ import torch
 from builders import save_tiny_dataset, save_tiny_model, tiny_pretraining
 from safetensors.torch import save_file
 
-from hf_simclr.arguments import UsageError, folder_holds, hold_folder
+from hf_simclr.arguments import UsageError
 from hf_simclr.evaluation.arguments import LinearProbeArguments
 from hf_simclr.evaluation.features import read_cached_features
 from hf_simclr.evaluation.probe import run_linear_probe
@@ -30,6 +30,7 @@ from hf_simclr.folder_format import (
     staged_folder,
     write_bytes_atomically,
 )
+from hf_simclr.folder_hold import folder_holds, hold_folder
 from hf_simclr.model_folder import read_json_lines
 from hf_simclr.pretraining.checkpoints import (
     checkpoint_damage,
@@ -187,7 +188,7 @@ def test_a_log_cut_short_by_a_kill_keeps_its_whole_records_and_the_next_run_appe
 # ----------------------------------------------------------------------------------------------
 
 HOLD = (
-    "import sys, time; from hf_simclr.arguments import hold_folder; hold_folder('output_dir', sys.argv[1]); "
+    "import sys, time; from hf_simclr.folder_hold import hold_folder; hold_folder('output_dir', sys.argv[1]); "
     "print('held', flush=True); time.sleep(60)"
 )
 

@@ -22,8 +22,9 @@ from hf_simclr.evaluation.arguments import LinearProbeArguments
 from hf_simclr.evaluation.probe import run_linear_probe
 from hf_simclr.folder_format import RESULTS_FILE, SEMI_SUPERVISED_FILE, TRAINING_ARGS_FILE, WALL_TIMES_FILE
 from hf_simclr.model_folder import is_generated, save_model_folder
+from hf_simclr.reports.arguments import RenderArguments
 from hf_simclr.reports.card import render_model_card
-from hf_simclr.reports.commands import RenderArguments, render_published_cards
+from hf_simclr.reports.command import render_published_cards
 from hf_simclr.reports.published import readme_brief, results_block
 from hf_simclr.reports.semi_supervised import collect_semi_supervised, format_semi_supervised_table
 from hf_simclr.timm_export import export_timm

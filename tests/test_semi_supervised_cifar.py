@@ -13,7 +13,8 @@ from transformers import AutoModelForImageClassification, TrainingArguments
 from hf_simclr import SimCLRForImageClassification
 from hf_simclr.evaluation.arguments import LinearProbeArguments
 from hf_simclr.evaluation.probe import run_linear_probe
-from hf_simclr.finetuning import FinetuneArguments, finetune
+from hf_simclr.finetuning.arguments import FinetuneArguments
+from hf_simclr.finetuning.run import finetune
 from hf_simclr.folder_format import RESULTS_FILE, SEMI_SUPERVISED_TABLE
 from hf_simclr.pretraining.arguments import DataArguments, ModelArguments, PretrainingArguments
 from hf_simclr.pretraining.loop import pretrain

@@ -12,7 +12,7 @@ from hf_simclr.arguments import UsageError
 from hf_simclr.augmentation import FLAGS, IMAGENET_MEAN, IMAGENET_STD, AugmentationConfig, augmentation_preset
 from hf_simclr.dataset_arguments import DATASET_FLAGS, EVALUATION_SHARES, DatasetArguments
 from hf_simclr.evaluation.arguments import LinearProbeArguments
-from hf_simclr.finetuning import FinetuneArguments
+from hf_simclr.finetuning.arguments import FinetuneArguments
 from hf_simclr.image_processing_simclr import SimCLRImageProcessor
 from hf_simclr.pretraining.arguments import CLI_SETTINGS, DataArguments, ModelArguments
 

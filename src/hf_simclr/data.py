@@ -20,11 +20,12 @@ import pyarrow.compute as pc
 import torch
 from datasets import ClassLabel, Dataset
 
-from .arguments import UsageError, local_path
+from .arguments import UsageError
 from .decoded_cache import cache_folder, fill, fill_rows
 from .folder_format import decoded_cache_name
 from .identity import dataset_identity
 from .image_view import eval_view
+from .paths import local_path
 from .sources import StreamedSplits, check_shards, load_from_hub, load_local
 from .transforms import ImageBatchTransform, ImageDecodeError, decode_image
 

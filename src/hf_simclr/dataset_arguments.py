@@ -12,8 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .arguments import READ_DIR_OR_HUB, UsageError, check_arguments, check_paths, local_path
+from .arguments import UsageError, check_arguments
 from .folder_format import DATASET_FILES
+from .paths import READ_DIR_OR_HUB, check_paths, local_path
 
 if TYPE_CHECKING:
     import datasets

@@ -81,7 +81,7 @@ PUBLISHED_FILE = "published.yaml"
 # The training benchmark's work folder: the upsampled 96 px copy, and one run folder per case and views.
 BENCHMARK_STL10_FOLDER = "stl10-like"
 
-# One run per folder (arguments.hold_folder): the lock, and who holds it.
+# One run per folder (folder_hold.hold_folder): the lock, and who holds it.
 FOLDER_LOCK_FILE = ".hf_simclr.lock"
 FOLDER_HOLDER_FILE = ".hf_simclr.holder.json"
 # Staging: a folder is built under STAGING_PREFIX + its name, beside it, and renamed into place.

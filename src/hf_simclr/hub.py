@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .arguments import READ_DIR, Command, UsageError, check_path, check_repo_id
+from .arguments import UsageError
+from .command import Command
 from .folder_format import (
     CONFIG_FILE,
     FOLDER_HOLDER_FILE,
@@ -24,6 +25,7 @@ from .folder_format import (
     WEIGHTS_FILES,
 )
 from .model_folder import CODE_FILES, DEFAULT_LICENSE, check_generated, load_encoder, load_simclr_config
+from .paths import READ_DIR, check_path, check_repo_id
 from .reports.card import render_model_card, save_model_card
 
 if TYPE_CHECKING:

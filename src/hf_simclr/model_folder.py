@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .arguments import UsageError, local_path, offline_unless_reachable
+from .arguments import UsageError
 from .folder_format import (
     CONFIG_FILE,
     IMAGE_PROCESSOR_FILE,
@@ -25,6 +25,7 @@ from .folder_format import (
     write_json_atomically,
     write_text_atomically,
 )
+from .paths import local_path, offline_unless_reachable
 
 if TYPE_CHECKING:  # imported where used: the file names above need no torch
     from transformers import PreTrainedModel

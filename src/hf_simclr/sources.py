@@ -23,8 +23,9 @@ from typing import Any
 import datasets
 from datasets import Dataset, DatasetDict
 
-from .arguments import UsageError, local_path, offline_unless_reachable
+from .arguments import UsageError
 from .folder_format import DATASET_FILES
+from .paths import local_path, offline_unless_reachable
 
 
 def load_local(path: Path, config_name: str | None, streaming: bool = False) -> Dataset | DatasetDict:

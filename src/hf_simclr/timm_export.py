@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .arguments import READ_DIR, WRITE_DIR, Command, UsageError, check_path
+from .arguments import UsageError
+from .command import Command
 from .folder_format import (
     CONFIG_FILE,
     IMAGE_PROCESSOR_FILE,
@@ -39,6 +40,7 @@ from .folder_format import (
     write_json_atomically,
 )
 from .model_folder import DEFAULT_LICENSE, eval_augmentation_for, load_encoder, load_simclr_config, read_json
+from .paths import READ_DIR, WRITE_DIR, check_path
 
 if TYPE_CHECKING:
     from .augmentation import AugmentationConfig

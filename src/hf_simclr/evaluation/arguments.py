@@ -5,20 +5,10 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any
 
-from ..arguments import (
-    READ_DIR,
-    READ_DIR_OR_HUB,
-    WRITE_DIR,
-    Command,
-    UsageError,
-    check_arguments,
-    check_paths,
-    local_path,
-)
+from ..arguments import UsageError, check_arguments
 from ..dataset_arguments import DatasetArguments
-from ..folder_format import FEATURE_CACHE_DIR, SNAPSHOT_CURVE_FILE, SNAPSHOT_TABLE_FILE
+from ..paths import READ_DIR, READ_DIR_OR_HUB, WRITE_DIR, check_paths, local_path
 
 DEFAULT_WEIGHT_DECAYS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
 FEATURE_CHOICES = {"h": ("h",), "z": ("z",), "both": ("h", "z")}
@@ -181,96 +171,3 @@ class SnapshotArguments:
         check_arguments(
             self, {"tsne_points": (self.tsne_points >= 5, "at least 5 images (t-SNE needs a few)")}
         )
-
-
-_BATCH = "give --batch_size N (images per forward pass of the feature extraction)"
-_PROBE_FIT = (
-    "the linear probe is scikit-learn's logistic regression on frozen features: --weight_decays (its grid of "
-    "L2 penalties, picked on a held-out split) and --max_iter (L-BFGS iterations)"
-)
-_FP32 = "features are extracted in fp32 on --device (cuda when there is one)"
-# Flags of Trainer, the accelerate examples and solo-learn/lightly's probes, with this evaluation's way.
-EVALUATION_ELSEWHERE_FLAGS = (
-    ("per_device_eval_batch_size", _BATCH),
-    ("per_device_train_batch_size", _BATCH),
-    ("eval_batch_size", _BATCH),
-    ("model", "give --model_name_or_path (a pretraining's output folder or a Hub id)"),
-    ("checkpoint", "give --model_name_or_path (a pretraining's output folder or a Hub id)"),
-    ("pretrained", "give --model_name_or_path (a pretraining's output folder or a Hub id)"),
-    ("num_workers", "features come from the split decoded once to uint8 (--decoded_cache_dir to keep it)"),
-    (
-        "dataloader_num_workers",
-        "features come from the split decoded once to uint8 (--decoded_cache_dir to keep it)",
-    ),
-    ("bf16", _FP32),
-    ("fp16", _FP32),
-    ("mixed_precision", _FP32),
-    ("lr", _PROBE_FIT),
-    ("learning_rate", _PROBE_FIT),
-    ("epochs", _PROBE_FIT),
-    ("num_train_epochs", _PROBE_FIT),
-    ("weight_decay", _PROBE_FIT),
-    ("k", "give --knn_k K [K ...] (neighbour counts of the kNN classifier)"),
-    (
-        "train_dir",
-        "give --dataset_name <the folder> (an imagefolder, parquet files or a save_to_disk folder)",
-    ),
-    ("image_column_name", "give --image_column NAME"),
-    ("label_column_name", "give --label_column NAME"),
-)
-
-
-def snapshot_curve_into(args: ProbeArguments, snapshot_args: SnapshotArguments) -> dict[str, Any]:
-    """`scripts/snapshot_curve.py`: [`snapshot_curve`]'s results, with the folder it wrote into (`output_dir`)
-    for [`format_snapshot_report`]."""
-    from .probe import resolve_output_dir
-    from .snapshots import snapshot_curve
-
-    return {**snapshot_curve(args, snapshot_args), "output_dir": str(resolve_output_dir(args))}
-
-
-def format_snapshot_report(curve: dict[str, Any]) -> str:
-    """What `scripts/snapshot_curve.py` prints at the end: a line per snapshot, then the files it wrote."""
-    from ..reports.tables import format_snapshot_rows
-
-    written = [SNAPSHOT_CURVE_FILE, SNAPSHOT_TABLE_FILE, *curve["plots"].values()]
-    lines = [format_snapshot_rows(curve), "", f"Wrote into {curve['output_dir']}/:"]
-    lines += [f"  {name}" for name in written]
-    lines.append(
-        f"  {FEATURE_CACHE_DIR}/ (each snapshot's features, reused by the next run on the same data)"
-    )
-    return "\n".join(lines)
-
-
-_SNAPSHOTS = (
-    "the curve reads the snapshots pretraining kept (at the epochs pretrain.py was given), every one of "
-    "--model_name_or_path by default; --snapshots FOLDER [FOLDER ...] picks some (snapshots/epoch_N)"
-)
-# The snapshot curve's: the evaluation's, and how its snapshots are chosen.
-SNAPSHOT_ELSEWHERE_FLAGS = tuple(
-    {
-        **dict(EVALUATION_ELSEWHERE_FLAGS),
-        "snapshot_epochs": _SNAPSHOTS,
-        "epochs": _SNAPSHOTS,
-        "checkpoints": _SNAPSHOTS + ": checkpoints/ hold the optimizer's state, not a model folder",
-    }.items()
-)
-# `scripts/linear_probe.py` and `scripts/snapshot_curve.py`.
-LINEAR_PROBE = Command(
-    "linear_probe.py",
-    (LinearProbeArguments,),
-    "hf_simclr.evaluation.probe:run_linear_probe",
-    report="hf_simclr.reports.tables:format_probe_report",
-    interrupted="features already extracted are cached (feature_cache/): run the same command again.",
-    known_elsewhere=EVALUATION_ELSEWHERE_FLAGS,
-    required_by_checks=("dataset_name",),
-)
-SNAPSHOT_CURVE = Command(
-    "snapshot_curve.py",
-    (ProbeArguments, SnapshotArguments),
-    "hf_simclr.evaluation.arguments:snapshot_curve_into",
-    report="hf_simclr.evaluation.arguments:format_snapshot_report",
-    interrupted="features already extracted are cached (feature_cache/): run the same command again.",
-    known_elsewhere=SNAPSHOT_ELSEWHERE_FLAGS,
-    required_by_checks=("dataset_name",),
-)

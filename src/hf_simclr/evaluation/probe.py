@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ..arguments import WRITE_DIR, WRITE_FILE, UsageError, check_path, hold_folder, holds_folders, local_path
+from ..arguments import UsageError
 from ..augmentation import AugmentationConfig
 from ..data import label_names
 from ..devices import default_device, device_description
@@ -29,8 +29,10 @@ from ..folder_format import (
     feature_cache_file,
     write_json_atomically,
 )
+from ..folder_hold import hold_folder, holds_folders
 from ..model_folder import is_generated, read_json, read_json_lines
 from ..modeling_simclr import SimCLRModel
+from ..paths import WRITE_DIR, WRITE_FILE, check_path, local_path
 from ..reports.card import write_model_card
 from ..reports.plots import write_probe_plots
 from .arguments import FEATURE_CHOICES, LinearProbeArguments

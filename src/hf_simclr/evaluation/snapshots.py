@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ..arguments import UsageError, holds_folders
+from ..arguments import UsageError
 from ..data import label_names
 from ..devices import default_device, device_description
 from ..folder_format import (
@@ -30,6 +30,7 @@ from ..folder_format import (
     snapshot_name,
     write_text_atomically,
 )
+from ..folder_hold import holds_folders
 from ..model_folder import read_json
 from ..reports.plots import plot_quality_curve, plot_tsne_panels
 from ..reports.tables import format_snapshot_table
@@ -150,6 +151,7 @@ def run_snapshot_curve(
 
 def snapshot_curve(args: LinearProbeArguments, snapshot_args: SnapshotArguments) -> dict[str, Any]:
     """`scripts/snapshot_curve.py`: [`run_snapshot_curve`] of `--snapshots`, by default every snapshot of the
-    run folder `--model_name_or_path`."""
+    run folder `--model_name_or_path`, with the folder it wrote into (`output_dir`, for the script's report)."""
     snapshots = snapshot_args.snapshots or [args.model_name_or_path]
-    return run_snapshot_curve(args, snapshots, snapshot_args.tsne_points)
+    curve = run_snapshot_curve(args, snapshots, snapshot_args.tsne_points)
+    return {**curve, "output_dir": str(resolve_output_dir(args))}

@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
-from ..arguments import (
-    READ_DIR_OR_HUB,
-    READ_FILE,
-    WRITE_DIR,
-    WRITE_FILE,
-    Command,
-    UsageError,
-    check_arguments,
-    check_paths,
-    positive,
-)
-from ..evaluation.arguments import LinearProbeArguments
-from ..pretraining.arguments import PRETRAINING_ARGUMENTS
+from ..arguments import UsageError, check_arguments, positive
+from ..paths import READ_DIR_OR_HUB, READ_FILE, WRITE_DIR, WRITE_FILE, check_paths
 
 
 @dataclass
@@ -93,41 +82,3 @@ class ExperimentArguments:
 
 # The flags --summary_only does not use: what the variants are run with.
 SETTINGS_OF_A_RUN = ("work_dir", "dataset_name", "variants", "override", "time_budget_minutes")
-
-
-def runner_elsewhere_flags() -> tuple[tuple[str, str], ...]:
-    """The flags people type here that belong to each variant, with the runner's way of giving them: a setting
-    of pretraining (`--num_train_epochs 1`: `--override num_train_epochs=1`) or of the evaluation (the grid
-    file's `evaluation:`), and a few of Trainer's."""
-    own = {f.name for f in fields(ExperimentArguments)}
-    pretraining = [f.name for arguments in PRETRAINING_ARGUMENTS for f in fields(arguments)]
-    evaluation = [f.name for f in fields(LinearProbeArguments) if f.name not in pretraining]
-    flags = {
-        **{
-            name: f"evaluation settings go in the grid file, under evaluation: {{{name}: ...}}"
-            for name in evaluation
-        },
-        **{name: f"a setting of each variant: give --override {name}=VALUE" for name in pretraining},
-        "knn_k": "the evaluation's neighbours go in the grid file (evaluation: {knn_k: [10, 200]}); --override "
-        "knn_k=K sets each pretraining's kNN monitor",
-        "output_dir": "give --results_dir (results and the table, no weights) and --work_dir (the model folders)",
-        "config": "give the grid file first: run_experiments.py GRID --results_dir DIR",
-        "bf16": "give --override mixed_precision=bf16 (auto, the default, is bf16 on a GPU)",
-        "save_total_limit": "give --override checkpoints_total_limit=K (the grids' protocol saves no checkpoint: "
-        "checkpointing_steps: none)",
-        "do_train": "each variant is pretrained, then evaluated: leave it out",
-        "do_eval": "each variant is pretrained, then evaluated: leave it out",
-    }
-    return tuple((name, advice) for name, advice in flags.items() if name not in own)
-
-
-# `scripts/run_experiments.py`: the grid file first (or `--grid`), then flags.
-RUN_EXPERIMENTS = Command(
-    "run_experiments.py",
-    (ExperimentArguments,),
-    "hf_simclr.experiments.runner:run_experiments",
-    first_positional="grid",
-    report="hf_simclr.experiments.runner:format_run_report",
-    known_elsewhere=runner_elsewhere_flags(),
-    interrupted="finished variants are kept in --results_dir: run the same command again to continue the grid.",
-)

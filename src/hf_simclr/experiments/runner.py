@@ -19,7 +19,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from ..arguments import UsageError, hold_folder, holds_folders
+from ..arguments import UsageError
 from ..evaluation.probe import run_linear_probe
 from ..folder_format import (
     CONFIG_FILE,
@@ -28,14 +28,13 @@ from ..folder_format import (
     IMAGE_PROCESSOR_FILE,
     LOG_HISTORY_FILE,
     RESULTS_FILE,
-    SUMMARY_JSON,
-    SUMMARY_MARKDOWN,
     TRAINING_ARGS_FILE,
     WALL_TIMES_FILE,
     begin_staging,
     finish_staging,
     write_json_atomically,
 )
+from ..folder_hold import hold_folder, holds_folders
 from ..pretraining.loop import pretrain
 from .arguments import ExperimentArguments
 from .grid import (
@@ -279,22 +278,3 @@ def run_experiments(args: ExperimentArguments) -> RunReport:
     )
     report.results_dir, report.work_dir, report.table = Path(args.results_dir), Path(args.work_dir), table
     return report
-
-
-def format_run_report(report: RunReport) -> str:
-    """What `scripts/run_experiments.py` prints at the end: the variants run, skipped and not started, and the
-    files it wrote, each with its folder (`--summary_only`: the table alone)."""
-    lines = []
-    if report.work_dir is not None:  # a run, not --summary_only
-        lines.append(
-            f"Ran {report.ran or 'no variant'}; skipped (results exist) {report.skipped}; not started "
-            f"{report.not_started}."
-        )
-    lines.append(f"Wrote into {report.results_dir}/:")
-    lines += [f"  {name}/ (its results, training arguments, log and wall times)" for name in report.ran]
-    lines.append(f"  {SUMMARY_MARKDOWN}, {SUMMARY_JSON} (the table of {len(report.summary)} variant(s))")
-    if report.table is not None:
-        lines.append(f"Also wrote the table into {report.table}.")
-    if report.ran:
-        lines.append(f"Model folders (weights): {report.work_dir}/ ({', '.join(report.ran)}).")
-    return "\n".join(lines)

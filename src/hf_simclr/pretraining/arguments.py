@@ -1,7 +1,7 @@
 """What a pretraining run is: the model, the data and views, and how long and how to optimise.
 
 Each dataclass checks its values when the arguments are parsed ([`hf_simclr.arguments.check_arguments`],
-[`hf_simclr.arguments.check_paths`]), before any data is loaded; the checks that build the model's config
+[`hf_simclr.paths.check_paths`]), before any data is loaded; the checks that build the model's config
 and the augmentation (which need torch) run in `check()`, also before any data. Every hyperparameter has
 its unit and a tuning hint in its help. Nothing heavy is imported here: `--help` answers at once.
 """
@@ -16,20 +16,11 @@ from dataclasses import dataclass, field, fields, make_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..arguments import (
-    READ_DIR,
-    READ_DIR_OR_HUB,
-    WRITE_DIR,
-    UsageError,
-    as_usage_error,
-    check_arguments,
-    check_path,
-    check_paths,
-    check_repo_id,
-)
+from ..arguments import UsageError, as_usage_error, check_arguments
 from ..augmentation import FLAGS
 from ..augmentation_arguments import augmentation_arguments
 from ..dataset_arguments import DatasetArguments
+from ..paths import READ_DIR, READ_DIR_OR_HUB, WRITE_DIR, check_path, check_paths, check_repo_id
 
 if TYPE_CHECKING:
     from ..augmentation import AugmentationConfig

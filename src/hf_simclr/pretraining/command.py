@@ -4,7 +4,7 @@ examples answered with this script's own."""
 
 from __future__ import annotations
 
-from ..arguments import Command
+from ..command import Command
 from .arguments import PRETRAINING_ARGUMENTS
 
 # Flags of transformers' Trainer and of the accelerate / transformers example scripts that people type here,

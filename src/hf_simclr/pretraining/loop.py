@@ -21,11 +21,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .. import stop_signals
-from ..arguments import holds_folders
 from ..augmentation import AugmentationConfig
 from ..cached_gradients import cached_gradient_step
 from ..devices import device_description
 from ..folder_format import CHECKPOINT_DIR, SNAPSHOT_DIR, checkpoint_name, snapshot_name, staged_folder
+from ..folder_hold import holds_folders
 from ..hub import push_model_folder
 from ..model_folder import save_model_folder
 from .arguments import DataArguments, ModelArguments, PretrainingArguments

@@ -19,24 +19,16 @@ from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.utils import broadcast_object_list, set_seed
 from torch import nn
 
-from ..arguments import (
-    WRITE_DIR,
-    WRITE_FILE,
-    UsageError,
-    as_usage_error,
-    check_free_space,
-    check_path,
-    hold_folder,
-    megabytes,
-    run_arguments,
-)
+from ..arguments import UsageError, as_usage_error, run_arguments
 from ..augmentation import AugmentationConfig
 from ..data import decode_labels
 from ..devices import resolve_mixed_precision
 from ..folder_format import CHECKPOINT_DIR, LOG_HISTORY_FILE, SNAPSHOT_DIR, TRACKER_PROJECT
+from ..folder_hold import hold_folder
 from ..hub import hub_token
 from ..model_folder import check_loaded_weights, weights_errors
 from ..modeling_simclr import SimCLRForPreTraining
+from ..paths import WRITE_DIR, WRITE_FILE, check_free_space, check_path, megabytes
 from .arguments import MODEL_FLAGS, DataArguments, ModelArguments, PretrainingArguments, default_output_dir
 from .checkpoints import TrainState, check_resume_settings, find_checkpoint, resume_settings
 from .log import IntervalLog

@@ -30,12 +30,13 @@ import datasets
 import torch
 from accelerate import Accelerator
 
-from ..arguments import UsageError, megabytes
+from ..arguments import UsageError
 from ..augmentation import AugmentationConfig
 from ..data import ImageViewDataset, decode_images, decoded_cache_file
 from ..decoded_cache import default_cache_dir, fits_in_memory, free_memory
 from ..gpu_transforms import GPUTwoViewAugmentation
 from ..modeling_simclr import split_views
+from ..paths import megabytes
 from ..transforms import two_view_batch_transform
 from .arguments import DataArguments
 from .host_gather import RowGather

@@ -3,7 +3,7 @@
 A run records its arguments as they were given: `--dataset_name .data/cifar10`, `--output_dir /tmp/ref`,
 `--model_name_or_path /home/someone/runs/simclr`. A card, a table or a footnote is read elsewhere, on the Hub
 or in another checkout, where those paths mean nothing and tell who ran it where. Which recorded names are
-local paths is decided by the package's one rule ([`hf_simclr.arguments.local_path`]); a report shows such a
+local paths is decided by the package's one rule ([`hf_simclr.paths.local_path`]); a report shows such a
 path by its last part only ([`local_name`]), marked as local ([`shown_value`]), and a dataset by the name its
 dataset card gives it, with the Hub dataset it is a copy of when that is known ([`describe_dataset`]).
 """
@@ -13,8 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..arguments import local_path
 from ..folder_format import MODEL_CARD_FILE
+from ..paths import local_path
 
 # What a local path is called when even its last part says nothing (".", "~", "./").
 A_LOCAL_FOLDER = "a local folder"

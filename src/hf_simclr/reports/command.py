@@ -5,20 +5,11 @@ never replaces a file the package did not write (in the repository's pages, only
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..arguments import (
-    READ_DIR,
-    READ_DIR_OR_FILE,
-    READ_FILE,
-    WRITE_DIR,
-    Command,
-    UsageError,
-    check_path,
-    check_paths,
-)
+from ..arguments import UsageError
+from ..command import Command
 from ..folder_format import (
     CONFIG_FILE,
     MODEL_CARD_FILE,
@@ -29,39 +20,10 @@ from ..folder_format import (
     card_file,
 )
 from ..model_folder import check_generated, write_generated_text
+from .arguments import RenderArguments, TableArguments
 from .card import write_model_card
 from .published import write_published_pages
 from .semi_supervised import write_semi_supervised_table
-
-
-@dataclass
-class RenderArguments:
-    """Arguments of `scripts/render_cards.py` (run from the repository's root)."""
-
-    results_dir: str = field(
-        default="results",
-        metadata={
-            "help": f"Published runs: <name>/ folders, {PUBLISHED_FILE} (name: Hub repository, and the Hub "
-            f"datasets of local copies) and {MODEL_CARD_FILE} (a block `results/<name>` per run is written)."
-        },
-    )
-    cards_dir: str = field(default="model_cards", metadata={"help": "Where <name>.md goes."})
-    readme: str | None = field(
-        default=None,
-        metadata={
-            "help": f"The repository's README, whose blocks `results/<name> in brief` are written (default: the "
-            f"{MODEL_CARD_FILE} beside --results_dir)."
-        },
-    )
-    dataset_root: str | None = field(
-        default="../shared/datasets",
-        metadata={"help": "Folder holding the local datasets the runs recorded (by folder name), if here."},
-    )
-
-    def __post_init__(self) -> None:
-        check_paths(self, {"results_dir": READ_DIR, "cards_dir": WRITE_DIR})
-        check_path("results_dir", str(Path(self.results_dir) / PUBLISHED_FILE), READ_FILE)
-        check_path("readme", self.readme, READ_FILE)
 
 
 def published_runs(results_dir: Path) -> dict[str, dict[str, Any]]:
@@ -130,29 +92,7 @@ def render_published_cards(args: RenderArguments) -> list[Path]:
 
 
 # `scripts/render_cards.py`.
-RENDER = Command("render_cards.py", (RenderArguments,), "hf_simclr.reports.commands:render_published_cards")
-
-
-@dataclass
-class TableArguments:
-    """Arguments of `scripts/semi_supervised_table.py`."""
-
-    finetune_runs: list[str] = field(
-        default_factory=list,
-        metadata={"help": "Output folders of scripts/finetune.py (or their finetune_results.json)."},
-    )
-    probe_run: str | None = field(
-        default=None,
-        metadata={"help": "The probe's output folder (or its results.json): the linear-probe row."},
-    )
-    output_dir: str | None = field(
-        default=None, metadata={"help": "Where the table goes; default --probe_run."}
-    )
-
-    def __post_init__(self) -> None:
-        check_paths(
-            self, {"finetune_runs": READ_DIR_OR_FILE, "probe_run": READ_DIR_OR_FILE, "output_dir": WRITE_DIR}
-        )
+RENDER = Command("render_cards.py", (RenderArguments,), "hf_simclr.reports.command:render_published_cards")
 
 
 def semi_supervised_table(args: TableArguments) -> dict[str, Any]:
@@ -187,6 +127,6 @@ def semi_supervised_table(args: TableArguments) -> dict[str, Any]:
 TABLE = Command(
     "semi_supervised_table.py",
     (TableArguments,),
-    "hf_simclr.reports.commands:semi_supervised_table",
+    "hf_simclr.reports.command:semi_supervised_table",
     report="hf_simclr.reports.semi_supervised:format_semi_supervised_table",
 )

@@ -1,0 +1,53 @@
+"""`scripts/finetune.py`'s command line: ours and Trainer's arguments read as one [`Command`], and what it
+says at the end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from ..command import Command
+from ..folder_format import (
+    CONFIG_FILE,
+    FINETUNE_RESULTS_FILE,
+    IMAGE_PROCESSOR_FILE,
+    TRAINING_ARGS_FILE,
+    WEIGHTS_FILES,
+)
+from .arguments import FinetuneArguments, TrainerArguments
+
+
+def describe_finetuning(results: dict[str, Any]) -> str:
+    """What `scripts/finetune.py` prints at the end: what was fine-tuned, how it scores, and what it wrote where."""
+    folder = Path(results["training_arguments"]["output_dir"])
+    model_files = [
+        name for name in (*WEIGHTS_FILES, CONFIG_FILE, IMAGE_PROCESSOR_FILE) if (folder / name).is_file()
+    ]
+    checkpoints = sorted(path.name for path in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if path.is_dir())
+    return "\n".join(
+        [
+            f"Fine-tuned ({results['init']} init, {100 * results['label_fraction']:g}% of the labels, "
+            f"{results['num_train_samples']} images): top-1 {100 * results['top1']:.2f}%, "
+            f"top-3 {100 * results['top3']:.2f}%, top-5 {100 * results['top5']:.2f}% on "
+            f"{results['split_sizes']['eval']} {results['dataset']['eval_split']} images.",
+            f"Wrote into {folder}/:",
+            f"  {FINETUNE_RESULTS_FILE} (the scores per class, the data and every argument)",
+            f"  {', '.join(model_files)}, {TRAINING_ARGS_FILE} and the code files: the fine-tuned model "
+            f"(AutoModelForImageClassification)",
+            *(f"  {name}/ (Trainer's checkpoint: --resume_from_checkpoint)" for name in checkpoints),
+        ]
+    )
+
+
+# `scripts/finetune.py`: ours, then every option of transformers' `TrainingArguments`.
+FINETUNE = Command(
+    "finetune.py",
+    (FinetuneArguments, TrainerArguments),
+    "hf_simclr.finetuning.run:finetune",
+    report="hf_simclr.finetuning.command:describe_finetuning",
+    interrupted="run the same command with --resume_from_checkpoint latest to continue from Trainer's last "
+    "checkpoint (--save_strategy), or with --overwrite_output_dir to start afresh.",
+    required_by_checks=("dataset_name",),
+)
