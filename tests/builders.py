@@ -113,8 +113,10 @@ TINY_RUN = dict(
 
 def tiny_pretraining(output_dir: Path, data: Path, data_changes: dict | None = None, **changes) -> dict:
     """`pretrain` of a GroupNorm ResNet-18 on 24 images of `data` at 16 px, `TINY_RUN` with `changes`."""
-    from hf_simclr.pretraining.arguments import DataArguments, ModelArguments, PretrainingArguments
+    from hf_simclr.pretraining.arguments import PretrainingArguments
+    from hf_simclr.pretraining.data_arguments import DataArguments
     from hf_simclr.pretraining.loop import pretrain
+    from hf_simclr.pretraining.model_arguments import ModelArguments
 
     return pretrain(
         ModelArguments(backbone_kwargs='{"norm_layer": "groupnorm"}'),

@@ -3,7 +3,6 @@ model; and the settings a run cannot honour, refused before the work instead of 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import pytest
@@ -42,19 +41,6 @@ def test_a_run_says_its_estimated_time_its_knn_result_and_where_it_saved_the_mod
     assert record["knn_every_epochs_applied"] == 1
 
 
-def test_a_setting_that_cannot_apply_here_is_said_with_the_reason():
-    from types import SimpleNamespace
-
-    from hf_simclr.pretraining.setup import note_settings_not_applied
-
-    said = []
-    accelerator = SimpleNamespace(print=said.append, num_processes=2, device=torch.device("cpu"))
-    args = SimpleNamespace(knn_every_epochs=5, sync_batchnorm=True)
-    note_settings_not_applied(accelerator, args, None, SimpleNamespace(eval_split="test"), 64)
-    assert "no kNN monitor (--knn_every_epochs 5): no labels in the training split" in said[0], said
-    assert "each of the 2 cpu processes normalises its own 64 images" in said[1], said
-
-
 def test_a_gpu_sized_run_on_a_cpu_says_so_and_gives_the_cpu_sized_command():
     from types import SimpleNamespace
 
@@ -81,7 +67,7 @@ def test_a_gpu_sized_run_on_a_cpu_says_so_and_gives_the_cpu_sized_command():
         mixed_precision="auto",
         sync_batchnorm=True,
     )
-    describe_run(accelerator, plan, args, SimpleNamespace(name="gpu"), range(50000), None, None, 32)
+    describe_run(accelerator, plan, args, SimpleNamespace(name="gpu"), range(50000), None, None, 32, [])
     assert any("Note: no GPU here: 9700 steps of 512 images at 32px" in line for line in said), said
     assert any("--max_train_samples 1024 --image_size 16" in line for line in said), said
 
@@ -90,10 +76,17 @@ def test_durations_read_as_hours_minutes_or_seconds():
     assert [format_duration(s) for s in (40, 720, 12000)] == ["40 s", "12 min", "3 h 20 min"]
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="fp16 is applied on a GPU")
-def test_fp16_on_a_cpu_is_refused_instead_of_computing_fp32_under_an_fp16_record():
-    with pytest.raises(UsageError, match="--mixed_precision fp16 needs a CUDA GPU.*bf16"):
-        resolve_mixed_precision("fp16")
+def test_fp16_on_a_cpu_is_refused_before_any_work_instead_of_computing_fp32_under_an_fp16_record(monkeypatch):
+    from hf_simclr.pretraining.command import PRETRAIN
+    from hf_simclr.pretraining.setup import check_here
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    arguments = PRETRAIN.parse(["--mixed_precision", "fp16"])  # a GPU recipe parses anywhere
+    with pytest.raises(
+        UsageError, match="--mixed_precision fp16 applies on a CUDA device.*bf16 applies on a CPU"
+    ):
+        check_here(*arguments)
+    check_here(*PRETRAIN.parse(["--mixed_precision", "bf16"]))
     assert resolve_mixed_precision("bf16") == "bf16"
 
 
@@ -137,41 +130,6 @@ def test_finetune_help_shows_the_scripts_own_settings_first_under_their_own_titl
     assert trainer < text.index("--per_device_train_batch_size")
 
 
-@pytest.mark.parametrize(
-    ("argv", "message"),
-    [
-        (["--hub_model_id", "org/x"], "--hub_model_id is for the upload that --push_to_hub makes"),
-        (["--hub_private_repo"], "--hub_private_repo is for the upload that --push_to_hub makes"),
-        (
-            ["--knn_every_epochs", "0", "--knn_k", "20"],
-            "--knn_k 20 sets the kNN monitor, which --knn_every_epochs 0",
-        ),
-        (
-            ["--dataloader_num_workers", "8"],
-            "--dataloader_num_workers 8 sets the DataLoader workers of --augment_on cpu",
-        ),
-    ],
-    ids=["hub_model_id", "hub_private_repo", "knn_k", "dataloader_num_workers"],
-)
-def test_a_pretraining_setting_the_run_would_not_use_is_refused_before_the_work(argv, message, capsys):
-    # Before: each was taken, recorded in training_args.json and never used.
-    from hf_simclr.pretraining.command import PRETRAIN
-
-    with pytest.raises(SystemExit) as exit_info:
-        PRETRAIN.parse(argv)
-    assert exit_info.value.code == 2 and message in capsys.readouterr().err
-
-
-def test_the_same_settings_are_taken_where_they_apply_and_from_a_recipe(tmp_path):
-    from hf_simclr.pretraining.command import PRETRAIN
-
-    PRETRAIN.parse(["--knn_k", "20", "--augment_on", "cpu", "--dataloader_num_workers", "8"])
-    recipe = tmp_path / "recipe.yaml"
-    recipe.write_text("knn_k: 20\ndataloader_num_workers: 8\n")  # a recipe's values, the run turning them off
-    _, data_args, args = PRETRAIN.parse([str(recipe), "--knn_every_epochs", "0"])
-    assert args.knn_k == 20 and data_args.dataloader_num_workers == 8
-
-
 @pytest.mark.parametrize("command_name", ["LINEAR_PROBE", "SNAPSHOT_CURVE"])
 def test_an_evaluation_on_a_device_this_machine_lacks_is_refused_before_the_data(
     command_name, tmp_path, monkeypatch, capsys
@@ -191,17 +149,19 @@ def test_an_evaluation_on_a_device_this_machine_lacks_is_refused_before_the_data
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--fp16"], "--fp16 needs a CUDA GPU"),
         (["--report_to", "wandb"], "--report_to wandb: wandb is not installed"),
         (["--push_to_hub"], "--push_to_hub: Trainer would push its checkpoints"),
+        (["--hub_model_id", "org/x"], "--hub_model_id is a setting of Trainer's upload"),
+        (["--do_train"], "--do_train without --do_eval: finetune.py always trains"),
+        (["--do_predict"], "--do_predict: finetune.py scores the fine-tuned model"),
     ],
-    ids=["fp16-on-cpu", "tracker-not-installed", "push_to_hub"],
+    ids=["tracker-not-installed", "push_to_hub", "hub_model_id", "do_train-alone", "do_predict"],
 )
 def test_a_trainer_setting_finetuning_would_not_apply_is_refused_when_parsed(
     extra, message, tmp_path, monkeypatch, capsys
 ):
-    # Before: fp16 computed in fp32 under an fp16 record; a tracker not installed stopped Trainer with a
-    # traceback after the data was loaded; --push_to_hub created a repository and pushed checkpoints only.
+    # Before: a tracker not installed stopped Trainer with a traceback after the data was loaded; --push_to_hub
+    # created a repository and pushed checkpoints only; --hub_* and --do_* were taken and never applied.
     import transformers.integrations
 
     from hf_simclr.finetuning.command import FINETUNE
@@ -219,6 +179,19 @@ def test_a_trainer_setting_finetuning_would_not_apply_is_refused_when_parsed(
     with pytest.raises(SystemExit) as exit_info:
         FINETUNE.parse([*argv, *extra])
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    FINETUNE.parse([*argv, "--do_train", "--do_eval"])  # what it does, as Trainer's examples are run
+
+
+def test_fine_tuning_in_fp16_on_a_cpu_is_refused_before_any_work(tmp_path, monkeypatch):
+    # Before: fp16 computed in fp32 under an fp16 record.
+    from hf_simclr.finetuning.arguments import FinetuneArguments, TrainerArguments
+    from hf_simclr.finetuning.run import check_applied
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    args = FinetuneArguments(model_name_or_path=str(tmp_path), dataset_name=str(tmp_path))
+    with pytest.raises(UsageError, match="--fp16 true applies with --use_cpu false and on a CUDA device"):
+        check_applied(args, TrainerArguments(output_dir=str(tmp_path), fp16=True, use_cpu=False))
+    check_applied(args, TrainerArguments(output_dir=str(tmp_path), bf16=True, use_cpu=True))
 
 
 def test_the_runner_refuses_a_setting_of_a_run_with_summary_only(tmp_path, capsys):
@@ -231,14 +204,13 @@ def test_the_runner_refuses_a_setting_of_a_run_with_summary_only(tmp_path, capsy
     with pytest.raises(SystemExit) as exit_info:
         RUN_EXPERIMENTS.parse([*argv, "--override", "num_train_epochs=1"])
     assert exit_info.value.code == 2
-    assert "--override is a setting of a run, and --summary_only runs nothing" in capsys.readouterr().err
+    assert "--override num_train_epochs=1 applies with --summary_only false" in capsys.readouterr().err
     RUN_EXPERIMENTS.parse(argv)
 
 
 def test_the_benchmark_refuses_a_setting_of_another_mode_and_training_without_a_gpu(monkeypatch, capsys):
     # Before: `--mode decode --num_workers 4` timed the decode workers' default and ignored --num_workers;
     # `--mode training` on a CPU ran its GPU-sized steps for hours.
-    from hf_simclr.benchmark.arguments import modes_of
     from hf_simclr.benchmark.command import BENCHMARK, run_on_this_machine
 
     with pytest.raises(SystemExit) as exit_info:
@@ -246,14 +218,12 @@ def test_the_benchmark_refuses_a_setting_of_another_mode_and_training_without_a_
     message = capsys.readouterr().err
     assert (
         exit_info.value.code == 2
-        and "--num_workers is a setting of --mode data, not of --mode decode" in message
+        and "--num_workers 4 applies with --mode data, and here --mode is decode" in message
     )
-    assert "which takes --dataset_name, --split, --decode_workers" in message
     BENCHMARK.parse(["--mode", "decode", "--decode_workers", "4", "--split", "test"])  # its own: taken
-    (split,) = (f for f in dataclasses.fields(BENCHMARK.arguments[0]) if f.name == "split")
-    assert modes_of(split) == ("data", "decode")
+    assert "Applies with --mode data or decode." in " ".join(BENCHMARK.parser().format_help().split())
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     (args,) = BENCHMARK.parse(["--mode", "training"])  # a documented command parses on any machine
-    with pytest.raises(UsageError, match="--mode training times a GPU"):
+    with pytest.raises(UsageError, match="--mode training applies on a CUDA device.*would run for hours"):
         run_on_this_machine(args)

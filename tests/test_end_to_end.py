@@ -13,8 +13,10 @@ from transformers import AutoModel
 from hf_simclr import SimCLRModel
 from hf_simclr.evaluation.arguments import LinearProbeArguments
 from hf_simclr.evaluation.probe import run_linear_probe
-from hf_simclr.pretraining.arguments import DataArguments, ModelArguments, PretrainingArguments
+from hf_simclr.pretraining.arguments import PretrainingArguments
+from hf_simclr.pretraining.data_arguments import DataArguments
 from hf_simclr.pretraining.loop import pretrain
+from hf_simclr.pretraining.model_arguments import ModelArguments
 
 pytestmark = pytest.mark.slow
 

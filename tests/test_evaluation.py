@@ -35,8 +35,10 @@ from hf_simclr.evaluation.linear import fit_linear_probe
 from hf_simclr.evaluation.metrics import top_k_accuracy
 from hf_simclr.evaluation.probe import run_linear_probe
 from hf_simclr.model_folder import load_encoder, save_model_folder
-from hf_simclr.pretraining.arguments import DataArguments, ModelArguments, PretrainingArguments
+from hf_simclr.pretraining.arguments import PretrainingArguments
+from hf_simclr.pretraining.data_arguments import DataArguments
 from hf_simclr.pretraining.loop import pretrain
+from hf_simclr.pretraining.model_arguments import ModelArguments
 from hf_simclr.pretraining.monitor import build_knn_monitor
 from hf_simclr.reports.plots import (
     plot_confusion_matrix,

@@ -261,8 +261,10 @@ def test_finetune_label_fraction_zero_is_a_usage_error(world, tmp_path):
 
 
 def tiny_pretraining(output_dir: Path, cifar10_path: Path, **overrides):
-    from hf_simclr.pretraining.arguments import DataArguments, ModelArguments, PretrainingArguments
+    from hf_simclr.pretraining.arguments import PretrainingArguments
+    from hf_simclr.pretraining.data_arguments import DataArguments
     from hf_simclr.pretraining.loop import pretrain
+    from hf_simclr.pretraining.model_arguments import ModelArguments
 
     data = DataArguments(
         dataset_name=str(cifar10_path),

@@ -37,7 +37,15 @@ PROBE_ONLY = {f.name for f in dataclasses.fields(LinearProbeArguments)} - {
 
 def test_the_snapshot_curve_lists_none_of_the_full_evaluations_options():
     # Before: --plots, --skip_baseline, --write_card, --label_fractions and --features were listed and taken.
-    assert PROBE_ONLY == {"features", "label_fractions", "plots", "skip_baseline", "write_card"}
+    # model_revision too: the curve reads local snapshot folders, which have no revisions
+    assert PROBE_ONLY == {
+        "features",
+        "label_fractions",
+        "plots",
+        "skip_baseline",
+        "write_card",
+        "model_revision",
+    }
     snapshot_help, probe_help = SNAPSHOT_CURVE.parser().format_help(), LINEAR_PROBE.parser().format_help()
     for name in PROBE_ONLY:
         assert f"--{name} " not in snapshot_help and f"--{name} " in probe_help, name

@@ -248,7 +248,9 @@ def test_readme_usage_runs_on_a_pretraining_folder(
 
 def test_readme_usage_reads_the_folder_the_quick_start_writes() -> None:
     # Before: the usage code read runs/simclr-cifar10 while the bare command writes runs/simclr-cifar10-resnet18.
-    from hf_simclr.pretraining.arguments import DataArguments, ModelArguments, default_output_dir
+    from hf_simclr.pretraining.arguments import default_output_dir
+    from hf_simclr.pretraining.data_arguments import DataArguments
+    from hf_simclr.pretraining.model_arguments import ModelArguments
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     usage = readme.split("\n## Usage\n", 1)[1].split("\n## ", 1)[0]

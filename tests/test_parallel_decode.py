@@ -25,7 +25,6 @@ from PIL import Image
 import hf_simclr.data as data
 from hf_simclr.arguments import UsageError
 from hf_simclr.data import decode_images, decoded_cache_file
-from hf_simclr.dataset_arguments import DatasetArguments
 from hf_simclr.decoded_cache import machine_lock_file, worker_count
 
 TESTS = Path(__file__).parent
@@ -142,8 +141,10 @@ def test_the_cache_of_another_dataset_or_size_is_never_read(tmp_path):
 
 
 def test_the_workers_flag_is_checked_when_parsed():
+    from hf_simclr.pretraining.data_arguments import DataArguments
+
     with pytest.raises(UsageError, match="--preprocessing_num_workers 0 must be at least 1"):
-        DatasetArguments(dataset_name="uoft-cs/cifar10", preprocessing_num_workers=0)
+        DataArguments(dataset_name="uoft-cs/cifar10", preprocessing_num_workers=0)
 
 
 def test_the_decoding_benchmark_runs_at_a_tiny_size_and_the_docs_hold_its_table(tmp_path):

@@ -21,9 +21,11 @@ from transformers import AutoModel
 from hf_simclr import SimCLRModel
 from hf_simclr.arguments import UsageError, recipe_arguments
 from hf_simclr.folder_format import RESUME_SETTINGS_FILE
-from hf_simclr.pretraining.arguments import DataArguments, ModelArguments, PretrainingArguments
+from hf_simclr.pretraining.arguments import PretrainingArguments
 from hf_simclr.pretraining.checkpoints import list_checkpoints
+from hf_simclr.pretraining.data_arguments import DataArguments
 from hf_simclr.pretraining.loop import pretrain
+from hf_simclr.pretraining.model_arguments import ModelArguments
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "pretrain.py"
 # Views without randomness: every process (and every run) sees the same pixels for the same image.

@@ -59,8 +59,10 @@ def test_saving_a_model_folder_prints_no_shard_bar(tmp_path, capsys) -> None:
 def test_a_short_run_says_warmup_covers_it_and_does_not_compile_on_cpu(
     cifar10_path, tmp_path, capsys
 ) -> None:
-    from hf_simclr.pretraining.arguments import DataArguments, ModelArguments, PretrainingArguments
+    from hf_simclr.pretraining.arguments import PretrainingArguments
+    from hf_simclr.pretraining.data_arguments import DataArguments
     from hf_simclr.pretraining.loop import pretrain
+    from hf_simclr.pretraining.model_arguments import ModelArguments
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", FutureWarning)  # none of our calls uses a deprecated API
@@ -81,4 +83,4 @@ def test_a_short_run_says_warmup_covers_it_and_does_not_compile_on_cpu(
     import json
 
     record = json.loads((tmp_path / "run" / "training_args.json").read_text())
-    assert record["torch_compile"] is False  # default: compiled only on CUDA
+    assert record["torch_compile"] is None and record["torch_compile_applied"] is False  # default: CUDA only

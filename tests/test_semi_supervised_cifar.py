@@ -16,8 +16,10 @@ from hf_simclr.evaluation.probe import run_linear_probe
 from hf_simclr.finetuning.arguments import FinetuneArguments
 from hf_simclr.finetuning.run import finetune
 from hf_simclr.folder_format import RESULTS_FILE, SEMI_SUPERVISED_TABLE
-from hf_simclr.pretraining.arguments import DataArguments, ModelArguments, PretrainingArguments
+from hf_simclr.pretraining.arguments import PretrainingArguments
+from hf_simclr.pretraining.data_arguments import DataArguments
 from hf_simclr.pretraining.loop import pretrain
+from hf_simclr.pretraining.model_arguments import ModelArguments
 from hf_simclr.reports.card import write_model_card
 from hf_simclr.reports.semi_supervised import write_semi_supervised_table
 

@@ -15,13 +15,10 @@ from transformers import AutoModel
 from hf_simclr import SimCLRModel
 from hf_simclr.devices import device_description
 from hf_simclr.hub import UPLOAD_IGNORE_PATTERNS
-from hf_simclr.pretraining.arguments import (
-    DataArguments,
-    ModelArguments,
-    PretrainingArguments,
-    parse_snapshot_epochs,
-)
+from hf_simclr.pretraining.arguments import PretrainingArguments, parse_snapshot_epochs
+from hf_simclr.pretraining.data_arguments import DataArguments
 from hf_simclr.pretraining.loop import pretrain
+from hf_simclr.pretraining.model_arguments import ModelArguments
 
 TINY = dict(
     report_to="none",

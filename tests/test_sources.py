@@ -17,7 +17,7 @@ from hf_simclr.arguments import UsageError
 from hf_simclr.data import decode_labels, load_image_dataset
 from hf_simclr.folder_format import LOG_HISTORY_FILE
 from hf_simclr.identity import dataset_identity
-from hf_simclr.pretraining.arguments import DataArguments
+from hf_simclr.pretraining.data_arguments import DataArguments
 
 LABELS = [index % 3 for index in range(24)]  # 24 images: tiny_pretraining's max_train_samples
 

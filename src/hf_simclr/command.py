@@ -19,6 +19,7 @@ from typing import Any
 
 from . import stop_signals
 from .arguments import UsageError, recipe_arguments
+from .conditions import declared, describe, refuse_typed
 from .folder_format import NoSpaceLeft
 from .folder_hold import folder_holds
 
@@ -41,8 +42,10 @@ class Command:
             (Trainer's `--bf16`, the accelerate examples' `--with_tracking`), each with this script's way
             of saying it; an unknown flag not among them is answered with its closest option.
         required_by_checks (`tuple[str, ...]`): options the checks require though their fields have a default
-            (the probe's `--dataset_name`), shown as required. `check_typed(typed)` of a dataclass gets the flags
-            typed on the command line (not a recipe's), to refuse one the run would not use.
+            (the probe's `--dataset_name`), shown as required.
+
+    A setting that applies only under a condition declares it beside its field ([`hf_simclr.conditions`]):
+    `--help` says when it applies, and a typed one whose condition fails is refused when parsed.
     """
 
     name: str
@@ -61,7 +64,10 @@ class Command:
         # No abbreviations: `--model` or `--k` would be taken for a longer option, or refused as ambiguous.
         parser = HfArgumentParser(self.arguments, prog=self.name, usage=self.usage(), allow_abbrev=False)
         parser.formatter_class = HelpFormatter
+        conditional = declared(self.arguments)
         for action in parser._actions:
+            if action.dest in conditional and action.help is not None:
+                action.help = f"{action.help} {describe(conditional[action.dest][0])}"
             if action.required or action.dest in self.required_by_checks:
                 action.help = f"{action.help} (required)"
         return parser
@@ -77,20 +83,24 @@ class Command:
         return f"{self.name} [-h]{positional}{options} [options]"
 
     def parse(self, argv: Sequence[str] | None = None) -> tuple[Any, ...]:
-        """The dataclasses of a command line, every check that needs no data done; exits 2 on a mistake."""
+        """The dataclasses of a command line, every check that needs no data done; exits 2 on a mistake.
+
+        In order: a flag no option takes, then a typed setting whose condition fails (before its own value is
+        checked: leaving it out is the fix either way), then each value, then the checks that need torch."""
         argv = list(sys.argv[1:] if argv is None else argv)
         parser = self.parser()
         try:
             expanded = self.expand(argv)
-            _, unknown = parser.parse_known_args(expanded)  # before any value's check: a wrong flag first
+            settings, unknown = parser.parse_known_args(
+                expanded
+            )  # before any value's check: a wrong flag first
             if unknown:
                 raise UsageError(self.unknown_arguments(unknown, parser))
+            refuse_typed(self.arguments, settings, typed_settings(parser, argv))
             arguments = tuple(parser.parse_args_into_dataclasses(args=expanded))
-            typed = {item[2:].split("=", 1)[0].replace("-", "_") for item in argv if item.startswith("--")}
             for instance in arguments:
                 if hasattr(instance, "check"):  # the checks that need torch (a config, a recipe)
                     instance.check()
-                getattr(instance, "check_typed", lambda typed: None)(typed)  # a flag the run would not use
         except ValueError as error:  # UsageError, or a value transformers' own dataclasses refuse
             parser.error(str(error))
         return arguments
@@ -169,3 +179,10 @@ def load(reference: str) -> Callable[..., Any]:
     """The function `"module:function"` names, imported now."""
     module, function = reference.split(":")
     return getattr(importlib.import_module(module), function)
+
+
+def typed_settings(parser: Any, argv: Sequence[str]) -> set[str]:
+    """The settings typed on the command line `argv` (not a recipe's), by field name (`--no_write_card`: `write_card`)."""
+    options = parser._option_string_actions
+    flags = (item.split("=", 1)[0] for item in argv if item.startswith("--"))
+    return {options[flag].dest for flag in flags if flag in options}

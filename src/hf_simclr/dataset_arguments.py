@@ -4,7 +4,8 @@
 fine-tuning's arguments (each job's dataclass extends it), with its checks, its loading and its record:
 the flags are the same in every script (`--dataset_name`, `--train_split`, ...), and the experiment runner
 hands them from a variant's pretraining to its evaluation without a list kept by hand
-([`EVALUATION_SHARES`]). Like `arguments.py`, this module imports no torch.
+([`EVALUATION_SHARES`]). [`DecodingArguments`] is how the jobs that decode their splits once do it. Like
+`arguments.py`, this module imports no torch.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .arguments import UsageError, check_arguments
-from .folder_format import DATASET_FILES
-from .paths import READ_DIR_OR_HUB, check_paths, local_path
+from .conditions import Applies, Source, source_kind
+from .paths import READ_DIR_OR_HUB, WRITE_DIR, check_paths
 
 if TYPE_CHECKING:
     import datasets
@@ -74,14 +75,15 @@ class DatasetArguments:
             "queries as many as there are training images by default."
         },
     )
-    preprocessing_num_workers: int | None = field(
-        default=None,
-        metadata={
-            "help": "Worker processes per process decoding the splits to uint8 (the decoded cache). Default: "
-            "the CPU cores this process may use, divided among the machine's processes (every core busy, "
-            "none asked twice), at least 1000 images each (a worker's start costs about that much decoding)."
-        },
-    )
+
+    # A configuration is `datasets`' way of building a dataset, which a save_to_disk folder has no use for; a
+    # revision pins a Hub repository's commit.
+    APPLIES: ClassVar[dict[str, Applies]] = {
+        "dataset_config_name": Applies(
+            Source("dataset_name", ("hub", "folder")), "a save_to_disk folder holds one configuration"
+        ),
+        "dataset_revision": Applies(Source("dataset_name", ("hub",)), "a local folder has no revisions"),
+    }
 
     def __post_init__(self) -> None:
         if self.dataset_name is None:
@@ -100,10 +102,6 @@ class DatasetArguments:
             {
                 "max_train_samples": (self.max_train_samples is None or self.max_train_samples >= 1, subset),
                 "max_eval_samples": (self.max_eval_samples is None or self.max_eval_samples >= 1, subset),
-                "preprocessing_num_workers": (
-                    self.preprocessing_num_workers is None or self.preprocessing_num_workers >= 1,
-                    "at least 1 (unset: every core of the machine, shared among its processes)",
-                ),
             },
         )
 
@@ -147,11 +145,52 @@ class DatasetArguments:
 def check_streamable(dataset_name: str) -> None:
     """Raise for `--streaming` with a `save_to_disk` folder: it is read memory-mapped whatever its size,
     and streaming it would only copy its Arrow files once more."""
-    path = local_path(dataset_name)
-    if path is not None and any((path / name).is_file() for name in DATASET_FILES):
+    if source_kind(dataset_name) == "saved":
         raise UsageError(
             f"--streaming with --dataset_name {dataset_name}: a save_to_disk folder is read memory-mapped "
             f"whatever its size, and streaming it would only copy it once more; drop --streaming."
+        )
+
+
+# A results file's `dataset` record: its keys, and the flag each one holds.
+
+
+@dataclass(kw_only=True)
+class DecodingArguments:
+    """How a job that decodes its splits to uint8 once (pretraining's GPU views and kNN monitor, the probe, the
+    snapshot curve) does it: where the decoded splits go, and with how many workers. Fine-tuning decodes each
+    image in Trainer's DataLoader workers instead, and takes neither."""
+
+    decoded_cache_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Folder for the decoded uint8 splits (.npy, memory-mapped, named by the data's content and "
+            "size; shared by runs, pretraining's kNN monitor and the probe: give the probe pretraining's to reuse "
+            "its decoded training split). Unset: a split is decoded into memory, or, streamed (pretraining's "
+            "--keep_decoded_on host) or beyond half of the host's available memory, into the datasets cache "
+            "(HF_DATASETS_CACHE/hf_simclr_decoded)."
+        },
+    )
+    preprocessing_num_workers: int | None = field(
+        default=None,
+        metadata={
+            "help": "Worker processes per process decoding the splits to uint8 (the decoded cache). Default: "
+            "the CPU cores this process may use, divided among the machine's processes (every core busy, "
+            "none asked twice), at least 1000 images each (a worker's start costs about that much decoding)."
+        },
+    )
+
+    def check_decoding(self) -> None:
+        """Both values (called by the `__post_init__` of each job's arguments, which extend this class)."""
+        check_paths(self, {"decoded_cache_dir": WRITE_DIR})
+        check_arguments(
+            self,
+            {
+                "preprocessing_num_workers": (
+                    self.preprocessing_num_workers is None or self.preprocessing_num_workers >= 1,
+                    "at least 1 (unset: every core of the machine, shared among its processes)",
+                ),
+            },
         )
 
 
@@ -167,5 +206,6 @@ RECORD = {
 }
 DATASET_FLAGS = tuple(f.name for f in fields(DatasetArguments))
 # What a variant's evaluation takes from its pretraining unless the grid's `evaluation` sets it: the dataset,
-# but not the training split (pretraining's may hold unlabeled images, e.g. STL-10's train+unlabeled).
-EVALUATION_SHARES = tuple(name for name in DATASET_FLAGS if name != "train_split")
+# but not the training split (pretraining's may hold unlabeled images, e.g. STL-10's train+unlabeled), and the
+# decoding's workers (the runner gives both the same decoded cache).
+EVALUATION_SHARES = (*(name for name in DATASET_FLAGS if name != "train_split"), "preprocessing_num_workers")

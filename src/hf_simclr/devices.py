@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import torch
 
-from .arguments import UsageError
-
 
 def default_device() -> torch.device:
     """CUDA when available, else CPU."""
@@ -22,17 +20,8 @@ def device_description(num_processes: int = 1, device: torch.device | str | None
 
 
 def resolve_mixed_precision(value: str) -> str:
-    """`--mixed_precision auto`: bf16 on a GPU that supports it, else none; other values as given.
-
-    Raises:
-        UsageError: for fp16 without a CUDA GPU, which accelerate does not apply on a CPU (the run would
-            compute in fp32 while its records said fp16).
-    """
-    if value == "fp16" and not torch.cuda.is_available():
-        raise UsageError(
-            "--mixed_precision fp16 needs a CUDA GPU: on a CPU accelerate does not apply it, and the run would "
-            "compute in fp32 while recording fp16. Use --mixed_precision bf16 (applied on a CPU too) or no."
-        )
+    """`--mixed_precision auto`: bf16 on a GPU that supports it, else none; other values as given (fp16 without
+    a CUDA GPU is refused by its declared condition before: `PretrainingArguments.APPLIES`)."""
     if value != "auto":
         return value
     return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"

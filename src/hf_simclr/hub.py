@@ -10,10 +10,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .arguments import UsageError
 from .command import Command
+from .conditions import Applies, setting_is
 from .folder_format import (
     CONFIG_FILE,
     FOLDER_HOLDER_FILE,
@@ -262,6 +263,12 @@ class PushArguments:
             "help": "Re-render README.md from results.json with the repo id; --no_write_card keeps yours."
         },
     )
+    APPLIES: ClassVar[dict[str, Applies]] = {
+        "license": Applies(
+            setting_is("write_card", True, among=(True, False)),
+            "the license is written into the card it renders",
+        ),
+    }
 
     def __post_init__(self) -> None:
         check_path("model_dir", self.model_dir, READ_DIR)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import re
-from dataclasses import Field, dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 from ..arguments import UsageError, check_arguments
+from ..conditions import Applies, Fact, setting_is
 from ..paths import READ_DIR_OR_HUB, WRITE_DIR, WRITE_FILE, check_paths
 
 
@@ -34,22 +34,36 @@ TRAINING_CASES = (
 )
 
 
-def for_modes(modes: tuple[str, ...], help: str, **default: Any) -> Any:
-    """A setting of the `modes` named: its help begins with them (`--mode data and decode: ...`), which is how
-    [`modes_of`] knows them (a typed setting of another mode is refused: [`BenchmarkArguments.check_typed`])."""
-    named = " and ".join(filter(None, (", ".join(modes[:-1]), modes[-1])))
-    return field(**default, metadata={"help": f"--mode {named}: {help}"})
+MODES = ("data", "training", "memory", "gather", "decode")
 
 
-def modes_of(setting: Field) -> tuple[str, ...]:
-    """The modes whose setting `setting` is, as its help begins ([`for_modes`]); empty: every mode's."""
-    named = re.match(r"--mode ([\w, ]+):", setting.metadata.get("help", ""))
-    return tuple(re.split(r", | and ", named.group(1))) if named else ()
+def for_modes(modes: tuple[str, ...], *names: str) -> dict[str, Applies]:
+    """The settings `names`, which the `modes` named time with and no other mode reads."""
+    return {name: Applies(setting_is("mode", *modes, among=MODES)) for name in names}
 
 
 @dataclass
 class BenchmarkArguments:
-    """Arguments of `scripts/benchmark.py` (and of [`run_benchmark`])."""
+    """Arguments of `scripts/benchmark.py` (and of [`run_benchmark`]). Each mode reads its own settings; training
+    times a GPU, whose full-size steps would time the CPU for hours."""
+
+    APPLIES: ClassVar[dict[str, Applies]] = {
+        "mode": Applies(
+            Fact("cuda"),
+            "its steps are sized for a GPU (batches of 256-512, compiled) and would run for hours here; on this "
+            "machine, --mode data, memory, gather or decode",
+            for_values=("training",),
+            refuse=True,
+        ),
+        **for_modes(("data", "training", "decode"), "dataset_name"),
+        **for_modes(("data", "decode"), "split"),
+        **for_modes(
+            ("data",), "num_workers", "batch_size", "cifar_batches", "stl10_batches", "stl10_samples"
+        ),
+        **for_modes(("training",), "work_dir", "cases", "cpu_workers"),
+        **for_modes(("memory",), "memory_settings", "memory_backbone", "memory_image_size", "memory_steps"),
+        **for_modes(("decode",), "decode_workers", "decode_cifar_samples", "decode_photo_samples"),
+    }
 
     mode: str = field(
         metadata={
@@ -65,42 +79,47 @@ class BenchmarkArguments:
             "help": "Write the JSON report here (the machine, the command, every row); unset: rows printed only."
         },
     )
-    dataset_name: str = for_modes(
-        ("data", "training", "decode"),
-        "CIFAR-10: a Hub name or a local copy (directory of parquet files, save_to_disk folder).",
+    dataset_name: str = field(
         default="uoft-cs/cifar10",
+        metadata={
+            "help": "CIFAR-10: a Hub name or a local copy (directory of parquet files, save_to_disk folder)."
+        },
     )
-    split: str = for_modes(("data", "decode"), "the split read.", default="train")
-    num_workers: list[int] = for_modes(
-        ("data",), "DataLoader worker counts to time.", default_factory=lambda: [0, 1, 2]
+    split: str = field(default="train", metadata={"help": "The split read."})
+    num_workers: list[int] = field(
+        default_factory=lambda: [0, 1, 2], metadata={"help": "DataLoader worker counts to time."}
     )
-    batch_size: int = for_modes(("data",), "images per batch.", default=256)
-    cifar_batches: int = for_modes(("data",), "batches timed per 32px setting (after 2 warm-up).", default=32)
-    stl10_batches: int = for_modes(("data",), "batches timed per 96px setting (after 2 warm-up).", default=12)
-    stl10_samples: int = for_modes(
-        ("data",), "CIFAR-10 images upsampled to 96px for that case.", default=4096
+    batch_size: int = field(default=256, metadata={"help": "Images per batch."})
+    cifar_batches: int = field(
+        default=32, metadata={"help": "Batches timed per 32px setting (after 2 warm-up)."}
     )
-    work_dir: str = for_modes(("training",), "scratch.", default="outputs/benchmark-training")
-    cases: list[str] | None = for_modes(
-        ("training",), f"a subset of {[case.name for case in TRAINING_CASES]} (default: all).", default=None
+    stl10_batches: int = field(
+        default=12, metadata={"help": "Batches timed per 96px setting (after 2 warm-up)."}
     )
-    cpu_workers: int | None = for_modes(
-        ("training",), "CPU pipeline workers (default: all cores).", default=None
+    stl10_samples: int = field(
+        default=4096, metadata={"help": "CIFAR-10 images upsampled to 96px for that case."}
     )
-    memory_settings: list[str] = for_modes(
-        ("memory",),
-        "batch:chunk settings, each in its own process (256:256: no chunks).",
+    work_dir: str = field(default="outputs/benchmark-training", metadata={"help": "Scratch folder."})
+    cases: list[str] | None = field(
+        default=None,
+        metadata={"help": f"A subset of {[case.name for case in TRAINING_CASES]} (default: all)."},
+    )
+    cpu_workers: int | None = field(
+        default=None, metadata={"help": "CPU pipeline workers (default: all cores)."}
+    )
+    memory_settings: list[str] = field(
         default_factory=lambda: ["64:64", "256:256", "256:128", "256:64", "256:32", "1024:64", "1024:1024"],
+        metadata={"help": "Batch:chunk settings, each in its own process (256:256: no chunks)."},
     )
-    memory_backbone: str = for_modes(("memory",), "the timm backbone.", default="resnet18")
-    memory_image_size: int = for_modes(("memory",), "the view size.", default=32)
-    memory_steps: int = for_modes(("memory",), "steps per setting (after the first: timed).", default=2)
-    decode_workers: list[int] = for_modes(
-        ("decode",), "worker counts to time.", default_factory=lambda: [1, 2]
+    memory_backbone: str = field(default="resnet18", metadata={"help": "The timm backbone."})
+    memory_image_size: int = field(default=32, metadata={"help": "The view size."})
+    memory_steps: int = field(default=2, metadata={"help": "Steps per setting (after the first: timed)."})
+    decode_workers: list[int] = field(
+        default_factory=lambda: [1, 2], metadata={"help": "Worker counts to time."}
     )
-    decode_cifar_samples: int = for_modes(("decode",), "CIFAR-10 images decoded to 32 px.", default=10_000)
-    decode_photo_samples: int = for_modes(
-        ("decode",), "photo-sized JPEGs decoded to 96 and 224 px.", default=600
+    decode_cifar_samples: int = field(default=10_000, metadata={"help": "CIFAR-10 images decoded to 32 px."})
+    decode_photo_samples: int = field(
+        default=600, metadata={"help": "Photo-sized JPEGs decoded to 96 and 224 px."}
     )
 
     def __post_init__(self) -> None:
@@ -110,7 +129,7 @@ class BenchmarkArguments:
             self,
             {
                 "mode": (
-                    self.mode in ("data", "training", "memory", "gather", "decode"),
+                    self.mode in MODES,
                     "data, training, memory, gather or decode",
                 ),
                 "decode_workers": (
@@ -144,17 +163,6 @@ class BenchmarkArguments:
                 f"--memory_backbone {self.memory_backbone!r} is not a timm model; pick one of "
                 f"timm.list_models('resnet*'), e.g. resnet18."
             )
-
-    def check_typed(self, typed: set[str]) -> None:
-        """Refuse a setting of another `--mode`, typed on the command line: this mode would not use it."""
-        for setting in fields(self):
-            modes = modes_of(setting)
-            if setting.name in typed and modes and self.mode not in modes:
-                own = [f"--{f.name}" for f in fields(self) if self.mode in modes_of(f)]
-                raise UsageError(
-                    f"--{setting.name} is a setting of --mode {' or '.join(modes)}, not of --mode {self.mode}, "
-                    f"which takes {', '.join(own) or 'only --output_json'}: leave it out."
-                )
 
 
 def valid_memory_setting(setting: str) -> bool:

@@ -3,14 +3,14 @@
 
 from __future__ import annotations
 
-from ..arguments import UsageError
 from ..command import Command
+from ..conditions import applied_settings
 from .arguments import BenchmarkArguments
 
 
 def run_on_this_machine(args: BenchmarkArguments) -> dict:
     """[`run_benchmark`] of a mode this machine can time (a documented command parses on any machine; running
-    it is refused here, before any work).
+    `--mode training` without CUDA is refused here, before any work, by its declared condition).
 
     Raises:
         UsageError: for `--mode training` without CUDA, whose full-size steps would time the CPU for hours.
@@ -19,12 +19,7 @@ def run_on_this_machine(args: BenchmarkArguments) -> dict:
 
     from .report import run_benchmark
 
-    if args.mode == "training" and not torch.cuda.is_available():
-        raise UsageError(
-            "--mode training times a GPU: its steps are sized for one (batches of 256-512, compiled), and on "
-            "this machine without CUDA they would run for hours and time the CPU. Run it where there is a GPU; "
-            "here, --mode data, memory, gather or decode."
-        )
+    applied_settings((BenchmarkArguments,), args, {"cuda": torch.cuda.is_available()})
     return run_benchmark(args)
 
 

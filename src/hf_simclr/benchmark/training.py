@@ -59,7 +59,7 @@ def model_only_views_per_s(
 
     The bound no data pipeline can beat: bf16 autocast, channels_last, fused SGD, as pretraining does on a GPU.
     """
-    from ..pretraining.arguments import ModelArguments
+    from ..pretraining.model_arguments import ModelArguments
     from ..pretraining.setup import build_model
 
     device = benchmark_device()
@@ -109,8 +109,10 @@ def pipeline_views_per_s(
 
     The first logging interval (compilation, worker start-up) is left out; the rest is steady state.
     """
-    from ..pretraining.arguments import DataArguments, ModelArguments, PretrainingArguments
+    from ..pretraining.arguments import PretrainingArguments
+    from ..pretraining.data_arguments import DataArguments
     from ..pretraining.loop import pretrain
+    from ..pretraining.model_arguments import ModelArguments
 
     pretrain(
         ModelArguments(backbone=case.backbone),

@@ -5,17 +5,20 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from ..arguments import UsageError, check_arguments
-from ..dataset_arguments import DatasetArguments
+from ..conditions import Applies, SameFolder, SeveralValues, Source, all_of, setting_is
+from ..dataset_arguments import DatasetArguments, DecodingArguments
 from ..paths import READ_DIR, READ_DIR_OR_HUB, WRITE_DIR, check_paths, local_path
 
 DEFAULT_WEIGHT_DECAYS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
 FEATURE_CHOICES = {"h": ("h",), "z": ("z",), "both": ("h", "z")}
+ON_H = setting_is("features", "h", "both", among=tuple(FEATURE_CHOICES))
 
 
 @dataclass
-class ProbeArguments(DatasetArguments):
+class ProbeArguments(DecodingArguments, DatasetArguments):
     """What every evaluation of frozen features takes (`scripts/snapshot_curve.py` too): the model, the data
     ([`DatasetArguments`]), feature extraction and the linear/kNN probe on h. [`LinearProbeArguments`] adds
     what only `scripts/linear_probe.py` does."""
@@ -23,7 +26,6 @@ class ProbeArguments(DatasetArguments):
     model_name_or_path: str = field(
         metadata={"help": "SimCLR model folder written by pretraining, or a Hub model id."}
     )
-    model_revision: str | None = field(default=None, metadata={"help": "Hub revision of the model to pin."})
     output_dir: str | None = field(
         default=None,
         metadata={
@@ -39,15 +41,6 @@ class ProbeArguments(DatasetArguments):
         },
     )
     batch_size: int = field(default=1024, metadata={"help": "Images per forward pass of feature extraction."})
-    decoded_cache_dir: str | None = field(
-        default=None,
-        metadata={
-            "help": "Folder of decoded uint8 splits (.npy, named by the data's content and size); pass "
-            "pretraining's --decoded_cache_dir to reuse its decoded training split. Unset: a split is decoded "
-            "into memory, or when it takes more than half of the host's available memory into the datasets "
-            "cache (HF_DATASETS_CACHE/hf_simclr_decoded), memory-mapped."
-        },
-    )
     knn_k: list[int] = field(
         default_factory=lambda: [10, 200],
         metadata={"help": "Neighbour counts of the kNN classifier (200 is the InstDisc monitor's choice)."},
@@ -59,6 +52,10 @@ class ProbeArguments(DatasetArguments):
     holdout_fraction: float = field(
         default=0.1, metadata={"help": "Fraction of the train split held out to pick the weight decay."}
     )
+    # The held-out rows pick among the weight decays: with one, there is nothing to pick.
+    APPLIES: ClassVar[dict[str, Applies]] = {
+        "holdout_fraction": Applies(SeveralValues("weight_decays"), "one weight decay is fit on every row")
+    }
     max_iter: int = field(default=500, metadata={"help": "L-BFGS iterations per linear probe fit."})
     device: str | None = field(
         default=None, metadata={"help": "torch device; cuda when available by default."}
@@ -66,10 +63,8 @@ class ProbeArguments(DatasetArguments):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_paths(
-            self,
-            {"model_name_or_path": READ_DIR_OR_HUB, "output_dir": WRITE_DIR, "decoded_cache_dir": WRITE_DIR},
-        )
+        self.check_decoding()
+        check_paths(self, {"model_name_or_path": READ_DIR_OR_HUB, "output_dir": WRITE_DIR})
         check_arguments(self, self.value_checks())
         if self.output_dir is None and local_path(self.model_name_or_path) is None:
             raise UsageError(
@@ -119,6 +114,18 @@ class ProbeArguments(DatasetArguments):
 class LinearProbeArguments(ProbeArguments):
     """Arguments of `scripts/linear_probe.py` (and of [`run_linear_probe`]): [`ProbeArguments`] and what
     only the full evaluation does (z, label fractions, the baseline, plots, the card)."""
+
+    # The steps on h only; the card, written into the model folder; a revision, of a Hub repository.
+    APPLIES: ClassVar[dict[str, Applies]] = {
+        **{name: Applies(ON_H, "a step on h only") for name in ("label_fractions", "plots", "skip_baseline")},
+        "write_card": Applies(
+            all_of(SameFolder("output_dir", "model_name_or_path"), ON_H),
+            "the card of the model folder, written from the results on h",
+        ),
+        "model_revision": Applies(Source("model_name_or_path", ("hub",)), "a local folder has no revisions"),
+    }
+
+    model_revision: str | None = field(default=None, metadata={"help": "Hub revision of the model to pin."})
 
     features: str = field(
         default="both",

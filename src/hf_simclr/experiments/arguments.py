@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from ..arguments import UsageError, check_arguments, positive
+from ..arguments import check_arguments, positive
+from ..conditions import Applies, setting_is
 from ..paths import READ_DIR_OR_HUB, READ_FILE, WRITE_DIR, WRITE_FILE, check_paths
 
 
 @dataclass
 class ExperimentArguments:
     """Arguments of `scripts/run_experiments.py` (and of [`run_experiments`])."""
+
+    # What the variants are run with: --summary_only runs nothing (it rewrites the table from the results).
+    APPLIES: ClassVar[dict[str, Applies]] = {
+        name: Applies(
+            setting_is("summary_only", False, among=(False, True)),
+            "--summary_only runs nothing: it rewrites the table from the results in --results_dir",
+        )
+        for name in ("work_dir", "dataset_name", "variants", "override", "time_budget_minutes")
+    }
 
     grid: str = field(
         metadata={
@@ -68,17 +79,3 @@ class ExperimentArguments:
                 "time_budget_minutes": (positive(self.time_budget_minutes), "> 0 minutes (unset: no budget)"),
             },
         )
-
-    def check_typed(self, typed: set[str]) -> None:
-        """Refuse with `--summary_only` the flags of a run, which it would not use (it rewrites the table from
-        the results files)."""
-        unused = [flag for flag in SETTINGS_OF_A_RUN if flag in typed]
-        if self.summary_only and unused:
-            raise UsageError(
-                f"--{unused[0]} is a setting of a run, and --summary_only runs nothing (it rewrites the table "
-                f"from the results in --results_dir): leave --{unused[0]} out, or --summary_only to run the grid."
-            )
-
-
-# The flags --summary_only does not use: what the variants are run with.
-SETTINGS_OF_A_RUN = ("work_dir", "dataset_name", "variants", "override", "time_budget_minutes")

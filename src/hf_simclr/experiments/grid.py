@@ -23,14 +23,18 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import yaml
 
 from ..arguments import UsageError, flag_arguments, recipe_arguments, run_arguments
+from ..conditions import refuse_typed
 from ..dataset_arguments import EVALUATION_SHARES
 from ..evaluation.arguments import LinearProbeArguments
-from ..pretraining.arguments import PRETRAINING_ARGUMENTS, DataArguments, ModelArguments, PretrainingArguments
+from ..pretraining.arguments import PRETRAINING_ARGUMENTS, PretrainingArguments
+from ..pretraining.data_arguments import DataArguments
+from ..pretraining.model_arguments import ModelArguments
 
 # Where a run happens, not what it is: left out when deciding whether stored results match a variant.
 LOCATION_ARGUMENTS = ("dataset_name", "output_dir", "decoded_cache_dir", "model_name_or_path")
@@ -164,8 +168,12 @@ def argument_text(value: Any) -> str:
     return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def parse_variant(argv: list[str], source: str) -> tuple[ModelArguments, DataArguments, PretrainingArguments]:
-    """The pretraining arguments of a variant's command line, every check run (as `scripts/pretrain.py` does).
+def parse_variant(
+    argv: list[str], source: str, typed: set[str]
+) -> tuple[ModelArguments, DataArguments, PretrainingArguments]:
+    """The pretraining arguments of a variant's command line, every check run (as `scripts/pretrain.py` does):
+    a setting of `typed` (the command line's `--override` and the variant's own, not the grid's protocol) whose
+    condition fails is refused ([`refuse_typed`]).
 
     Raises:
         UsageError: naming `source` (where the variant's settings come from) and what is wrong.
@@ -176,6 +184,8 @@ def parse_variant(argv: list[str], source: str) -> tuple[ModelArguments, DataArg
 
     parser = HfArgumentParser(PRETRAINING_ARGUMENTS, exit_on_error=False)
     try:
+        settings, _ = parser.parse_known_args(argv)
+        refuse_typed(PRETRAINING_ARGUMENTS, settings, typed)
         arguments = parser.parse_args_into_dataclasses(args=argv)
         for instance in arguments:
             if hasattr(instance, "check"):  # as `scripts/pretrain.py` parses
@@ -211,7 +221,7 @@ def variant_arguments(
     argv += ["--output_dir", str(work_dir / name), "--decoded_cache_dir", str(cache_dir)]
     shown = "; ".join(f"{source} {settings}" for source, settings in sources.items() if settings)
     model_args, data_args, training_args = parse_variant(
-        argv, f"variant {name!r} ({shown or 'the base recipe'})"
+        argv, f"variant {name!r} ({shown or 'the base recipe'})", {*command_line, *grid.variants[name]}
     )
 
     probe_fields = {f.name for f in dataclasses.fields(LinearProbeArguments)}
@@ -231,6 +241,11 @@ def variant_arguments(
             "decoded_cache_dir": str(cache_dir),
         }
     )
+    evaluated = {**dataclasses.asdict(evaluation_args), "model_name_or_path": str(work_dir / name)}
+    try:  # the evaluation's settings as the model folder's evaluation will read them
+        refuse_typed((LinearProbeArguments,), SimpleNamespace(**evaluated), set(grid.evaluation))
+    except UsageError as error:
+        raise UsageError(f"{grid.path}: evaluation: {error}") from error
     evaluation_args.check()  # as the probe's parsing does: --device is on this machine
     return VariantArguments(model_args, data_args, training_args, evaluation_args, overrides)
 

@@ -4,12 +4,15 @@ apply refused when parsed."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from transformers import TrainingArguments
 
 from ..arguments import UsageError, check_arguments
 from ..augmentation_arguments import augmentation_arguments
+from ..conditions import Applies, Fact, SettingGiven, Source, all_of, setting_is
 from ..dataset_arguments import DatasetArguments
 from ..paths import READ_DIR_OR_HUB, check_paths
 
@@ -55,6 +58,12 @@ class FinetuneArguments(FinetuneViewArguments, DatasetArguments):
         },
     )
     model_revision: str | None = field(default=None, metadata={"help": "Hub revision of the model."})
+    APPLIES: ClassVar[dict[str, Applies]] = {
+        "model_revision": Applies(Source("model_name_or_path", ("hub",)), "a local folder has no revisions"),
+        "overwrite_output_dir": Applies(
+            SettingGiven("resume_from_checkpoint", given=False), "a resume continues the run in --output_dir"
+        ),
+    }
     overwrite_output_dir: bool = field(
         default=False,
         metadata={
@@ -86,23 +95,27 @@ class TrainerArguments(TrainingArguments):
         "Trainer's settings (transformers' TrainingArguments: epochs, batch, optimizer, precision, checkpoints; "
         "--bf16 on a GPU)"
     )
+    APPLIES: ClassVar[dict[str, Applies]] = {
+        "fp16": Applies(
+            all_of(setting_is("use_cpu", False, among=(False, True)), Fact("cuda")),
+            "on a CPU it is not applied, and the run would compute in fp32 while recording fp16; --bf16 --use_cpu "
+            "is bfloat16 autocast on the CPU",
+            refuse=True,
+            off=False,
+        ),
+    }
 
     def check(self) -> None:
-        """Refuse `--fp16` without a CUDA device (accelerate computes in fp32 while the record says fp16),
-        `--report_to` a tracker that is not installed (Trainer stops at its start), and `--push_to_hub` (Trainer
-        would push checkpoints, not the finished model folder this script writes).
+        """Refuse `--report_to` a tracker that is not installed (Trainer stops at its start), `--push_to_hub` and
+        Trainer's other Hub settings (Trainer would push checkpoints, not the finished model folder this script
+        writes), and `--do_train` / `--do_eval` / `--do_predict` but for what finetune.py does: train, then score
+        on --eval_split (`--do_train --do_eval`, as Trainer's examples are run, is taken).
 
         Raises:
             UsageError: naming the flag and the fix.
         """
-        import torch
         from transformers.integrations import get_available_reporting_integrations
 
-        if self.fp16 and (self.use_cpu or not torch.cuda.is_available()):
-            raise UsageError(
-                "--fp16 needs a CUDA GPU: on a CPU it is not applied, and the run would compute in fp32 while "
-                "recording fp16. Leave it out, or give --bf16 --use_cpu (bfloat16 autocast on the CPU)."
-            )
         installed = ("none", "all", *get_available_reporting_integrations())
         for tracker in (name for name in self.report_to if name not in installed):
             raise UsageError(
@@ -115,6 +128,39 @@ class TrainerArguments(TrainingArguments):
                 "finetune.py writes at the end (processor, code, results). Leave it out and upload --output_dir "
                 "once the run ends: hf upload REPO_ID OUTPUT_DIR."
             )
+        defaults = {f.name: f.default for f in dataclasses.fields(TrainingArguments)}
+        for name in (name for name in HUB_SETTINGS if getattr(self, name) != defaults[name]):
+            raise UsageError(
+                f"--{name} is a setting of Trainer's upload, which finetune.py does not make (it writes a model "
+                f"folder, processor, code and results, at the end): leave it out and upload --output_dir once the "
+                f"run ends: hf upload REPO_ID OUTPUT_DIR."
+            )
+        self.check_stages()
+
+    def check_stages(self) -> None:
+        """`--do_train` and `--do_eval` as finetune.py runs: both (or neither typed: both happen)."""
+        if self.do_predict:
+            raise UsageError(
+                "--do_predict: finetune.py scores the fine-tuned model on --eval_split once trained, into "
+                "finetune_results.json (top-k, per class, the confusion matrix): leave --do_predict out."
+            )
+        if self.do_train != self.do_eval:
+            given, missing = ("do_train", "do_eval") if self.do_train else ("do_eval", "do_train")
+            raise UsageError(
+                f"--{given} without --{missing}: finetune.py always trains on the label fraction, then scores the "
+                f"model on --eval_split; give both (as Trainer's examples are run) or neither."
+            )
+
+
+# Trainer's upload settings, which finetune.py refuses with --push_to_hub.
+HUB_SETTINGS = (
+    "hub_model_id",
+    "hub_strategy",
+    "hub_token",
+    "hub_private_repo",
+    "hub_always_push",
+    "hub_revision",
+)
 
 
 # `--help` shows the script's own settings first under their own title, then Trainer's under another.

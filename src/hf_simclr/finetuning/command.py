@@ -41,6 +41,9 @@ def describe_finetuning(results: dict[str, Any]) -> str:
     )
 
 
+_DECODING = "fine-tuning decodes each image in Trainer's DataLoader workers: give --dataloader_num_workers N"
+# The decoding settings of the other jobs, which people bring here.
+FINETUNE_ELSEWHERE_FLAGS = (("preprocessing_num_workers", _DECODING), ("decoded_cache_dir", _DECODING))
 # `scripts/finetune.py`: ours, then every option of transformers' `TrainingArguments`.
 FINETUNE = Command(
     "finetune.py",
@@ -50,4 +53,5 @@ FINETUNE = Command(
     interrupted="run the same command with --resume_from_checkpoint latest to continue from Trainer's last "
     "checkpoint (--save_strategy), or with --overwrite_output_dir to start afresh.",
     required_by_checks=("dataset_name",),
+    known_elsewhere=FINETUNE_ELSEWHERE_FLAGS,
 )

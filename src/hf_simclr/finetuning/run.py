@@ -22,6 +22,7 @@ from transformers.utils import logging as transformers_logging
 
 from .. import stop_signals
 from ..arguments import UsageError
+from ..conditions import Settings, applied_settings
 from ..data import ImageViewDataset, decode_labels, label_names
 from ..evaluation.label_fractions import label_fraction_indices
 from ..folder_format import (
@@ -44,7 +45,7 @@ from ..model_folder import (
 from ..modeling_simclr import SimCLRForImageClassification
 from ..paths import WRITE_DIR, check_path
 from ..transforms import FinetuneTransform, ImageBatchTransform, eval_batch_transform
-from .arguments import FinetuneArguments
+from .arguments import FinetuneArguments, TrainerArguments
 from .callbacks import QuietCheckpointSaves, ReadableCheckpoints, StopOnSignal, stop_after_signal
 from .results import results_record, top_k_metrics, write_finetune_results
 
@@ -178,6 +179,7 @@ def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict[
             fraction that leaves a class empty.
     """
     started = time.perf_counter()
+    check_applied(args, training_args)
     output_dir = Path(training_args.output_dir)
     check_path("output_dir", training_args.output_dir, WRITE_DIR)
     config = load_simclr_config(args.model_name_or_path, args.model_revision)
@@ -223,3 +225,15 @@ def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict[
         save_model_folder(model, output_dir, eval_view, run_record)
         write_finetune_results(results, output_dir)
     return results
+
+
+def check_applied(args: FinetuneArguments, training_args: TrainingArguments) -> None:
+    """The settings that apply only on this machine's device (`--fp16`: CUDA), checked before any work: a
+    refusal, or a note for one given that does not apply ([`applied_settings`])."""
+    _, notes = applied_settings(
+        (FinetuneArguments, TrainerArguments),
+        Settings(args, training_args),
+        {"cuda": torch.cuda.is_available()},
+    )
+    for note in notes:
+        print(note)

@@ -1,4 +1,5 @@
-"""What a pretraining run is: the model, the data and views, and how long and how to optimise.
+"""What a pretraining run is: the model ([`ModelArguments`], `model_arguments`), the data and views
+([`DataArguments`], `data_arguments`), and how long and how to optimise ([`PretrainingArguments`], here).
 
 Each dataclass checks its values when the arguments are parsed ([`hf_simclr.arguments.check_arguments`],
 [`hf_simclr.paths.check_paths`]), before any data is loaded; the checks that build the model's config
@@ -8,23 +9,23 @@ its unit and a tuning hint in its help. Nothing heavy is imported here: `--help`
 
 from __future__ import annotations
 
-import ast
-import json
 import math
 import re
-from dataclasses import dataclass, field, fields, make_dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import ClassVar
 
-from ..arguments import UsageError, as_usage_error, check_arguments
-from ..augmentation import FLAGS
-from ..augmentation_arguments import augmentation_arguments
-from ..dataset_arguments import DatasetArguments
-from ..paths import READ_DIR, READ_DIR_OR_HUB, WRITE_DIR, check_path, check_paths, check_repo_id
-
-if TYPE_CHECKING:
-    from ..augmentation import AugmentationConfig
-    from ..configuration_simclr import SimCLRConfig
+from ..arguments import UsageError, check_arguments
+from ..conditions import (
+    Applies,
+    Fact,
+    SettingGiven,
+    SettingIsNot,
+    all_of,
+    setting_is,
+)
+from ..paths import READ_DIR, WRITE_DIR, check_path, check_repo_id
+from .data_arguments import KNN_MONITOR, DataArguments
+from .model_arguments import ModelArguments
 
 # The trackers Accelerate logs to (`--report_to`).
 TRACKERS = ("tensorboard", "wandb", "comet_ml", "mlflow", "clearml", "dvclive", "aim", "swanlab", "trackio")
@@ -37,211 +38,48 @@ OPTIMIZER_DEFAULTS = {
 }
 
 
-def config_settings() -> list[tuple[str, Any, Any]]:
-    """`SimCLRConfig`'s settings as dataclass fields `(name, type, field)`, read from its source without
-    importing it (that imports torch): each `__init__` parameter with its default and, as its help, the
-    class docstring's entry. The view size (`image_size`) comes from the data, not from a flag; the two
-    settings whose command line differs from the config say how (`CLI_SETTINGS`)."""
-    source = Path(__file__).resolve().parents[1].joinpath("configuration_simclr.py").read_text()
-    config = next(
-        node
-        for node in ast.parse(source).body
-        if isinstance(node, ast.ClassDef) and node.name == "SimCLRConfig"
-    )
-    docs = dict(
-        re.findall(r"^ {8}(\w+) \(.*?\):\n((?: {12}.*\n)+)", ast.get_docstring(config, clean=False), re.M)
-    )
-    init = next(node for node in config.body if isinstance(node, ast.FunctionDef) and node.name == "__init__")
-    settings = []
-    for argument, default in zip(init.args.args[1:], init.args.defaults, strict=True):
-        name = argument.arg
-        if name == "image_size":
-            continue
-        kind, value, note = CLI_SETTINGS.get(
-            name, (eval(ast.unparse(argument.annotation), {"Any": Any}), ast.literal_eval(default), "")
-        )
-        help = " ".join(docs[name].split()) + note
-        settings.append((name, kind, field(default=value, metadata={"help": help})))
-    return settings
-
-
-# The config settings whose command line differs from the config: (type, default, note for the help).
-CLI_SETTINGS = {
-    "cifar_stem": (bool | None, None, " Default on the command line: on for views of at most 64 px."),
-    "backbone_kwargs": (
-        str | None,
-        None,
-        """ On the command line: a JSON dict, e.g. '{"drop_path_rate": 0.1}'.""",
-    ),
-}
-
-
-@dataclass
-class _ModelStart:
-    model_name_or_path: str | None = field(
-        default=None, metadata={"help": "Start from this SimCLR folder or Hub id instead of a fresh model."}
-    )
-
-
-@dataclass
-class ModelArguments(make_dataclass("ConfigArguments", config_settings(), bases=(_ModelStart,))):
-    """Architecture of the model to pretrain: `SimCLRConfig`'s settings (generated from it, so every one of
-    its settings is a flag with its documentation as help), and a model to start from."""
-
-    def __post_init__(self) -> None:
-        check_path("model_name_or_path", self.model_name_or_path, READ_DIR_OR_HUB)
-        check_arguments(
-            self,
-            {
-                "backbone_kwargs": (
-                    self.backbone_kwargs_dict() is not None,
-                    """a JSON dict, e.g. '{"drop_path_rate": 0.1}'""",
-                ),
-            },
-        )
-
-    def check(self) -> None:
-        """The checks that build the config (torch): every `SimCLRConfig` value, the backbone's name."""
-        if self.model_name_or_path is None:
-            self.config(image_size=224)  # the view size is checked with the data
-            with as_usage_error(MODEL_FLAGS):
-                from ..modeling_simclr import create_backbone
-
-                create_backbone(self.config(image_size=224))
-
-    def backbone_kwargs_dict(self) -> dict | None:
-        """`--backbone_kwargs` as a dict (None when it is not a JSON dict)."""
-        try:
-            value = json.loads(self.backbone_kwargs) if self.backbone_kwargs else {}
-        except json.JSONDecodeError:
-            return None
-        return value if isinstance(value, dict) else None
-
-    def config(self, image_size: int) -> SimCLRConfig:
-        """The `SimCLRConfig` these arguments describe, for views of `image_size` pixels.
-
-        Raises:
-            UsageError: for a value the config refuses, named as its flag.
-        """
-        from ..configuration_simclr import SimCLRConfig
-
-        settings = {name: getattr(self, name) for name in CONFIG_FLAGS}
-        settings["cifar_stem"] = image_size <= 64 if self.cifar_stem is None else self.cifar_stem
-        settings["backbone_kwargs"] = self.backbone_kwargs_dict()
-        with as_usage_error(MODEL_FLAGS):
-            return SimCLRConfig(**settings, image_size=image_size)
-
-
-# Every flag of the recipe, each unset by default: the preset's value applies.
-ViewArguments = augmentation_arguments("ViewArguments", tuple(FLAGS), note="the preset")
-
-
-@dataclass
-class DataArguments(ViewArguments, DatasetArguments):
-    """Where the images come from ([`DatasetArguments`]) and how the two views are made (the preset, and
-    the recipe's flags generated from `AugmentationConfig`)."""
-
-    DEFAULT_DATASET = "uoft-cs/cifar10"
-
-    preset: str = field(
-        default="cifar10", metadata={"help": "Augmentation preset: cifar10, stl10, imagenet."}
-    )
-    augment_on: str = field(
-        default="auto",
-        metadata={
-            "help": "gpu: batched on the training device (fast); cpu: torchvision in workers; auto: gpu."
-        },
-    )
-    keep_decoded_on: str = field(
-        default="auto",
-        metadata={
-            "help": "With GPU views, where the decoded training split is kept. device: all of it in the "
-            "training device's memory (fastest); host: a memory-mapped .npy file (in --decoded_cache_dir, "
-            "else in the datasets cache), each step's rows gathered two steps ahead by a background thread "
-            "into pinned memory and copied to the device, so host memory stays bounded whatever the split's "
-            "size; the views are the same either way. auto: device when the split takes at most half of "
-            "the device's free memory (on a CPU: of the host's available memory over this machine's "
-            "processes), else host."
-        },
-    )
-    dataloader_num_workers: int = field(default=4, metadata={"help": "--augment_on cpu: DataLoader workers."})
-    decoded_cache_dir: str | None = field(
-        default=None,
-        metadata={
-            "help": "Folder for the decoded uint8 splits (.npy, memory-mapped, named by the data's content and "
-            "size; shared by runs, the kNN monitor and the probe). Unset: a split is decoded into memory, or, "
-            "streamed (--keep_decoded_on) or beyond half of the host's available memory, into the datasets "
-            "cache (HF_DATASETS_CACHE/hf_simclr_decoded)."
-        },
-    )
-    stored_image_size: int | None = field(
-        default=None,
-        metadata={
-            "help": "With GPU views, the side the training split is decoded to (default: --image_size). Larger "
-            "(e.g. 160 for 96 px views), random resized crops take their pixels from more than the view's "
-            "resolution and are downscaled with antialiasing, as torchvision does from the original images; "
-            "the split then takes (stored / image_size)^2 times the memory or disk."
-        },
-    )
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.check_augmentation()
-        check_paths(self, {"decoded_cache_dir": WRITE_DIR})
-        check_arguments(
-            self,
-            {
-                "augment_on": (self.augment_on in ("auto", "gpu", "cpu"), "gpu, cpu or auto"),
-                "keep_decoded_on": (
-                    self.keep_decoded_on == "auto"
-                    or (self.keep_decoded_on in ("device", "host") and self.augment_on != "cpu"),
-                    "device, host or auto; device and host apply to GPU views (--augment_on cpu decodes "
-                    "in its workers)",
-                ),
-                "dataloader_num_workers": (
-                    self.dataloader_num_workers >= 0,
-                    ">= 0 (0: decode in the main process)",
-                ),
-                "stored_image_size": (
-                    self.stored_image_size is None
-                    or (
-                        self.stored_image_size >= self.augmentation().image_size and self.augment_on != "cpu"
-                    ),
-                    f"at least the view's --image_size ({self.augmentation().image_size}), and only with GPU "
-                    "views (--augment_on cpu crops the original images)",
-                ),
-            },
-        )
-
-    def check(self) -> None:
-        """The checks that build the recipe: the preset with every flag (also run from Python, by start_run)."""
-        self.augmentation()
-
-    def check_typed(self, typed: set[str]) -> None:
-        """Refuse `--dataloader_num_workers` typed for GPU views, which use no DataLoader workers."""
-        if "dataloader_num_workers" in typed and self.augment_on != "cpu":
-            raise UsageError(
-                f"--dataloader_num_workers {self.dataloader_num_workers} sets the DataLoader workers of "
-                f"--augment_on cpu; GPU views (--augment_on {self.augment_on}) use none. Leave it out, or pass "
-                f"--augment_on cpu (the decoding's workers are --preprocessing_num_workers)."
-            )
-
-    def augmentation(self) -> AugmentationConfig:
-        """The recipe: the preset with every flag set here.
-
-        Raises:
-            UsageError: for an unknown preset, or values the recipe refuses together (e.g. a minimum crop
-                above the maximum).
-        """
-        from ..augmentation import augmentation_preset
-
-        with as_usage_error(DATA_FLAGS):
-            return self.augmentation_from(augmentation_preset(self.preset))
+_LATER_UPLOAD = "the upload at the end of the run; scripts/push_to_hub.py uploads a folder later"
 
 
 @dataclass
 class PretrainingArguments:
     """How long and how to optimise; saved with every checkpoint and the final model."""
+
+    APPLIES: ClassVar[dict[str, Applies]] = {
+        "num_train_epochs": Applies(
+            setting_is("max_steps", -1, among=(-1, 1)), "--max_steps N sets the run's length instead"
+        ),
+        "momentum": Applies(
+            setting_is("optimizer", "lars", "sgd", among=tuple(OPTIMIZER_DEFAULTS)), "AdamW has its betas"
+        ),
+        "mixed_precision": Applies(
+            Fact("cuda"),
+            "on a CPU accelerate does not apply fp16, and the run would compute in fp32 while recording fp16; "
+            "--mixed_precision bf16 applies on a CPU too",
+            for_values=("fp16",),
+            refuse=True,
+        ),
+        "sync_batchnorm": Applies(
+            all_of(Fact("several_processes"), Fact("cuda")),
+            "one process normalises the global batch already; torch's SyncBatchNorm needs CUDA, so each CPU "
+            "process normalises its own images",
+            off=False,
+        ),
+        "checkpoints_total_limit": Applies(
+            SettingIsNot("checkpointing_steps", ("none",)), "the checkpoints it prunes"
+        ),
+        "knn_every_epochs": Applies(
+            all_of(SettingGiven("eval_split"), Fact("labels")),
+            "scripts/linear_probe.py evaluates the model after the run",
+            off=0,
+            said_at_default=True,
+        ),
+        "knn_k": Applies(
+            KNN_MONITOR, "the kNN monitor's neighbours; the probe's are scripts/linear_probe.py --knn_k"
+        ),
+        "hub_model_id": Applies(SettingGiven("push_to_hub"), _LATER_UPLOAD),
+        "hub_private_repo": Applies(SettingGiven("push_to_hub"), _LATER_UPLOAD),
+    }
 
     output_dir: str | None = field(
         default=None,
@@ -257,7 +95,12 @@ class PretrainingArguments:
             "logs and probe results are deleted first. Without it, such a folder is refused."
         },
     )
-    num_train_epochs: float = field(default=100, metadata={"help": "Epochs (paper: 100-1000; longer helps)."})
+    num_train_epochs: float = field(
+        default=100,
+        metadata={
+            "help": "Epochs (paper: 100-1000; longer helps).",
+        },
+    )
     max_steps: int = field(default=-1, metadata={"help": "If > 0, train this many steps, ignoring epochs."})
     per_device_train_batch_size: int = field(
         default=256,
@@ -285,12 +128,22 @@ class PretrainingArguments:
         default=None,
         metadata={"help": "Default: 1e-6 LARS (paper), 5e-4 SGD, 1e-4 AdamW. Never on biases/norms."},
     )
-    momentum: float = field(default=0.9, metadata={"help": "Momentum of LARS and SGD."})
+    momentum: float = field(
+        default=0.9,
+        metadata={
+            "help": "Momentum of LARS and SGD.",
+        },
+    )
     warmup_epochs: float = field(
         default=10, metadata={"help": "Linear warmup before cosine decay (paper: 10)."}
     )
     seed: int = field(default=42, metadata={"help": "Seeds model init, data order and augmentation."})
-    mixed_precision: str = field(default="auto", metadata={"help": "no, bf16, fp16, or auto (bf16 on GPU)."})
+    mixed_precision: str = field(
+        default="auto",
+        metadata={
+            "help": "no, bf16, fp16, or auto (bf16 on GPU).",
+        },
+    )
     torch_compile: bool | None = field(
         default=None,
         metadata={
@@ -298,7 +151,12 @@ class PretrainingArguments:
             "on with CUDA, off on CPU (where the first step would take minutes)."
         },
     )
-    sync_batchnorm: bool = field(default=True, metadata={"help": "SyncBatchNorm with >1 GPU process."})
+    sync_batchnorm: bool = field(
+        default=True,
+        metadata={
+            "help": "The paper's global BatchNorm: statistics over every process's images (SyncBatchNorm).",
+        },
+    )
     logging_steps: int = field(default=50, metadata={"help": "Log (and sync with the device) every N steps."})
     checkpointing_steps: str = field(
         default="epoch",
@@ -310,14 +168,25 @@ class PretrainingArguments:
         default=2,
         metadata={
             "help": "Keep the last K checkpoints (0: all): Trainer's --save_total_limit, the same pruning (the "
-            "oldest goes once a newer one is written). Snapshots (--snapshot_epochs) are never deleted."
+            "oldest goes once a newer one is written). Snapshots (--snapshot_epochs) are never deleted.",
         },
     )
     resume_from_checkpoint: str | None = field(
         default=None, metadata={"help": "'latest' or a checkpoint path."}
     )
-    knn_every_epochs: int = field(default=10, metadata={"help": "kNN monitor every N epochs (0: off)."})
-    knn_k: int = field(default=10, metadata={"help": "Neighbours of the kNN monitor."})
+    knn_every_epochs: int = field(
+        default=10,
+        metadata={
+            "help": "kNN monitor every N epochs (0: off): kNN top-1 of the training images' labels voting for "
+            "the --eval_split images'.",
+        },
+    )
+    knn_k: int = field(
+        default=10,
+        metadata={
+            "help": "Neighbours of the kNN monitor.",
+        },
+    )
     report_to: str = field(
         default="tensorboard", metadata={"help": "Trackers: tensorboard, wandb, all, none."}
     )
@@ -329,9 +198,17 @@ class PretrainingArguments:
         },
     )
     hub_model_id: str | None = field(
-        default=None, metadata={"help": "With --push_to_hub: the Hub repo, e.g. org/simclr-resnet18-stl10."}
+        default=None,
+        metadata={
+            "help": "The Hub repo, e.g. org/simclr-resnet18-stl10.",
+        },
     )
-    hub_private_repo: bool = field(default=False, metadata={"help": "With --push_to_hub: a private repo."})
+    hub_private_repo: bool = field(
+        default=False,
+        metadata={
+            "help": "A private repo.",
+        },
+    )
     snapshot_epochs: str | None = field(
         default=None,
         metadata={
@@ -426,20 +303,6 @@ class PretrainingArguments:
             raise UsageError("--push_to_hub needs --hub_model_id (e.g. org/simclr-resnet18-stl10).")
         if self.push_to_hub:
             check_repo_id(self.hub_model_id, "hub_model_id")
-        for flag, value in (("hub_model_id", self.hub_model_id), ("hub_private_repo", self.hub_private_repo)):
-            if value and not self.push_to_hub:  # else nothing would be uploaded, and nothing said
-                raise UsageError(
-                    f"--{flag} is for the upload that --push_to_hub makes at the end of the run: add --push_to_hub, "
-                    f"or leave --{flag} out (scripts/push_to_hub.py uploads a folder later)."
-                )
-
-    def check_typed(self, typed: set[str]) -> None:
-        """Refuse `--knn_k` typed with the kNN monitor off (its default cannot tell whether it was typed)."""
-        if "knn_k" in typed and self.knn_every_epochs == 0:
-            raise UsageError(
-                f"--knn_k {self.knn_k} sets the kNN monitor, which --knn_every_epochs 0 turns off: leave --knn_k "
-                f"out, or give --knn_every_epochs N (the probe's neighbours are scripts/linear_probe.py --knn_k)."
-            )
 
 
 def largest_divisor(number: int, at_most: int | None) -> int:
@@ -483,9 +346,4 @@ def default_output_dir(model_args: ModelArguments, data_args: DataArguments) -> 
     return f"runs/simclr-{dataset}-{model_args.backbone}"
 
 
-MODEL_FLAGS = tuple(f.name for f in fields(ModelArguments))
-CONFIG_FLAGS = tuple(
-    f.name for f in fields(ModelArguments) if f.name not in {g.name for g in fields(_ModelStart)}
-)
-DATA_FLAGS = tuple(f.name for f in fields(DataArguments))
 PRETRAINING_ARGUMENTS = (ModelArguments, DataArguments, PretrainingArguments)

@@ -28,9 +28,11 @@ from ..folder_format import CHECKPOINT_DIR, SNAPSHOT_DIR, checkpoint_name, snaps
 from ..folder_hold import holds_folders
 from ..hub import push_model_folder
 from ..model_folder import save_model_folder
-from .arguments import DataArguments, ModelArguments, PretrainingArguments
+from .arguments import PretrainingArguments
 from .checkpoints import list_checkpoints, save_checkpoint
+from .data_arguments import DataArguments
 from .log import log_record
+from .model_arguments import ModelArguments
 from .setup import Run, start_run
 
 

@@ -10,7 +10,7 @@ from ..augmentation import AugmentationConfig
 from ..data import decode_images, decode_labels, host_split_cache_file
 from ..evaluation.features import extract_features
 from ..evaluation.knn import knn_top1
-from .arguments import DataArguments
+from .data_arguments import DataArguments
 
 
 class KNNMonitor:

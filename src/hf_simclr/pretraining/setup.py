@@ -21,6 +21,7 @@ from torch import nn
 
 from ..arguments import UsageError, as_usage_error, run_arguments
 from ..augmentation import AugmentationConfig
+from ..conditions import Settings, applied_settings
 from ..data import decode_labels
 from ..devices import resolve_mixed_precision
 from ..folder_format import CHECKPOINT_DIR, LOG_HISTORY_FILE, SNAPSHOT_DIR, TRACKER_PROJECT
@@ -29,9 +30,11 @@ from ..hub import hub_token
 from ..model_folder import check_loaded_weights, weights_errors
 from ..modeling_simclr import SimCLRForPreTraining
 from ..paths import WRITE_DIR, WRITE_FILE, check_free_space, check_path, megabytes
-from .arguments import MODEL_FLAGS, DataArguments, ModelArguments, PretrainingArguments, default_output_dir
+from .arguments import PRETRAINING_ARGUMENTS, PretrainingArguments, default_output_dir
 from .checkpoints import TrainState, check_resume_settings, find_checkpoint, resume_settings
+from .data_arguments import DataArguments
 from .log import IntervalLog
+from .model_arguments import MODEL_FLAGS, ModelArguments
 from .monitor import KNNMonitor, build_knn_monitor
 from .optimizer import build_optimizer
 from .plan import RunPlan
@@ -68,8 +71,7 @@ def start_run(model_args: ModelArguments, data_args: DataArguments, args: Pretra
             or whose settings differ from its checkpoint's, splits that cannot be loaded, data smaller than
             the global batch, a model that does not take the views, offline mode with `--push_to_hub`.
     """
-    for arguments in (model_args, data_args):
-        arguments.check()  # as the script's parsing does, for runs started from Python
+    check_here(model_args, data_args, args)
     named = args.output_dir is None
     args.output_dir = default_output_dir(model_args, data_args) if named else args.output_dir
     if args.push_to_hub:
@@ -83,7 +85,10 @@ def start_run(model_args: ModelArguments, data_args: DataArguments, args: Pretra
     # Data: every process reads the same split (batches are sharded by rank); the kNN monitor's queries are
     # loaded (and so checked) before anything is decoded.
     dataset = data_args.load_split("train_split", seed=args.seed)
-    queries = monitor_queries(accelerator, data_args, args, dataset)
+    applied, notes = applied_settings(
+        PRETRAINING_ARGUMENTS, Settings(model_args, data_args, args), run_facts(accelerator, dataset)
+    )
+    queries = monitor_queries(accelerator, data_args, args, dataset, applied["knn_every_epochs_applied"])
     plan = RunPlan.create(args, len(dataset), accelerator.num_processes)
     model = build_model(model_args, augmentation)
     settings = resume_settings(
@@ -91,7 +96,7 @@ def start_run(model_args: ModelArguments, data_args: DataArguments, args: Pretra
     )
     if checkpoint is not None:
         check_resume_settings(checkpoint, settings)  # before decoding the data and loading the state
-    model = place_model(model, accelerator, args.sync_batchnorm)
+    model = place_model(model, accelerator, applied["sync_batchnorm_applied"])
     optimizer = build_optimizer(model, args, plan.peak_learning_rate)
     # Before the first image is decoded, on every process: the decoding is collective, a refusal stops them all.
     split = decoded_split(data_args, dataset, augmentation.image_size, accelerator.device)
@@ -103,11 +108,11 @@ def start_run(model_args: ModelArguments, data_args: DataArguments, args: Pretra
     state = resume_state(accelerator, checkpoint)
     monitor = build_knn_monitor(data_args, dataset, queries, views.memory_images, augmentation, args.knn_k)
     config = run_record(
-        run_arguments(model_args, data_args, args), plan, views, augmentation, compile, accelerator, monitor
+        run_arguments(model_args, data_args, args), applied, plan, views, augmentation, compile, accelerator
     )
     output_dir.mkdir(parents=True, exist_ok=True)  # every check passed: the run's files come from here on
     accelerator.init_trackers(TRACKER_PROJECT, config={k: str(v) for k, v in config.items()})
-    describe_run(accelerator, plan, args, views, dataset, monitor, data_args, augmentation.image_size)
+    describe_run(accelerator, plan, args, views, dataset, monitor, data_args, augmentation.image_size, notes)
     log = IntervalLog(accelerator, output_dir / LOG_HISTORY_FILE, plan)
     return Run(
         accelerator,
@@ -127,31 +132,49 @@ def start_run(model_args: ModelArguments, data_args: DataArguments, args: Pretra
     )
 
 
+def check_here(model_args: ModelArguments, data_args: DataArguments, args: PretrainingArguments) -> None:
+    """What the script's parsing checks (for runs started from Python), and the settings this machine's device
+    refuses (`--mixed_precision fp16` without CUDA), before any work."""
+    for arguments in (model_args, data_args):
+        arguments.check()
+    given = Settings(model_args, data_args, args)
+    applied_settings(PRETRAINING_ARGUMENTS, given, {"cuda": torch.cuda.is_available()})
+
+
 def run_record(
     arguments: dict,
+    applied: dict,
     plan: RunPlan,
     views: GPUViews | CPUViews,
     augmentation: AugmentationConfig,
     compile: bool,
     accelerator: Accelerator,
-    monitor: KNNMonitor | None,
 ) -> dict:
-    """The run's arguments with what setting up decided (batch, rate, steps, views, recipe, compile), and,
-    beside each setting the run resolves (`auto`) or cannot apply here, `<flag>_applied`: what it did."""
+    """The run's arguments with what setting up decided (batch, rate, steps, recipe), and, beside each setting
+    that applies only under a condition or that the run resolves (`auto`), `<flag>_applied`: what it did
+    (`applied`: [`applied_settings`], then the resolutions)."""
     return {
         **arguments,
+        **applied,
         "global_batch_size": plan.global_batch,
         "num_processes": plan.world_size,
         "peak_learning_rate": plan.peak_learning_rate,
         "total_steps": plan.total_steps,
-        "augment_on": views.name,
         "augmentation": augmentation.to_dict(),
-        "torch_compile": compile,
+        "augment_on_applied": views.name,
+        "torch_compile_applied": compile,
         "mixed_precision_applied": accelerator.mixed_precision,  # auto: bf16 on a GPU that has it, else no
-        "sync_batchnorm_applied": applies_sync_batchnorm(accelerator, arguments["sync_batchnorm"]),
         "keep_decoded_on_applied": {StreamedViews: "host", GPUViews: "device"}.get(type(views)),  # CPU: None
         "dataloader_num_workers_applied": views.num_workers if isinstance(views, CPUViews) else None,
-        "knn_every_epochs_applied": 0 if monitor is None else arguments["knn_every_epochs"],
+    }
+
+
+def run_facts(accelerator: Accelerator, dataset: datasets.Dataset) -> dict[str, bool]:
+    """What a run knows once it has its processes and its data: the device, the processes, the labels."""
+    return {
+        "cuda": accelerator.device.type == "cuda",
+        "several_processes": accelerator.num_processes > 1,
+        "labels": dataset.features.get("label") is not None and bool((decode_labels(dataset) >= 0).any()),
     }
 
 
@@ -340,33 +363,29 @@ def build_model(model_args: ModelArguments, augmentation: AugmentationConfig) ->
 
 
 def place_model(model: nn.Module, accelerator: Accelerator, sync_batchnorm: bool) -> nn.Module:
-    """On CUDA: the paper's global BatchNorm over processes (SyncBatchNorm), and channels-last memory."""
+    """On CUDA: the paper's global BatchNorm over processes (SyncBatchNorm, `sync_batchnorm`: as applied, with
+    several CUDA processes), and channels-last memory."""
     if accelerator.device.type != "cuda":
         return model
-    if applies_sync_batchnorm(accelerator, sync_batchnorm):
+    if sync_batchnorm:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return model.to(memory_format=torch.channels_last)
 
 
-def applies_sync_batchnorm(accelerator: Accelerator, sync_batchnorm: bool) -> bool:
-    """Whether `--sync_batchnorm` is applied: with several processes on CUDA (one process: its BatchNorm is
-    already the batch's; CPU processes: torch's SyncBatchNorm needs CUDA)."""
-    return sync_batchnorm and accelerator.num_processes > 1 and accelerator.device.type == "cuda"
-
-
 def monitor_queries(
-    accelerator: Accelerator, data_args: DataArguments, args: PretrainingArguments, dataset: datasets.Dataset
+    accelerator: Accelerator,
+    data_args: DataArguments,
+    args: PretrainingArguments,
+    dataset: datasets.Dataset,
+    knn_every_epochs: int,
 ) -> datasets.Dataset | None:
-    """The labeled rows the kNN monitor queries (main process), or None when the monitor is off or the training
-    split has no labels to vote with.
+    """The labeled rows the kNN monitor queries (main process), or None when the monitor is off or does not
+    apply here (`knn_every_epochs`: as applied, 0 without labels in the training split or queries).
 
     Raises:
         UsageError: when `--eval_split` cannot serve as the monitor's queries (missing, unlabeled).
     """
-    if args.knn_every_epochs == 0 or not data_args.eval_split or not accelerator.is_main_process:
-        return None
-    labels = dataset.features.get("label") is not None and (decode_labels(dataset) >= 0).any()
-    if not labels:
+    if knn_every_epochs == 0 or not accelerator.is_main_process:
         return None
     max_queries = data_args.max_eval_samples or len(dataset)
     try:
@@ -387,8 +406,10 @@ def describe_run(
     monitor: KNNMonitor | None,
     data_args: DataArguments,
     image_size: int,
+    notes: list[str],
 ) -> None:
-    """The run's headline (processes, batch, steps, learning rate, device), and what it should know."""
+    """The run's headline (processes, batch, steps, learning rate, device), and what it should know: under it,
+    a note for each setting given that does not apply here (`notes`: [`applied_settings`])."""
     chunks = f" in chunks of {args.chunk_size}" if args.chunk_size not in (None, plan.local_batch) else ""
     if isinstance(views, StreamedViews):
         source = f" from the decoded split streamed from {views.cache_file} (--keep_decoded_on host)"
@@ -409,7 +430,8 @@ def describe_run(
         f"device {accelerator.device} in {precision} (--mixed_precision {args.mixed_precision}), output "
         f"{args.output_dir}."
     )
-    note_settings_not_applied(accelerator, args, monitor, data_args, plan.local_batch)
+    for note in notes:
+        accelerator.print(note)
     # The CPU-sized check below: 12 steps of 64 views of 16 px; a run well beyond it on a CPU is told so.
     beyond_a_check = plan.total_steps * plan.global_batch * image_size**2 > 2 * 12 * 64 * 16**2
     if accelerator.device.type == "cpu" and beyond_a_check:
@@ -430,33 +452,4 @@ def describe_run(
             f"Note: --warmup_epochs {args.warmup_epochs:g} makes {plan.warmup_steps} of the {plan.total_steps} "
             f"steps warmup: the learning rate peaks late and the cosine decay is short; lower --warmup_epochs "
             f"for a run this short."
-        )
-
-
-def note_settings_not_applied(
-    accelerator: Accelerator,
-    args: PretrainingArguments,
-    monitor: KNNMonitor | None,
-    data_args: DataArguments,
-    local_batch: int,
-) -> None:
-    """A note for each setting the run takes but cannot apply here (`training_args.json` records what it did,
-    as `<flag>_applied`)."""
-    if args.knn_every_epochs > 0 and monitor is None:
-        missing = (
-            "no --eval_split to query" if not data_args.eval_split else "no labels in the training split"
-        )
-        accelerator.print(
-            f"Note: no kNN monitor (--knn_every_epochs {args.knn_every_epochs}): {missing}; "
-            f"scripts/linear_probe.py evaluates the model after the run."
-        )
-    if (
-        args.sync_batchnorm
-        and accelerator.num_processes > 1
-        and not applies_sync_batchnorm(accelerator, True)
-    ):
-        accelerator.print(
-            f"Note: SyncBatchNorm needs CUDA: each of the {accelerator.num_processes} {accelerator.device.type} "
-            f"processes normalises its own {local_batch} images, not the global batch (--sync_batchnorm is not "
-            f"applied)."
         )

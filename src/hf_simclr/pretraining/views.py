@@ -38,7 +38,7 @@ from ..gpu_transforms import GPUTwoViewAugmentation
 from ..modeling_simclr import split_views
 from ..paths import megabytes
 from ..transforms import two_view_batch_transform
-from .arguments import DataArguments
+from .data_arguments import DataArguments
 from .host_gather import RowGather
 from .plan import RunPlan
 

@@ -9,6 +9,9 @@ from pathlib import Path
 from ..folder_format import MODEL_CARD_FILE, PUBLISHED_FILE
 from ..paths import READ_DIR, READ_DIR_OR_FILE, READ_FILE, WRITE_DIR, check_path, check_paths
 
+# Where the repository's own runs found their local datasets (beside the repository), read if it is there.
+DEFAULT_DATASET_ROOT = "../shared/datasets"
+
 
 @dataclass
 class RenderArguments:
@@ -30,7 +33,7 @@ class RenderArguments:
         },
     )
     dataset_root: str | None = field(
-        default="../shared/datasets",
+        default=DEFAULT_DATASET_ROOT,
         metadata={"help": "Folder holding the local datasets the runs recorded (by folder name), if here."},
     )
 
@@ -38,6 +41,10 @@ class RenderArguments:
         check_paths(self, {"results_dir": READ_DIR, "cards_dir": WRITE_DIR})
         check_path("results_dir", str(Path(self.results_dir) / PUBLISHED_FILE), READ_FILE)
         check_path("readme", self.readme, READ_FILE)
+        if (
+            self.dataset_root != DEFAULT_DATASET_ROOT
+        ):  # the default is read where it exists; another must exist
+            check_path("dataset_root", self.dataset_root, READ_DIR)
 
 
 @dataclass
