@@ -171,3 +171,55 @@ def test_an_override_typo_names_the_override_flag_not_a_variant(cifar10_path, tm
         ValueError, match=r"variant 'mlp-head' .*--override \{'num_train_epochs': 'x'\}.*invalid float"
     ):
         run_grid(grid, tmp_path / "results", tmp_path / "work", command_line={"num_train_epochs": "x"})
+
+
+def test_the_reproduce_command_shows_no_path_of_the_machine(tmp_path):
+    # Before: `--results_dir /home/someone/...` and `--override dataset_name=/home/someone/...` as given.
+    checkout, data = tmp_path / "checkout", tmp_path / "data"
+    data.mkdir()  # the grid's dataset, checked when the grid is read
+    grid = load_grid(write_grid(checkout / "configs", data))
+    inside, outside = checkout / ".data" / "cifar10", tmp_path / "elsewhere" / "cifar10"
+    command = runner.reproduce_command(
+        grid, "no-head", {"dataset_name": str(outside), "seed": 1}, checkout / "results", root=checkout
+    )
+    assert str(tmp_path) not in command
+    assert command == (
+        "python scripts/run_experiments.py configs/grid.yaml --variants no-head --results_dir results "
+        "--override 'dataset_name=cifar10 (local path)' --override seed=1"
+    )
+    command = runner.reproduce_command(
+        grid, "no-head", {"dataset_name": str(inside)}, tmp_path / "elsewhere" / "runs", root=checkout
+    )
+    assert command.endswith("--results_dir 'runs (local path)' --override dataset_name=.data/cifar10")
+
+
+def test_a_row_run_with_local_paths_shows_none_and_its_command_reruns_it(tmp_path, monkeypatch, capsys):
+    # A variant run from the repository's root with an absolute --results_dir and a local dataset: the table
+    # (a committed page) names no path of this machine, and its reproduce command, run from the root, is the
+    # same row (its results are found and kept, nothing runs again).
+    from builders import save_tiny_dataset
+
+    from hf_simclr.experiments.command import RUN_EXPERIMENTS
+
+    checkout = tmp_path / "checkout"
+    outside = save_tiny_dataset(tmp_path / "elsewhere" / "tiny-copy")  # the grid file's dataset_name
+    grid = load_grid(write_grid(checkout / "configs", outside))
+    dataset = save_tiny_dataset(checkout / ".data" / "tiny")
+    monkeypatch.chdir(checkout)
+    results_dir, table = checkout / "results" / "grid", checkout / "results" / "grid.md"
+    command_line = {"dataset_name": str(dataset)}
+    run_grid(grid, results_dir, checkout / "work", command_line, ["mlp-head"], table=table)
+    page = table.read_text()
+    assert str(tmp_path) not in page and page == (results_dir / "summary.md").read_text()
+    assert "`dataset_name: tiny-copy (local path)`" in page  # the grid file's, outside the checkout
+    reproduce = (
+        "python scripts/run_experiments.py configs/grid.yaml --variants mlp-head --results_dir results/grid "
+        "--override dataset_name=.data/tiny"
+    )
+    assert f"`{reproduce}`" in page
+    monkeypatch.setattr(
+        runner, "pretrain", lambda *args: pytest.fail("the row's results exist: nothing runs")
+    )
+    capsys.readouterr()
+    RUN_EXPERIMENTS.main(reproduce.split()[2:])
+    assert "skipped (results exist) ['mlp-head']" in capsys.readouterr().out

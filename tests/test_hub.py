@@ -58,6 +58,11 @@ class FakeHub:
         assert exist_ok or branch not in branches
         branches.setdefault(branch, dict(branches["main"]))
 
+    def update_repo_settings(self, repo_id, private=None, repo_type="model", **kwargs):
+        assert repo_type == "model"
+        if private is not None:
+            self.repos[repo_id]["private"] = bool(private)  # KeyError, as the Hub's 404
+
     def upload_folder(
         self,
         repo_id,
@@ -104,7 +109,7 @@ class FakeHub:
 def fake_hub(monkeypatch, online_hub, tmp_path) -> FakeHub:
     """A [`FakeHub`] in place of HfApi's network calls; a token is set and offline mode is off."""
     fake = FakeHub(tmp_path / "hub")
-    for name in ("create_repo", "create_branch", "upload_folder"):
+    for name in ("create_repo", "create_branch", "update_repo_settings", "upload_folder"):
         monkeypatch.setattr(huggingface_hub.HfApi, name, getattr(fake, name))
     return fake
 
@@ -354,3 +359,65 @@ def test_the_hub_tests_pass_with_the_offline_variables_set_too(tmp_path):
         timeout=600,
     )
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+# ----------------------------------------------------------------------------------------------
+# Visibility of a repository that already exists
+# ----------------------------------------------------------------------------------------------
+
+
+def test_push_private_makes_an_existing_public_repository_private_before_the_upload(
+    folder, fake_hub, monkeypatch
+):
+    # Before: create_repo(private=True, exist_ok=True) left the existing public repository public.
+    fake_hub.create_repo(REPO_ID, private=False)
+    visibility_at_upload = []
+
+    def upload_seeing_the_visibility(self, **kwargs):
+        visibility_at_upload.append(fake_hub.repos[kwargs["repo_id"]]["private"])
+        return fake_hub.upload_folder(**kwargs)
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_seeing_the_visibility)
+    hub.push_model_folder(folder, REPO_ID, private=True)
+    assert visibility_at_upload == [True] and fake_hub.repos[REPO_ID]["private"] is True
+    assert "config.json" in fake_hub.files(REPO_ID)
+
+
+def test_push_without_private_leaves_an_existing_private_repository_private(folder, fake_hub):
+    fake_hub.create_repo(REPO_ID, private=True)
+    hub.push_model_folder(folder, REPO_ID)
+    assert fake_hub.repos[REPO_ID]["private"] is True and "config.json" in fake_hub.files(REPO_ID)
+
+
+def test_push_private_uploads_nothing_when_the_repository_cannot_be_made_private(
+    folder, fake_hub, monkeypatch
+):
+    from huggingface_hub.errors import HfHubHTTPError
+
+    fake_hub.create_repo(REPO_ID, private=False)
+
+    def refused(self, repo_id, **kwargs):
+        response = type("Response", (), {"status_code": 403, "headers": {}, "request": None})()
+        raise HfHubHTTPError("403 Forbidden: not allowed to change the settings", response=response)
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "update_repo_settings", refused)
+    with pytest.raises(UsageError) as error:
+        hub.push_model_folder(folder, REPO_ID, private=True)
+    message = str(error.value)
+    assert f"{REPO_ID} could not be made private, so nothing was uploaded" in message
+    assert f"Make it private at https://huggingface.co/{REPO_ID}/settings" in message
+    assert fake_hub.repos[REPO_ID]["private"] is False and fake_hub.files(REPO_ID) == {}
+
+
+def test_pretraining_push_with_hub_private_repo_makes_an_existing_public_repository_private(
+    fake_hub, tmp_path
+):
+    # pretrain.py --push_to_hub --hub_private_repo goes through push_model_folder too.
+    from builders import save_tiny_dataset, tiny_pretraining
+
+    fake_hub.create_repo(REPO_ID, private=False)
+    data = save_tiny_dataset(tmp_path / "data")
+    tiny_pretraining(
+        tmp_path / "run", data, max_steps=1, push_to_hub=True, hub_model_id=REPO_ID, hub_private_repo=True
+    )
+    assert fake_hub.repos[REPO_ID]["private"] is True and "config.json" in fake_hub.files(REPO_ID)

@@ -50,10 +50,10 @@ import datasets
 import filelock
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from .arguments import UsageError
 from .folder_format import DECODED_CACHE_FOLDER, full_disk_named, give_plain_mode, temporary_beside
+from .progress import progress_bar
 
 # decode(out, rows, workers): write rows `rows` of `out` with `workers` worker processes.
 Decode = Callable[[np.ndarray, range, int], None]
@@ -345,13 +345,13 @@ def fill_rows(
 ) -> None:
     """Write rows `rows` of `out` by `fill_chunk(out, start, stop)` (returns the rows written), in chunks of at
     most `chunk_rows`, in `num_workers` forked worker processes (or in this one for 1), which write straight
-    into `out` (a memory map or shared memory); a progress bar counts images per second on a terminal (on the
-    first process of each machine)."""
+    into `out` (a memory map or shared memory); a progress bar counts images per second (on the first process
+    of each machine; redirected to a log, as lines: [`progress_bar`])."""
     size = max(1, min(chunk_rows, -(-len(rows) // num_workers)))
     chunks = [(start, min(start + size, rows.stop)) for start in range(rows.start, rows.stop, size)]
-    shown = sys.stderr.isatty() and os.environ.get("LOCAL_RANK", "0") == "0"
-    with tqdm(
-        total=len(rows), desc=f"{what} ({num_workers} worker(s))", unit="img", disable=not shown, leave=False
+    shown = os.environ.get("LOCAL_RANK", "0") == "0"  # redirected to a log: lines (see hf_simclr.progress)
+    with progress_bar(
+        total=len(rows), desc=f"{what} ({num_workers} worker(s))", unit="img", shown=shown
     ) as bar:
         if num_workers == 1:
             for chunk in chunks:

@@ -30,7 +30,7 @@ from .paths import READ_DIR, check_path, check_repo_id
 from .reports.card import render_model_card, save_model_card
 
 if TYPE_CHECKING:
-    from huggingface_hub import ModelCard
+    from huggingface_hub import HfApi, ModelCard
 
     from .configuration_simclr import SimCLRConfig
 
@@ -157,7 +157,9 @@ def push_model_folder(
     Args:
         folder (`str` or `Path`): the model folder (weights, config, code, processor, card, results).
         repo_id (`str`): `"user/name"` or `"org/name"`.
-        private (`bool`, defaults to False): create the repository private (an existing one is unchanged).
+        private (`bool`, defaults to False): a private repository: created private, or an existing public
+            one made private before any file goes up ([`make_private`]). False leaves an existing
+            repository's visibility as it is (a new one is public).
         revision (`str`, *optional*): branch to commit to (created from main if missing); with
             `create_pr`, the branch the pull request targets.
         create_pr (`bool`, defaults to False): open a pull request instead of committing directly.
@@ -172,7 +174,8 @@ def push_model_folder(
 
     Raises:
         UsageError: an invalid `repo_id`, offline mode or no token, a folder that is not ready (see
-            [`check_model_folder`]), and the Hub's refusals or an unreachable Hub (each named, with what to do).
+            [`check_model_folder`]), a repository asked to be private that cannot be made so (nothing is
+            uploaded), and the Hub's refusals or an unreachable Hub (each named, with what to do).
     """
     from huggingface_hub import HfApi
 
@@ -183,6 +186,9 @@ def push_model_folder(
     api = HfApi(token=token)
     with hub_errors(repo_id):
         api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+    if private:  # never the other way: not asking for private leaves a private repository private
+        make_private(api, repo_id)
+    with hub_errors(repo_id):
         if revision not in (None, "main") and not create_pr:
             api.create_branch(repo_id, branch=revision, exist_ok=True, repo_type="model")
         if model_card is not None:
@@ -196,6 +202,29 @@ def push_model_folder(
             commit_message=commit_message,
             ignore_patterns=UPLOAD_IGNORE_PATTERNS,
         )
+
+
+def make_private(api: HfApi, repo_id: str) -> None:
+    """Make `repo_id` private before anything is uploaded to it.
+
+    `create_repo(..., private=True, exist_ok=True)` leaves an existing repository's visibility as it is, so a
+    push asked to be private would land in a public repository without a word. The repository is made
+    private rather than the push refused: that is what was asked, it exposes nothing, and it is the same
+    call for a repository just created (already private: no change) and for one that existed.
+
+    Raises:
+        UsageError: when the Hub does not make it private (no right to change its settings, unreachable, ...):
+            the message names the repository and the fix; nothing has been uploaded.
+    """
+    try:
+        with hub_errors(repo_id):
+            api.update_repo_settings(repo_id, private=True, repo_type="model")
+    except UsageError as error:
+        raise UsageError(
+            f"a private repository was asked for, but {repo_id} could not be made private, so nothing was "
+            f"uploaded ({error}) Make it private at https://huggingface.co/{repo_id}/settings, or use a "
+            f"token allowed to change its settings, then push again."
+        ) from error.__cause__
 
 
 def network_errors() -> tuple[type[BaseException], ...]:
@@ -244,7 +273,13 @@ class PushArguments:
 
     model_dir: str = field(metadata={"help": "The model folder (pretrained, then probed)."})
     repo_id: str = field(metadata={"help": "Hub repository, 'user/name' or 'org/name'; created if missing."})
-    private: bool = field(default=False, metadata={"help": "Create the repository private."})
+    private: bool = field(
+        default=False,
+        metadata={
+            "help": "Make the repository private: created private, or an existing public one made private "
+            "before the upload (without it, an existing repository's visibility is left as it is)."
+        },
+    )
     revision: str | None = field(
         default=None,
         metadata={"help": "Branch to commit to (created if missing); the PR's base with --create_pr."},
@@ -314,7 +349,7 @@ PUSH_ELSEWHERE_FLAGS = (
     ("hub_model_id", "give --repo_id user/name (or org/name)"),
     ("repo", "give --repo_id user/name (or org/name)"),
     ("repo_name", "give --repo_id user/name (or org/name)"),
-    ("hub_private_repo", "give --private (applies when the repository is created)"),
+    ("hub_private_repo", "give --private (an existing repository is made private too)"),
     ("hub_token", "give --token, or leave it out: HF_TOKEN or `hf auth login`"),
     ("hub_revision", "give --revision BRANCH"),
     ("branch", "give --revision BRANCH"),

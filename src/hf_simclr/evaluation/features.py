@@ -18,7 +18,6 @@ import datasets
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..augmentation import AugmentationConfig
 from ..configuration_simclr import SimCLRConfig
@@ -35,6 +34,7 @@ from ..model_folder import (
     weights_errors,
 )
 from ..modeling_simclr import SimCLRForPreTraining, SimCLRModel
+from ..progress import progress_bar
 
 
 @dataclass
@@ -126,7 +126,7 @@ def extract_features(
     std = torch.tensor(view.std, device=device)
     features: dict[str, list[torch.Tensor]] = {"h": [], "z": []}
     starts = range(0, images.shape[0], batch_size)
-    for start in tqdm(starts, desc=progress, disable=progress is None, leave=False):
+    for start in progress_bar(starts, desc=progress, unit="batch", shown=progress is not None):
         pixels = to_model_input(images[start : start + batch_size].to(device, non_blocking=True), mean, std)
         if device.type == "cuda":
             pixels = pixels.contiguous(memory_format=torch.channels_last)

@@ -13,9 +13,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..devices import default_device
+from ..progress import progress_bar
 from .arguments import DEFAULT_WEIGHT_DECAYS
 from .knn import knn_accuracies
 from .metrics import round_accuracy, top_k_accuracy
@@ -118,7 +118,7 @@ def fit_linear_probe(
     """
     holdout_top1: dict[float, float] = {}
     fits = len(weight_decays) + 1 if len(weight_decays) > 1 else 1
-    with tqdm(total=fits, desc=progress, disable=progress is None, leave=False, unit="fit") as bar:
+    with progress_bar(total=fits, desc=progress, unit="fit", shown=progress is not None) as bar:
         if len(weight_decays) > 1:
             count = h.shape[0]
             held = min(count - 1, max(1, round(holdout_fraction * count)))

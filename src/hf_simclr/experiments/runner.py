@@ -36,6 +36,7 @@ from ..folder_format import (
 )
 from ..folder_hold import hold_folder, holds_folders
 from ..pretraining.loop import pretrain
+from ..reports.naming import shown_value
 from .arguments import ExperimentArguments
 from .grid import (
     LOCATION_ARGUMENTS,
@@ -200,19 +201,29 @@ def run_variant(
     return {**wall_times, "epochs": epochs}
 
 
-def reproduce_command(grid: Grid, name: str, command_line: dict[str, Any], results_dir: Path) -> str:
-    """The command that reruns one row of the table (after its folder in `results_dir` is removed)."""
+def reproduce_command(
+    grid: Grid, name: str, command_line: dict[str, Any], results_dir: Path, root: Path | None = None
+) -> str:
+    """The command that reruns one row of the table (after its folder in `results_dir` is removed), from
+    `root` (defaults to the working directory: the repository's root, where `scripts/` is).
+
+    The table is a committed page: its paths (the grid, `results_dir`, a local `dataset_name` given with
+    `--override` or `--dataset_name`) are shown as the reports show them ([`shown_value`]): relative to
+    `root` when inside it, so the command reruns the row in any checkout, else by their last part, so no
+    path of this machine is written.
+    """
+    root = Path.cwd() if root is None else root
     parts = [
         "python",
         "scripts/run_experiments.py",
-        grid.path.as_posix(),
+        shown_value(grid.path.as_posix(), root),
         "--variants",
         name,
         "--results_dir",
-        results_dir.as_posix(),
+        shown_value(results_dir.as_posix(), root),
     ]
     for key, value in command_line.items():
-        parts += ["--override", f"{key}={argument_text(value)}"]
+        parts += ["--override", f"{key}={argument_text(shown_value(value, root))}"]
     return shlex.join(parts)
 
 

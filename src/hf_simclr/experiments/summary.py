@@ -15,6 +15,7 @@ from ..folder_format import (
     write_text_atomically,
 )
 from ..model_folder import GENERATED_MARK, read_json, write_generated_text
+from ..reports.naming import shown_value
 from ..reports.tables import percent
 from .grid import Grid
 
@@ -120,7 +121,15 @@ def _command_line_note(rows: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def _changed(overrides: dict[str, Any]) -> str:
-    return ", ".join(f"`{key}: {value}`" for key, value in overrides.items()) or "none (the base)"
+    shown = _shown(overrides)
+    return ", ".join(f"`{key}: {value}`" for key, value in shown.items()) or "none (the base)"
+
+
+def _shown(value: Any) -> Any:
+    """A path or setting as the page shows it: the page is committed and read in other checkouts, so a local
+    path is shown as the reports show one ([`shown_value`]), relative to the working directory (the
+    repository's root, where the page's commands run) when inside it, else by its last part."""
+    return shown_value(value, Path.cwd())
 
 
 def render_summary(
@@ -129,11 +138,12 @@ def render_summary(
     """The markdown table of a grid: one section per `sections` entry, every number from `rows`."""
     columns = metric_columns(grid)
     lines = [
-        f"{GENERATED_MARK} (scripts/run_experiments.py) from the results files in {results_dir.as_posix()}/; "
-        "do not edit. -->",
-        f"# Results of `{grid.path.as_posix()}`",
+        f"{GENERATED_MARK} (scripts/run_experiments.py) from the results files in "
+        f"{_shown(results_dir.as_posix())}/; do not edit. -->",
+        f"# Results of `{_shown(grid.path.as_posix())}`",
         "",
-        f"Base recipe: `{grid.base.as_posix()}`; every variant also sets {_changed(grid.overrides)}. kNN top-1 "
+        f"Base recipe: `{_shown(grid.base.as_posix())}`; every variant also sets {_changed(grid.overrides)}. "
+        "kNN top-1 "
         "(cosine, temperature 0.1) and the linear probe (L-BFGS on frozen, standardised features, weight decay "
         "picked on a held-out 10% of train) are measured on the test split, in percent; h is the encoder's "
         "output, z the projection head's.",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -44,6 +43,7 @@ from ..model_folder import (
 )
 from ..modeling_simclr import SimCLRForImageClassification
 from ..paths import WRITE_DIR, check_path
+from ..progress import on_a_terminal
 from ..transforms import FinetuneTransform, ImageBatchTransform, eval_batch_transform
 from .arguments import FinetuneArguments, TrainerArguments
 from .callbacks import QuietCheckpointSaves, ReadableCheckpoints, StopOnSignal, stop_after_signal
@@ -190,7 +190,7 @@ def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict[
         hold_folder("output_dir", output_dir)
     if not torch.cuda.is_available():
         training_args.dataloader_pin_memory = False  # pinned memory is for copies to a GPU
-    if not sys.stderr.isatty():  # a redirected log: Trainer's logs as lines, not bars redrawn in place
+    if not on_a_terminal():  # a redirected log: Trainer's logs as lines, not bars redrawn in place
         training_args.disable_tqdm = True
     eval_view = eval_augmentation_for(args.model_name_or_path, config, args.model_revision)
     # the training view: the evaluation's, with crops that may reach the whole image, and the flags set here

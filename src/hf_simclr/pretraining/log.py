@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from tqdm.auto import tqdm
 
+from ..progress import Progress
 from .plan import RunPlan
 
 
@@ -46,8 +46,9 @@ class IntervalLog:
         self.top1 += top1
         self.steps += 1
 
-    def write(self, done: int, learning_rate: float, progress: tqdm) -> None:
-        """Write the interval's record after `done` steps (one host sync), show it on the bar, start a new one."""
+    def write(self, done: int, learning_rate: float, progress: Progress) -> None:
+        """Write the interval's record after `done` steps (one host sync), show it on the bar (redirected: as a
+        line), start a new one."""
         seconds = time.time() - self.started
         # Mean over processes: each process's loss covers its own anchors only.
         totals = self.accelerator.reduce(torch.stack([self.loss, self.top1]), reduction="mean")

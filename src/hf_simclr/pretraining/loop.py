@@ -18,7 +18,6 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from torch import nn
-from tqdm.auto import tqdm
 
 from .. import stop_signals
 from ..augmentation import AugmentationConfig
@@ -28,6 +27,7 @@ from ..folder_format import CHECKPOINT_DIR, SNAPSHOT_DIR, checkpoint_name, snaps
 from ..folder_hold import holds_folders
 from ..hub import push_model_folder
 from ..model_folder import save_model_folder
+from ..progress import Progress, on_a_terminal, progress_bar
 from .arguments import PretrainingArguments
 from .checkpoints import list_checkpoints, save_checkpoint
 from .data_arguments import DataArguments
@@ -48,8 +48,13 @@ def pretrain(
     """
     started = time.time()
     run = start_run(model_args, data_args, args)
-    progress = tqdm(
-        total=run.plan.total_steps, initial=run.state.step, disable=not run.accelerator.is_local_main_process
+    progress = progress_bar(  # redirected to a log: the log's records as lines (see hf_simclr.progress)
+        desc="pretraining",
+        total=run.plan.total_steps,
+        initial=run.state.step,
+        unit="step",
+        leave=True,
+        shown=run.accelerator.is_local_main_process,
     )
     run.model.train()
     first_step, loop_started = run.state.step, time.time()
@@ -106,7 +111,7 @@ def train_step(run: Run, pixel_values: torch.Tensor) -> float:
     return learning_rate
 
 
-def after_step(run: Run, learning_rate: float, progress: tqdm) -> None:
+def after_step(run: Run, learning_rate: float, progress: Progress) -> None:
     """What the plan asks for after `run.state.step` steps: log, kNN monitor, snapshot, checkpoint."""
     done, plan = run.state.step, run.plan
     if plan.logs_after(done):
@@ -130,7 +135,7 @@ def after_step(run: Run, learning_rate: float, progress: tqdm) -> None:
 ESTIMATE_AFTER_STEPS = 3
 
 
-def estimate_time(run: Run, progress: tqdm, first_step: int, loop_started: float) -> None:
+def estimate_time(run: Run, progress: Progress, first_step: int, loop_started: float) -> None:
     """Once, after the first `ESTIMATE_AFTER_STEPS` steps of this start (from step `first_step`, at
     `loop_started`): the time per step and what the remaining steps will take at that rate, on this machine."""
     taken = run.state.step - first_step
@@ -151,7 +156,7 @@ def format_duration(seconds: float) -> str:
     return f"{int(seconds // 60)} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
-def stop_if_signalled(run: Run, progress: tqdm) -> None:
+def stop_if_signalled(run: Run, progress: Progress) -> None:
     """After a stop signal ([`stop_signals`]): checkpoint the steps taken (unless the last step just did),
     then stop with the command that continues the run.
 
@@ -196,12 +201,12 @@ def resume_command() -> str:
     return shlex.join(["python", *argv, *resume])
 
 
-def monitor_knn(run: Run, progress: tqdm) -> None:
+def monitor_knn(run: Run, progress: Progress) -> None:
     """kNN top-1 of the encoder as it is now, logged with the epoch and what the check cost, and printed."""
     encoder = run.accelerator.unwrap_model(run.model).simclr
     started = time.time()
-    # its bars nest under the run's; redirected to a file, nested bars write cursor movements: only on a terminal
-    shown = run.accelerator.is_local_main_process and sys.stderr.isatty()
+    # its bars nest under the run's, on a terminal only: redirected, the check is its one line below
+    shown = run.accelerator.is_local_main_process and on_a_terminal()
     knn = run.monitor(encoder, run.accelerator.device, progress=shown)
     record = {
         "step": run.state.step,

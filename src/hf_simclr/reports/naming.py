@@ -5,11 +5,15 @@ A run records its arguments as they were given: `--dataset_name .data/cifar10`, 
 or in another checkout, where those paths mean nothing and tell who ran it where. Which recorded names are
 local paths is decided by the package's one rule ([`hf_simclr.paths.local_path`]); a report shows such a
 path by its last part only ([`local_name`]), marked as local ([`shown_value`]), and a dataset by the name its
-dataset card gives it, with the Hub dataset it is a copy of when that is known ([`describe_dataset`]).
+dataset card gives it, with the Hub dataset it is a copy of when that is known ([`describe_dataset`]). A
+command a report shows (the runner's "reproduce") is run from a folder, the repository's root: there a path
+inside that folder is shown relative to it ([`shown_value`] with `root`), which reruns in any checkout and
+names nothing of the machine.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -27,17 +31,35 @@ def local_name(name: str | Path) -> str:
     return A_LOCAL_FOLDER if last in ("", ".", "..", "~") else last
 
 
-def shown_value(value: Any) -> Any:
+def shown_value(value: Any, root: str | Path | None = None) -> Any:
     """A recorded value as a report shows it: every string that [`local_path`] takes for a local path becomes
-    `"<last part> (local path)"`, inside dicts and lists too; anything else (Hub ids, numbers) is kept."""
+    `"<last part> (local path)"`, inside dicts and lists too; anything else (Hub ids, numbers) is kept.
+
+    With `root` (the folder a command shown in the report runs from), a local path inside it is shown
+    relative to it instead (`/home/someone/repo/.data/cifar10` -> `.data/cifar10` for that repository), so
+    the command still runs; one outside it is shown as above."""
     if isinstance(value, dict):
-        return {key: shown_value(item) for key, item in value.items()}
+        return {key: shown_value(item, root) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [shown_value(item) for item in value]
+        return [shown_value(item, root) for item in value]
     if isinstance(value, str) and value and local_path(value) is not None:
+        inside = None if root is None else relative_inside(value, root)
+        if inside is not None:
+            return inside
         name = local_name(value)
         return name if name == A_LOCAL_FOLDER else f"{name} (local path)"
     return value
+
+
+def relative_inside(name: str | Path, root: str | Path) -> str | None:
+    """`name` relative to `root` when it lies inside it (`.` for `root` itself), else None. Symbolic links are
+    not followed: a link inside `root` (`.data/cifar10` -> a shared disk) stays inside it, as written."""
+    path = Path(os.path.abspath(Path(name).expanduser()))
+    try:
+        relative = path.relative_to(os.path.abspath(Path(root).expanduser()))
+    except ValueError:
+        return None
+    return relative.as_posix() if relative.parts else "."
 
 
 def describe_dataset(
