@@ -19,6 +19,7 @@ from transformers import AutoImageProcessor, AutoModel
 
 from hf_simclr import SimCLRForPreTraining
 from hf_simclr.augmentation import augmentation_preset
+from hf_simclr.collective import Processes
 from hf_simclr.data import decode_images, load_image_dataset
 from hf_simclr.evaluation import features as feature_path
 from hf_simclr.evaluation.arguments import LinearProbeArguments
@@ -393,7 +394,7 @@ def test_knn_monitor_memory_follows_the_training_subset_and_matches_the_probe(ci
     data = DataArguments(dataset_name=str(cifar10_path), max_train_samples=64, image_size=16)
     train_set = data.load_split("train_split", 64, seed=0)
     queries = data.load_split("eval_split", 64, seed=0, require_labels=True)
-    monitor = build_knn_monitor(data, train_set, queries, None, data.augmentation(), k=10)
+    monitor = build_knn_monitor(Processes(), data, train_set, queries, None, data.augmentation(), k=10)
     assert monitor.sizes == (64, 64)  # not 50,000 / 10,000: a tiny run gets a tiny monitor
 
     output_dir = tmp_path / "run"

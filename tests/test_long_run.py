@@ -19,6 +19,7 @@ from builders import save_tiny_dataset, save_tiny_model, tiny_pretraining
 from safetensors.torch import save_file
 
 from hf_simclr.arguments import UsageError
+from hf_simclr.collective import Processes
 from hf_simclr.evaluation.arguments import LinearProbeArguments
 from hf_simclr.evaluation.features import read_cached_features
 from hf_simclr.evaluation.probe import run_linear_probe
@@ -296,7 +297,7 @@ def test_a_checkpoint_that_fills_the_disk_leaves_no_half_written_folder_and_says
     optimizer.step()
     with tmpfs(tmp_path / "mount", "256k") as mount:
         with pytest.raises(NoSpaceLeft, match=r"no space left on device: .*checkpoints/step_1 .* MB free"):
-            save_checkpoint(accelerator, mount, 1, 2, {"global_batch_size": 1})
+            save_checkpoint(accelerator, Processes(), mount, 1, 2, {"global_batch_size": 1})
         assert list((mount / "checkpoints").iterdir()) == []  # no .tmp-step_1 filling the disk
 
 

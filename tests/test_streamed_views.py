@@ -22,6 +22,7 @@ from PIL import Image
 
 from hf_simclr import decoded_cache
 from hf_simclr.arguments import UsageError
+from hf_simclr.collective import Processes
 from hf_simclr.data import decode_images, decoded_cache_file
 from hf_simclr.evaluation.features import decode_labeled_split
 from hf_simclr.folder_format import DECODED_CACHE_FOLDER
@@ -168,11 +169,11 @@ def test_the_monitor_and_the_evaluation_map_a_split_beyond_the_hosts_memory_from
 
     data_args = DataArguments(dataset_name="unused", image_size=16)
     queries = labeled.select(range(6))
-    monitor = build_knn_monitor(data_args, labeled, queries, None, data_args.augmentation(), k=3)
+    monitor = build_knn_monitor(Processes(), data_args, labeled, queries, None, data_args.augmentation(), k=3)
     assert mapped_file(monitor.memory_images) == decoded_cache_file(folder, labeled, 16)
     assert mapped_file(monitor.query_images) is None  # 6 images: half the split, within the memory
     monkeypatch.setattr(decoded_cache, "host_available_memory", lambda: split_bytes - 1)
-    monitor = build_knn_monitor(data_args, labeled, queries, None, data_args.augmentation(), k=3)
+    monitor = build_knn_monitor(Processes(), data_args, labeled, queries, None, data_args.augmentation(), k=3)
     assert mapped_file(monitor.query_images) == decoded_cache_file(folder, queries, 16)
     assert torch.equal(monitor.query_images, in_memory.images[:6])
 

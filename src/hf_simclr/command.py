@@ -19,6 +19,7 @@ from typing import Any
 
 from . import stop_signals
 from .arguments import UsageError, recipe_arguments
+from .collective import ProcessFailed
 from .conditions import declared, describe, refuse_typed
 from .folder_format import NoSpaceLeft
 from .folder_hold import folder_holds
@@ -151,6 +152,9 @@ class Command:
             raise SystemExit(130) from None
         except NoSpaceLeft as error:
             print(f"\n{self.name}: {error.strerror}.", file=sys.stderr)
+            raise SystemExit(1) from None
+        except (FloatingPointError, ProcessFailed) as error:  # a run stopped, on every process alike
+            print(f"\n{self.name}: stopped: {error}", file=sys.stderr)
             raise SystemExit(1) from None
         except stop_signals.Stopped as stop:
             print(f"\n{self.name}: stopped by {stop.signal_name}; {self.advice_after(stop)}", file=sys.stderr)

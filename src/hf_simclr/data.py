@@ -38,6 +38,10 @@ IMAGE_COLUMN_NAMES = ("img", "image")
 # is found by its type, the label's is `cls`.
 LABEL_COLUMN_NAMES = ("label", "labels", "fine_label", "cls")
 DECODE_CHUNK_ROWS = 1000
+# The version of how a row is decoded ([`decode_images`]: `image_view.eval_view` of the upright RGB image), in
+# every decoded cache's name: a change of the pixels a row decodes to is a new version, and no run reads a
+# cache of the old one.
+DECODER_VERSION = 1
 
 
 def load_image_dataset(
@@ -425,7 +429,8 @@ def decoded_cache_file(cache_dir: str | Path | None, dataset: Dataset, image_siz
     """
     if cache_dir is None:
         return None
-    return Path(cache_dir) / decoded_cache_name(dataset_identity(dataset), len(dataset), image_size)
+    name = decoded_cache_name(dataset_identity(dataset), len(dataset), image_size, DECODER_VERSION)
+    return Path(cache_dir) / name
 
 
 def host_split_cache_file(

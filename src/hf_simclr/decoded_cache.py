@@ -31,28 +31,33 @@ failure in any process (an undecodable image) ends every process's call with its
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import glob
 import hashlib
 import math
 import mmap
 import multiprocessing
 import os
 import signal
+import socket
+import struct
 import sys
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import datasets
 import filelock
 import numpy as np
+import psutil
 import torch
 
 from .arguments import UsageError
-from .folder_format import DECODED_CACHE_FOLDER, full_disk_named, give_plain_mode, temporary_beside
+from .collective import Processes, timeout_seconds, together
+from .folder_format import DECODED_CACHE_FOLDER, full_disk_named, give_plain_mode
 from .progress import progress_bar
 
 # decode(out, rows, workers): write rows `rows` of `out` with `workers` worker processes.
@@ -173,29 +178,6 @@ def host_available_memory() -> int:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-@dataclass(frozen=True)
-class Processes:
-    """The processes decoding a split together: this one's `rank` among `size` (`torch.distributed`'s)."""
-
-    rank: int = 0
-    size: int = 1
-
-    @classmethod
-    def of_run(cls) -> Processes:
-        """The run's processes when `torch.distributed` is initialized (as accelerate does), else this one."""
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            return cls(torch.distributed.get_rank(), torch.distributed.get_world_size())
-        return cls()
-
-    def gather(self, value: Any) -> list[Any]:
-        """Every process's `value`, by rank (a collective call: every process makes it)."""
-        if self.size == 1:
-            return [value]
-        values: list[Any] = [None] * self.size
-        torch.distributed.all_gather_object(values, value)
-        return values
-
-
 def _fill_together(
     shape: tuple[int, ...],
     decode: Decode,
@@ -206,98 +188,222 @@ def _fill_together(
 ) -> None:
     """Write `cache_file` with every one of `processes`, each its share of the rows (the module docstring).
 
-    In each group of processes sharing a file, its first process (the leader) takes this machine's lock,
-    allocates the temporary file unless another run has written the cache meanwhile, every member writes its
-    share, and the leader renames the file into place once every process has written (or removes it when one
-    failed).
+    Each step is agreed by every process before the next ([`together`]): a failure anywhere (the folder, the
+    probe, this machine's lock, the allocation, an image, the check of the shares) ends the call on every
+    process with its message, and none is left waiting in a collective. In each group of processes sharing a
+    file, its first process (the leader) takes this machine's lock, allocates the temporary file unless the
+    cache is there by then, every member writes its share, and the leader puts the file in place once every
+    share is written and read back whole.
     """
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    group = _file_groups(cache_file.parent, processes)
-    leader, lock, temporary, error = group[0], None, None, None
+    state: dict[str, Any] = {"lock": None, "temporary": None}
     try:
-        if processes.rank == leader:
-            lock = _machine_lock(cache_file)
-            if read_cache(cache_file, shape) is None:  # not written by another run while this one waited
-                temporary = _allocate(cache_file, shape)
-        target = processes.gather(temporary)[leader]
-        if target is not None:
-            try:
-                out = np.load(target, mmap_mode="r+")
-                rows = _share(shape[0], group.index(processes.rank), len(group))
-                decode(out, rows, worker_count(num_workers, len(rows), chunk_rows))
-                out.flush()
-                del out
-            except Exception as raised:  # every process learns of it below, and none keeps the file
-                error = raised
-        messages = processes.gather(None if error is None else str(error))
-        failures = [(rank, message) for rank, message in enumerate(messages) if message is not None]
-        if temporary is not None and not failures:
-            give_plain_mode(temporary)
-            os.replace(temporary, cache_file)
-            temporary = None
+        group = _file_groups(cache_file, processes)
+        leads = processes.rank == group[0]
+        together(
+            processes, "taking the decoded cache's lock", lambda: leads and _lead(state, cache_file, shape)
+        )
+        target = processes.gather(state["temporary"])[group[0]]  # None: this group's cache is there already
+        rows = _share(shape, group.index(processes.rank), len(group))
+        digest = together(
+            processes,
+            "decoding its share of the split",
+            lambda: target and _write_share(target, rows, decode, num_workers, chunk_rows),
+        )
+        shares = processes.gather((rows.start, rows.stop, digest))
+        together(
+            processes,
+            "checking and placing the decoded cache",
+            lambda: state["temporary"] and _place(state, cache_file, shape, [shares[rank] for rank in group]),
+        )
     finally:
-        if temporary is not None:
-            temporary.unlink(missing_ok=True)
-        if lock is not None:
-            lock.release()
+        if state["temporary"] is not None:
+            Path(state["temporary"]).unlink(missing_ok=True)
+        if state["lock"] is not None:
+            state["lock"].release()
     processes.gather(None)  # every group's cache is in place before any process reads it
-    if error is not None:
-        raise error
-    if failures:
-        rank, message = failures[0]
-        raise UsageError(f"process {rank} could not decode its share of the split: {message}")
 
 
-def _file_groups(folder: Path, processes: Processes) -> list[int]:
-    """The ranks of the processes that share this process's files in `folder`, lowest first.
+def _lead(state: dict[str, Any], cache_file: Path, shape: tuple[int, ...]) -> None:
+    """The leader's part before the shares: this machine's lock, its stale temporaries removed, the temporary
+    file allocated (unless another run has written the cache meanwhile)."""
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    state["lock"] = _machine_lock(cache_file)
+    _remove_stale_temporaries(cache_file)
+    if read_cache(cache_file, shape) is None:
+        state["temporary"] = _allocate(cache_file, shape)
 
-    Each process makes a probe file in `folder` and looks for every other's: a process joins the
-    lowest-ranked process whose probe it sees (on one machine, or on a file system all machines mount, that
-    is process 0 for every process; on machines with disks of their own, each machine's first process).
+
+def _write_share(
+    target: str | Path, rows: range, decode: Decode, num_workers: int | None, chunk_rows: int
+) -> str:
+    """Decode `rows` into the temporary file `target` (memory-mapped; the share is of whole pages: [`_share`]),
+    and return the digest of the share as written."""
+    out = np.load(target, mmap_mode="r+")
+    try:
+        if len(rows):  # a split smaller than a page per process leaves some without rows
+            decode(out, rows, worker_count(num_workers, len(rows), chunk_rows))
+            out.flush()
+        return _digest(out[rows.start : rows.stop])
+    finally:
+        del out
+
+
+def _place(
+    state: dict[str, Any], cache_file: Path, shape: tuple[int, ...], shares: list[tuple[int, int, str]]
+) -> None:
+    """Read every share back from the file as the disk holds it and compare it with what its process wrote,
+    then put the file in place under the cache's name, never over a complete cache that is there already
+    (another run on a shared folder may have finished first: its file is kept, and this one dropped).
+
+    Raises:
+        UsageError: when a share reads back otherwise: processes on several machines overwrote each other's
+            rows (a file system that does not keep concurrent writers of one file apart).
+    """
+    temporary = Path(state["temporary"])
+    written = np.load(temporary, mmap_mode="r")
+    damaged = [(start, stop) for start, stop, digest in shares if _digest(written[start:stop]) != digest]
+    del written
+    if damaged:
+        raise UsageError(
+            f"the decoded cache {cache_file.name}: rows {damaged[0][0]}-{damaged[0][1] - 1} read back otherwise than "
+            f"their process wrote them (processes on several machines overwrote each other's rows in "
+            f"{cache_file.parent}); pass a --decoded_cache_dir on a disk of each machine, or on a file system "
+            f"that keeps concurrent writers of one file apart."
+        )
+    give_plain_mode(temporary)
+    try:
+        os.link(temporary, cache_file)  # fails where a file has the name: a complete cache is never replaced
+        temporary.unlink()
+    except FileExistsError:  # another run's, finished meanwhile: kept when it is the complete cache
+        if read_cache(cache_file, shape) is None:
+            os.replace(temporary, cache_file)  # a damaged or cut file under the cache's name
+        else:
+            temporary.unlink()
+    except OSError as error:  # a file system without hard links: the name is taken only if it is free
+        if error.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.ENOTSUP):
+            raise
+        os.replace(temporary, cache_file)
+    state["temporary"] = None
+
+
+def _digest(rows: np.ndarray) -> str:
+    """A digest of `rows` as they are in memory or on the disk (blake2b of their bytes, in batches)."""
+    digest = hashlib.blake2b(digest_size=16)
+    step = max(1, (64 << 20) // max(1, rows[:1].nbytes))
+    for start in range(0, len(rows), step):
+        digest.update(np.ascontiguousarray(rows[start : start + step]).data)
+    return digest.hexdigest()
+
+
+def _file_groups(cache_file: Path, processes: Processes) -> list[int]:
+    """The ranks of the processes that share this process's files in the cache's folder, lowest first.
+
+    Each process makes a probe file in the folder (which it creates) and looks for every other's: a process
+    joins the lowest-ranked process whose probe it sees (on one machine, or on a file system all machines
+    mount, that is process 0 for every process; on machines with disks of their own, each machine's first
+    process).
     """
     if processes.size == 1:
         return [0]
-    handle, probe = tempfile.mkstemp(prefix=".probe.", suffix=".tmp", dir=folder)
-    os.close(handle)
+    probe: list[str] = []
+
+    def make_probe() -> None:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(prefix=".probe.", suffix=".tmp", dir=cache_file.parent)
+        os.close(handle)
+        probe.append(name)
+
     try:
-        probes = processes.gather(probe)
+        together(processes, f"making its probe file in {cache_file.parent}", make_probe)
+        probes = processes.gather(probe[0])
         leaders = processes.gather(min(rank for rank, path in enumerate(probes) if os.path.exists(path)))
         processes.gather(None)  # every process has looked before any probe goes
     finally:
-        os.unlink(probe)
+        for name in probe:
+            os.unlink(name)
     return [rank for rank, leader in enumerate(leaders) if leader == leaders[processes.rank]]
 
 
 def _machine_lock(cache_file: Path) -> filelock.FileLock:
     """Hold this machine's lock on `cache_file` ([`machine_lock_file`]): one run decodes a split at a time, a
-    second one waits, then finds the cache written."""
+    second one waits (at most the run's timeout, within which the other processes wait for it), then finds
+    the cache written.
+
+    Raises:
+        UsageError: when another run holds the lock for longer than that.
+    """
     lock = filelock.FileLock(machine_lock_file(cache_file), mode=0o666)
     try:
         lock.acquire(timeout=0)
     except filelock.Timeout:
+        patience = timeout_seconds() / 2  # well within the others' wait for this process
         print(f"Waiting for another run on this machine to finish decoding {cache_file} ...", file=sys.stderr)
-        lock.acquire()
+        try:
+            lock.acquire(timeout=patience)
+        except filelock.Timeout:
+            raise UsageError(
+                f"another run on this machine has been decoding {cache_file} for more than {patience:.0f} s "
+                f"(its lock: {lock.lock_file}): wait for it to finish and run again, raise --ddp_timeout, or pass "
+                f"another --decoded_cache_dir."
+            ) from None
     return lock
 
 
 def machine_lock_file(cache_file: str | Path) -> Path:
     """The lock of a decoded cache on this machine: a file in its temporary folder named by the cache's path
-    (not beside the cache, which a shared file system would show to other machines' runs too)."""
+    (not beside the cache, which a shared file system would show to other machines' runs too). The folder is
+    every user's (mode 1777, as /tmp is): the first user's umask does not lock the others out.
+
+    Raises:
+        UsageError: when the folder exists and this user cannot write it (made by another user without that mode).
+    """
+    folder = Path(tempfile.gettempdir()) / "hf_simclr-decoding"
+    if not folder.is_dir():
+        folder.mkdir(exist_ok=True)
+        with contextlib.suppress(PermissionError):  # another user's, made meanwhile
+            os.chmod(folder, 0o1777)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(
+            f"{folder}, where runs on this machine lock the decoded caches, is not writable by this user; ask its "
+            f"owner to `chmod 1777 {folder}`, or set TMPDIR to a folder of your own."
+        )
     key = hashlib.sha256(str(Path(cache_file).resolve()).encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / "hf_simclr-decoding" / key
+    return folder / key
+
+
+# The temporary files of a cache: `.<cache>.<host>.<pid>.<random>.tmp`, so that a decode killed on this machine
+# is recognised as stale (its process is gone) and removed by the next one.
+def _temporary_name(cache_file: Path) -> str:
+    return f".{cache_file.name}.{socket.gethostname()}.{os.getpid()}."
+
+
+def _remove_stale_temporaries(cache_file: Path) -> None:
+    """Remove the temporary files of `cache_file` that decodes on this machine left when they were killed (their
+    process no longer runs); other machines' are left to them."""
+    prefix = f".{cache_file.name}.{socket.gethostname()}."
+    for path in cache_file.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+        pid = path.name[len(prefix) :].split(".", 1)[0]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            path.unlink(missing_ok=True)
+
+
+# The npy header of a cache file fills one page: the rows start on a page boundary, and shares of whole pages
+# ([`_share`]) never put two processes' rows on one page.
+PAGE_BYTES = 4096
 
 
 def _allocate(cache_file: Path, shape: tuple[int, ...]) -> Path:
-    """A temporary `.npy` of `shape` beside `cache_file` ([`temporary_beside`], as `write_atomically` names it),
-    its whole size allocated on the disk where the file system can (a full disk: `NoSpaceLeft`, before any
-    decoding)."""
-    temporary = temporary_beside(cache_file)
+    """A temporary `.npy` of `shape` beside `cache_file`, its header a whole page ([`PAGE_BYTES`]), its whole
+    size allocated on the disk where the file system can (a full disk: `NoSpaceLeft`, before any decoding)."""
+    handle, name = tempfile.mkstemp(prefix=_temporary_name(cache_file), suffix=".tmp", dir=cache_file.parent)
+    temporary = Path(name)
     try:
-        with full_disk_named(cache_file):
-            np.lib.format.open_memmap(temporary, mode="w+", dtype=np.uint8, shape=shape).flush()
+        with full_disk_named(cache_file), os.fdopen(handle, "r+b") as file:
+            file.write(_page_header(shape))
+            size = PAGE_BYTES + math.prod(shape)
+            file.truncate(size)
             if hasattr(os, "posix_fallocate"):
-                with open(temporary, "r+b") as file:
-                    _reserve(file.fileno(), temporary.stat().st_size)
+                _reserve(file.fileno(), size)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
@@ -314,6 +420,14 @@ def _reserve(descriptor: int, size: int) -> None:
             raise
 
 
+def _page_header(shape: tuple[int, ...]) -> bytes:
+    """The `.npy` (format 1.0) header of a C-ordered uint8 array of `shape`, padded to [`PAGE_BYTES`]."""
+    description = repr({"descr": "|u1", "fortran_order": False, "shape": tuple(shape)})
+    length = PAGE_BYTES - len(np.lib.format.MAGIC_PREFIX) - 2 - 2  # magic, version, header length
+    header = description.ljust(length - 1) + "\n"
+    return np.lib.format.MAGIC_PREFIX + bytes([1, 0]) + struct.pack("<H", length) + header.encode("latin1")
+
+
 def read_cache(cache_file: Path, shape: tuple[int, ...]) -> np.ndarray | None:
     """`cache_file` memory-mapped copy-on-write when it is a complete uint8 `.npy` of `shape`, else None."""
     if not cache_file.is_file():
@@ -325,9 +439,15 @@ def read_cache(cache_file: Path, shape: tuple[int, ...]) -> np.ndarray | None:
     return cached if cached.shape == shape and cached.dtype == np.uint8 else None
 
 
-def _share(rows: int, index: int, parts: int) -> range:
-    """Share `index` of `parts` of `rows` rows: consecutive rows, the shares' sizes within one of each other."""
-    return range(index * rows // parts, (index + 1) * rows // parts)
+def _share(shape: tuple[int, ...], index: int, parts: int) -> range:
+    """Share `index` of `parts` of the rows of an array of `shape`: consecutive rows, cut where a row starts a
+    page of the file (a header of a whole page: [`_page_header`]), so that no page holds two shares' rows
+    (a file system that writes back whole pages, such as NFS's clients, would overwrite a neighbour's)."""
+    rows, row_bytes = shape[0], math.prod(shape[1:])
+    step = PAGE_BYTES // math.gcd(row_bytes, PAGE_BYTES)  # rows per whole number of pages
+    units = -(-rows // step)
+    start, stop = (min(rows, step * (position * units // parts)) for position in (index, index + 1))
+    return range(start, stop)
 
 
 def _shared_memory(shape: tuple[int, ...]) -> np.ndarray:
@@ -378,7 +498,10 @@ _WORKER_JOB: dict[str, Any] = {}
 
 
 def _start_worker() -> None:
-    """A worker leaves Ctrl-C and the stop signals to its parent, which ends the pool."""
+    """A worker leaves Ctrl-C and the stop signals to its parent, which ends the pool, and decodes on one thread
+    (it is forked from a process whose torch, OpenMP and CUDA may run threads of their own: each worker is one
+    core's share, and none of them runs torch's thread pools or touches the device)."""
+    torch.set_num_threads(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     for number in (signal.SIGTERM, signal.SIGUSR1, signal.SIGHUP):
         signal.signal(number, signal.SIG_DFL)

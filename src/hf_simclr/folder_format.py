@@ -38,6 +38,9 @@ TIMM_SUBFOLDER = "timm"  # the timm export, inside the model folder
 CHECKPOINT_DIR = "checkpoints"
 SNAPSHOT_DIR = "snapshots"  # encoder-only copies at chosen epochs, never pruned
 LOG_HISTORY_FILE = "log_history.jsonl"
+# What a run set aside rather than delete: a start interrupted before its first checkpoint, the checkpoints,
+# snapshots and log lines after the one a resume went back to (`abandoned/<when>/`, never read by a run).
+ABANDONED_DIR = "abandoned"
 TRACKER_PROJECT = "simclr"  # trackers that log to files (tensorboard) write into <output_dir>/simclr/
 CHECKPOINT_FILES = (WEIGHTS_FILE, "optimizer.bin")  # what a complete checkpoint holds besides the settings
 RESUME_SETTINGS_FILE = "resume_settings.json"
@@ -86,6 +89,7 @@ FOLDER_LOCK_FILE = ".hf_simclr.lock"
 FOLDER_HOLDER_FILE = ".hf_simclr.holder.json"
 # Staging: a folder is built under STAGING_PREFIX + its name, beside it, and renamed into place.
 STAGING_PREFIX = ".tmp-"
+REPLACED_PREFIX = ".replaced-"  # a finished folder being replaced by its new build (finish_staging)
 MERGE_STAGING = ".tmp-save"  # inside a folder whose files are replaced one by one
 
 
@@ -104,9 +108,10 @@ def feature_cache_file(tag: str, split: str) -> str:
     return f"features_{tag}_{split}{WEIGHTS_SUFFIX}"
 
 
-def decoded_cache_name(fingerprint: str, rows: int, image_size: int) -> str:
-    """The decoded-image cache of a dataset split (its fingerprint and size) at one image size."""
-    return f"decoded-{fingerprint}-{rows}x{image_size}px.npy"
+def decoded_cache_name(fingerprint: str, rows: int, image_size: int, decoder: int) -> str:
+    """The decoded-image cache of a dataset split (its fingerprint and size) at one image size, by one version
+    of the decoder (a cache of another version, whose pixels may differ, is another file)."""
+    return f"decoded-{fingerprint}-{rows}x{image_size}px-v{decoder}.npy"
 
 
 def benchmark_run_folder(case: str, augment_on: str) -> str:
@@ -256,12 +261,18 @@ def begin_staging(final: str | Path) -> Path:
 
 
 def finish_staging(staging: Path, final: str | Path) -> Path:
-    """Replace `final` (if any) with the complete `staging` folder."""
+    """Replace `final` (if any) with the complete `staging` folder: the old one is renamed aside first (to
+    `.replaced-<name>`), the new one renamed into place, then the old one removed, so that a stop at any
+    moment leaves a complete `final` or, between the two renames, both complete folders under names a reader
+    knows (a folder cannot be renamed over another that holds files)."""
     final = Path(final)
     give_plain_mode(staging)
+    replaced = final.parent / f"{REPLACED_PREFIX}{final.name}"
+    shutil.rmtree(replaced, ignore_errors=True)
     if final.exists():
-        shutil.rmtree(final)
+        os.replace(final, replaced)
     os.replace(staging, final)
+    shutil.rmtree(replaced, ignore_errors=True)
     return final
 
 

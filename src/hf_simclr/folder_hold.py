@@ -8,6 +8,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
+import importlib.metadata
 import json
 import os
 import socket
@@ -21,6 +22,9 @@ from typing import Any
 from .arguments import UsageError
 from .folder_format import FOLDER_HOLDER_FILE, FOLDER_LOCK_FILE, nearest_existing, write_text_atomically
 
+# Whether a held lock file may be removed: `filelock` 4's acquire checks that the file it locked still has a
+# name (else it tries again), so no process can hold a removed file; 3.x's does not.
+LOCK_FILE_REMOVABLE = int(importlib.metadata.version("filelock").split(".")[0]) >= 4
 _held: list[tuple[Any, Path, Path | None]] = []  # this process's holds: (lock, holder file, folder created)
 
 
@@ -28,12 +32,17 @@ def hold_folder(flag: str, folder: str | Path, say: Callable[[str], Any] = print
     """Hold `folder` for this process, so that a second run into it is refused (until [`folder_holds`]'s
     block ends, or the process does).
 
-    The lock is `filelock`'s on `FOLDER_LOCK_FILE` in the folder: an operating-system lock, which the
-    system releases when its holder ends in any way (SIGKILL and a lost machine included). `FOLDER_HOLDER_FILE`
-    beside it names the holder (host, process, command, since when); one found while the lock is free was
-    left by a holder that was killed: the folder is taken over, and `say`s so. Both files are removed on
-    release, and the folder too if this call created it and nothing else was written into it. A folder this
-    process holds already is held once.
+    The lock is `filelock`'s on `FOLDER_LOCK_FILE` in the folder: on a local disk an operating-system lock,
+    which the system releases when its holder ends in any way (SIGKILL included); on a network file system,
+    what its lock manager makes of it (NFSv4 releases a lost machine's lock when its lease expires; where
+    there are no locks, `filelock` falls back to a file-existence lock, which a killed holder leaves until it
+    is removed). `FOLDER_HOLDER_FILE` beside it names the holder (host, process, command, since when); one
+    found while the lock is free was left by a holder that was killed: the folder is taken over, and `say`s
+    so. On release the holder file is removed, then the lock file, while it is still held, only with a
+    `filelock` whose acquire takes no lock on a removed file (version 4: it tries again on the new one);
+    with an earlier one, a process that opened the file before it was removed could then hold it while
+    another holds a new one, so it stays. The folder goes too if this call created it and nothing else was
+    written into it. A folder this process holds already is held once.
 
     Raises:
         UsageError: when another process holds the folder, naming it, before any work.
@@ -101,11 +110,13 @@ def describe_holder(holder_file: Path) -> str:
 
 
 def let_go(lock: Any, holder_file: Path, created: Path | None) -> None:
-    """Release a folder [`hold_folder`] took: its two files first (a run starting meanwhile makes new ones),
-    then the lock, then the folders it created (`created`: the highest), if they stayed empty."""
+    """Release a folder [`hold_folder`] took: its holder file first (a run starting meanwhile writes a new one),
+    its lock file while held where that is safe ([`LOCK_FILE_REMOVABLE`]), then the lock, then the folders it
+    created (`created`: the highest), if they stayed empty."""
     with contextlib.suppress(OSError):
         holder_file.unlink()
-        holder_file.with_name(FOLDER_LOCK_FILE).unlink()
+        if LOCK_FILE_REMOVABLE:
+            holder_file.with_name(FOLDER_LOCK_FILE).unlink()
     lock.release(force=True)
     if created is None:
         return

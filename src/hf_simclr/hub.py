@@ -50,7 +50,9 @@ UPLOAD_IGNORE_PATTERNS = [
     "feature_cache/*",
     "checkpoints/*",
     "snapshots/*",
+    "abandoned/*",  # what a run set aside (an interrupted start, what followed an older checkpoint)
     ".tmp-*",
+    ".replaced-*",
     ".*.tmp",
     FOLDER_LOCK_FILE,  # left behind only by a killed run: a folder is held while a run writes it
     FOLDER_HOLDER_FILE,

@@ -8,8 +8,10 @@ SIGUSR1 ahead of time); a closed terminal sends SIGHUP. Without a handler each e
   `KeyboardInterrupt`: atomic writes remove their temporary file, staged folders their staging folder, and
   the script exits with 128 + the signal's number and a line saying what to run next;
 - inside [`deferred`] (pretraining's and fine-tuning's loops), the signal is only noted: the loop finishes
-  its step, writes a checkpoint, and then raises [`Stopped`] naming it. A second signal while one is noted
-  raises at once.
+  its step, writes a checkpoint, and then raises [`Stopped`] naming it. A signal that comes again (SLURM
+  signals every process of the step, and torchrun forwards its own again) is noted too, never cutting the
+  checkpoint short: the save needs its time (give it: SLURM's `--signal=B:TERM@120`, torchrun's 30 s grace
+  before its SIGKILL), and Ctrl-C stays the way to stop at once.
 
 A signal a shell set to be ignored (`nohup` ignores SIGHUP) stays ignored.
 """
@@ -66,8 +68,8 @@ class Interrupted(KeyboardInterrupt):
 
 
 def _handle(signal_number: int, frame: object) -> None:
-    if _state["deferring"] and _state["pending"] is None:
-        _state["pending"] = signal_number  # the loop finishes its step and checkpoints
+    if _state["deferring"]:  # the loop finishes its step and checkpoints; a repeated signal changes nothing
+        _state["pending"] = _state["pending"] or signal_number
         return
     raise Stopped(signal_number)
 

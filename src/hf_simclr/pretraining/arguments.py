@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from ..arguments import UsageError, check_arguments
+from ..collective import DEFAULT_TIMEOUT_SECONDS
 from ..conditions import (
     Applies,
     Fact,
@@ -65,6 +66,7 @@ class PretrainingArguments:
             "process normalises its own images",
             off=False,
         ),
+        "ddp_timeout": Applies(Fact("several_processes"), "one process waits for no other"),
         "checkpoints_total_limit": Applies(
             SettingIsNot("checkpointing_steps", ("none",)), "the checkpoints it prunes"
         ),
@@ -149,6 +151,15 @@ class PretrainingArguments:
         metadata={
             "help": "torch.compile the model and the GPU views (faster after a ~1 min compile); default: "
             "on with CUDA, off on CPU (where the first step would take minutes)."
+        },
+    )
+    ddp_timeout: int = field(
+        default=DEFAULT_TIMEOUT_SECONDS,
+        metadata={
+            "help": "Seconds a process waits for the others (Trainer's --ddp_timeout; NCCL's own is 10 min): while "
+            "the main process works alone (the kNN monitor's checks, snapshots, saves), the others wait for it at "
+            "most this long, then every process stops with the same message. Raise it for a monitor of a large "
+            "split."
         },
     )
     sync_batchnorm: bool = field(
@@ -288,6 +299,7 @@ class PretrainingArguments:
             ),
             "knn_every_epochs": (self.knn_every_epochs >= 0, ">= 0 (0: no kNN monitor)"),
             "knn_k": (self.knn_k >= 1, "a positive integer"),
+            "ddp_timeout": (self.ddp_timeout >= 1, "a positive number of seconds, e.g. 1800"),
         }
 
     def _check_run_folder_and_hub(self) -> None:

@@ -22,6 +22,7 @@ from accelerate import Accelerator
 from safetensors import safe_open
 
 from ..arguments import UsageError
+from ..collective import Processes, on_main, together
 from ..configuration_simclr import SimCLRConfig
 from ..folder_format import (
     CHECKPOINT_DIR,
@@ -253,39 +254,54 @@ def check_resume_settings(checkpoint: Path, settings: dict[str, Any]) -> None:
 
 
 def save_checkpoint(
-    accelerator: Accelerator, output_dir: Path, step: int, keep: int, settings: dict[str, Any]
+    accelerator: Accelerator,
+    processes: Processes,
+    output_dir: Path,
+    step: int,
+    keep: int,
+    settings: dict[str, Any],
 ) -> None:
-    """`save_state` and the run's `settings` into a temporary folder renamed into place, then drop all
-    but the last `keep` (0: keep all)."""
+    """`save_state` and the run's `settings` into a temporary folder renamed into place, then drop all but the
+    last `keep` (0: keep all). Each part is agreed by every process ([`together`], [`on_main`]): a full disk or
+    a failure on one process stops them all, with its message, and no half-written checkpoint is left."""
     root = output_dir / CHECKPOINT_DIR
     final = root / checkpoint_name(step)
     staging = staging_for(final)
-    if accelerator.is_main_process:
-        begin_staging(final)
-    accelerator.wait_for_everyone()
+    on_main(processes, f"preparing {final}", lambda: begin_staging(final))
     try:
         with full_disk_named(final):
-            accelerator.save_state(str(staging))
+            together(processes, f"writing {final}", lambda: accelerator.save_state(str(staging)))
     except BaseException:  # a full disk, a signal: no half-written checkpoint fills the disk
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        write_json_atomically(staging / RESUME_SETTINGS_FILE, settings)
-        finish_staging(staging, final)
-        finished = list_checkpoints(output_dir)
-        for old in finished[:-keep] if keep > 0 else []:
-            shutil.rmtree(old, ignore_errors=True)
-    accelerator.wait_for_everyone()
+    on_main(
+        processes,
+        f"putting {final} in place",
+        lambda: _finish_checkpoint(output_dir, staging, final, keep, settings),
+    )
 
 
-def drop_checkpoints_from(accelerator: Accelerator, output_dir: Path, step: int) -> Path | None:
-    """Remove checkpoints taken after `step` or more updates; return the last one left, if any."""
+def _finish_checkpoint(
+    output_dir: Path, staging: Path, final: Path, keep: int, settings: dict[str, Any]
+) -> None:
+    """The main process's part: the settings written, the checkpoint renamed into place, the oldest pruned."""
+    write_json_atomically(staging / RESUME_SETTINGS_FILE, settings)
+    finish_staging(staging, final)
     finished = list_checkpoints(output_dir)
-    if accelerator.is_main_process:
+    for old in finished[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def drop_checkpoints_from(processes: Processes, output_dir: Path, step: int) -> Path | None:
+    """Remove checkpoints taken after `step` or more updates (the main process; every process waits); return
+    the last one left, if any."""
+    finished = list_checkpoints(output_dir)
+
+    def drop() -> None:
         for path in finished:
             if checkpoint_step(path) >= step:
                 shutil.rmtree(path, ignore_errors=True)
-    accelerator.wait_for_everyone()
+
+    on_main(processes, "removing the checkpoints a non-finite number spoiled", drop)
     kept = [path for path in finished if checkpoint_step(path) < step]
     return kept[-1] if kept else None

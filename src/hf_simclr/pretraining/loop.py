@@ -9,12 +9,14 @@ asked of the run's plan, and each is a short function.
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import torch
 from accelerate import Accelerator
 from torch import nn
@@ -22,6 +24,7 @@ from torch import nn
 from .. import stop_signals
 from ..augmentation import AugmentationConfig
 from ..cached_gradients import cached_gradient_step
+from ..collective import on_main
 from ..devices import device_description
 from ..folder_format import CHECKPOINT_DIR, SNAPSHOT_DIR, checkpoint_name, snapshot_name, staged_folder
 from ..folder_hold import holds_folders
@@ -117,18 +120,33 @@ def after_step(run: Run, learning_rate: float, progress: Progress) -> None:
     if plan.logs_after(done):
         run.watch.check_loss()  # before any checkpoint: none may hold weights a non-finite loss spoiled
         run.log.write(done, learning_rate, progress)
-    if run.monitor is not None and plan.monitors_after(done):
-        monitor_knn(run, progress)
-    if plan.snapshots_after(done):
-        # Before the checkpoint: a run resumed from it has already written this snapshot.
-        epoch = plan.completed_epochs(done)
-        run.watch.check_weights(run.model, f"at the end of epoch {epoch}", "no snapshot written")
-        save_snapshot(
-            run.accelerator, run.model, run.output_dir, epoch, run.augmentation, {**run.config, "steps": done}
-        )
+    if run.config["knn_every_epochs_applied"] and plan.monitors_after(done):
+        on_main(run.processes, "the kNN monitor's check", lambda: monitor_knn(run, progress))
+        run.log.restart_clock()  # the check is not training time
+    if plan.snapshots_after(done):  # before the checkpoint: a run resumed from it has written this snapshot
+        snapshot(run, plan.completed_epochs(done))
     if plan.checkpoints_after(done):
-        run.watch.check_weights(run.model, f"after step {done}", "stopping", drop_from=done)
-        save_checkpoint(run.accelerator, run.output_dir, done, run.args.checkpoints_total_limit, run.settings)
+        checkpoint(run, "stopping")
+
+
+def snapshot(run: Run, epoch: int) -> None:
+    """The snapshot of the encoder at the end of `epoch`, its weights checked first (by every process)."""
+    run.watch.check_weights(run.model, f"at the end of epoch {epoch}", "no snapshot written")
+    record = {**run.config, "steps": run.state.step}
+    on_main(
+        run.processes,
+        f"the snapshot of epoch {epoch}",
+        lambda: save_snapshot(run.accelerator, run.model, run.output_dir, epoch, run.augmentation, record),
+    )
+
+
+def checkpoint(run: Run, outcome: str) -> None:
+    """The checkpoint after `run.state.step` steps, its weights checked first (by every process)."""
+    done = run.state.step
+    run.watch.check_weights(run.model, f"after step {done}", outcome, drop_from=done)
+    save_checkpoint(
+        run.accelerator, run.processes, run.output_dir, done, run.args.checkpoints_total_limit, run.settings
+    )
 
 
 # Steps timed before the run's length is estimated (the first includes one-off work: allocation, compilation).
@@ -160,8 +178,9 @@ def stop_if_signalled(run: Run, progress: Progress) -> None:
     """After a stop signal ([`stop_signals`]): checkpoint the steps taken (unless the last step just did),
     then stop with the command that continues the run.
 
-    With several processes, they agree to stop at the next log record (`--logging_steps`), where they
-    synchronise anyway: a stop decided by one process alone would leave the others waiting in a collective.
+    With several processes, they agree after every step ([`agreed_stop`]), so that all stop at the same step
+    and write one checkpoint together: a stop decided by one process alone would leave the others waiting in
+    a collective (and a scheduler gives the save only its grace: torchrun's 30 s before its SIGKILL).
 
     Raises:
         Stopped: naming the checkpoint and the resume command (exit code 128 + the signal's number).
@@ -172,38 +191,61 @@ def stop_if_signalled(run: Run, progress: Progress) -> None:
     progress.close()
     if not plan.checkpoints_after(done):
         run.watch.check_loss()
-        run.watch.check_weights(run.model, f"after step {done}", "no checkpoint written", drop_from=done)
-        save_checkpoint(run.accelerator, run.output_dir, done, run.args.checkpoints_total_limit, run.settings)
-    checkpoint = run.output_dir / CHECKPOINT_DIR / checkpoint_name(done)
+        checkpoint(run, "no checkpoint written")
+    written = run.output_dir / CHECKPOINT_DIR / checkpoint_name(done)
     raise stop_signals.Stopped(
         signal_number,
-        f"wrote {checkpoint} after step {done} of {plan.total_steps}. Continue with the same command and "
+        f"wrote {written} after step {done} of {plan.total_steps}. Continue with the same command and "
         f"--resume_from_checkpoint latest: {resume_command()}",
         script="pretrain.py",
     )
 
 
 def agreed_stop(run: Run) -> int | None:
-    """The stop signal this process noted, or, with several processes, one any of them noted (at log steps)."""
-    noted = stop_signals.pending()
-    if run.accelerator.num_processes == 1:
-        return noted
-    if not run.plan.logs_after(run.state.step):
-        return None
-    flags = run.accelerator.gather(torch.tensor([noted or 0], device=run.accelerator.device))
-    return int(flags.max().item()) or None
+    """The stop signal this process noted, or, with several processes, one any of them noted: one small
+    reduction of the run's control group after each step (a host-side collective of one number: it waits for
+    no device work, and measured at 0.1-0.3 ms a step with two CPU processes)."""
+    return run.processes.agree(stop_signals.pending() or 0) or None
 
 
 def resume_command() -> str:
-    """This script's command line with `--resume_from_checkpoint latest` (added unless it is there)."""
-    argv = list(sys.argv)
-    resume = [] if "--resume_from_checkpoint" in argv else ["--resume_from_checkpoint", "latest"]
-    return shlex.join(["python", *argv, *resume])
+    """The command that started this run (its launcher's, under torchrun or `accelerate launch`, which started
+    this process), with `--resume_from_checkpoint latest` in place of any checkpoint it resumed from."""
+    argv = launcher_command() or ["python", *sys.argv]
+    if "--resume_from_checkpoint" in argv:
+        at = argv.index("--resume_from_checkpoint")
+        argv = argv[:at] + argv[at + 2 :]
+    return shlex.join([*argv, "--resume_from_checkpoint", "latest"])
+
+
+# The launchers whose processes run this script: their command line is the run's (`torchrun ... pretrain.py`).
+LAUNCHERS = ("torch.distributed.run", "torchrun", "accelerate")
+
+
+def launcher_command() -> list[str] | None:
+    """The command line of the launcher that started this process (torchrun, `accelerate launch`), as typed
+    (`torchrun --nproc_per_node 2 scripts/pretrain.py ...`), or None when the script was started itself."""
+    if "LOCAL_RANK" not in os.environ:
+        return None
+    try:
+        argv = psutil.Process(os.getppid()).cmdline()
+    except psutil.Error:
+        return None
+    for position, item in enumerate(argv):
+        name = Path(item).name
+        if name in ("torchrun", "accelerate") or (
+            item == "-m" and argv[position + 1 : position + 2] == [LAUNCHERS[0]]
+        ):
+            start = position if name in ("torchrun", "accelerate") else position + 1
+            launcher = "torchrun" if name == "torchrun" or item == "-m" else "accelerate"
+            return [launcher, *argv[start + (2 if item == "-m" else 1) :]]
+    return None
 
 
 def monitor_knn(run: Run, progress: Progress) -> None:
-    """kNN top-1 of the encoder as it is now, logged with the epoch and what the check cost, and printed."""
-    encoder = run.accelerator.unwrap_model(run.model).simclr
+    """kNN top-1 of the encoder as it is now, logged with the epoch and what the check cost, and printed (the
+    main process's work: the others wait for it)."""
+    encoder = bare_model(run.accelerator, run.model).simclr
     started = time.time()
     # its bars nest under the run's, on a terminal only: redirected, the check is its one line below
     shown = run.accelerator.is_local_main_process and on_a_terminal()
@@ -215,9 +257,7 @@ def monitor_knn(run: Run, progress: Progress) -> None:
         "knn_seconds": round(time.time() - started, 2),
     }
     log_record(run.accelerator, run.log.log_file, record)
-    if run.accelerator.is_local_main_process:
-        progress.write(f"epoch {record['epoch']}: kNN top-1 {100 * knn:.2f}% ({record['knn_seconds']} s)")
-    run.log.restart_clock()  # the check is not training time
+    progress.write(f"epoch {record['epoch']}: kNN top-1 {100 * knn:.2f}% ({record['knn_seconds']} s)")
 
 
 def finish_run(run: Run, wall_time: float) -> dict[str, Any]:
@@ -231,26 +271,35 @@ def finish_run(run: Run, wall_time: float) -> dict[str, Any]:
         "wall_time_seconds": wall_time,
         "device": device_description(num_processes),
     }
-    accelerator.wait_for_everyone()
     # Checked at every checkpoint too; this run may have taken none.
     run.watch.check_weights(run.model, f"after step {run.state.step}", "the model is not saved")
-    if accelerator.is_main_process:
-        unwrapped = accelerator.unwrap_model(run.model)
-        save_model_folder(unwrapped, run.output_dir, run.augmentation, {**run.config, **summary})
-        if run.args.push_to_hub:
-            # No probe has run yet: results.json and the card come with scripts/push_to_hub.py later.
-            push_model_folder(
-                run.output_dir,
-                run.args.hub_model_id,
-                private=run.args.hub_private_repo,
-                require_results=False,
-            )
+    on_main(run.processes, f"saving the model to {run.output_dir}", lambda: save_model(run, summary))
     accelerator.end_training()
     accelerator.print(
         f"Saved the model to {run.output_dir} after {run.state.step} steps ({summary['device']}); evaluate it with "
         f"scripts/linear_probe.py --model_name_or_path {run.output_dir} --dataset_name <labeled dataset>."
     )
     return summary
+
+
+def save_model(run: Run, summary: dict[str, Any]) -> None:
+    """The model folder, and with `--push_to_hub` its upload (the main process's work)."""
+    save_model_folder(
+        bare_model(run.accelerator, run.model), run.output_dir, run.augmentation, {**run.config, **summary}
+    )
+    if run.args.push_to_hub:
+        # No probe has run yet: results.json and the card come with scripts/push_to_hub.py later.
+        push_model_folder(
+            run.output_dir, run.args.hub_model_id, private=run.args.hub_private_repo, require_results=False
+        )
+
+
+def bare_model(accelerator: Accelerator, model: nn.Module) -> nn.Module:
+    """The model without its DDP and `torch.compile` wrappers, the training model left as it is: accelerate's
+    `unwrap_model` keeps a compiled model by pointing its wrapper at the bare module, so that the wrapper
+    trained with no longer wraps DDP (on the main process only: `no_sync` then does nothing there, and the
+    chunked steps' all-reduces of the processes no longer pair)."""
+    return accelerator.unwrap_model(model, keep_torch_compile=False)
 
 
 def save_snapshot(
@@ -261,7 +310,7 @@ def save_snapshot(
     augmentation: AugmentationConfig,
     training_args: dict[str, Any],
 ) -> Path | None:
-    """Keep the encoder at the end of `epoch` in `<output_dir>/snapshots/epoch_N` (main process only).
+    """Keep the encoder at the end of `epoch` in `<output_dir>/snapshots/epoch_N` (the main process's work).
 
     The folder holds what `AutoModel.from_pretrained` needs (config, weights of f(.) only, image processor,
     code files) and `training_args.json` with the step reached; no optimizer state, so it is a picture
@@ -269,15 +318,13 @@ def save_snapshot(
     into place, and checkpoint pruning never touches it.
 
     Returns:
-        The snapshot folder on the main process, None on the others.
+        The snapshot folder.
 
     The caller checks that the weights are finite first ([`NonFiniteWatch.check_weights`]).
     """
-    if not accelerator.is_main_process:
-        return None
     root = output_dir / SNAPSHOT_DIR
     final = root / snapshot_name(epoch)
-    encoder = accelerator.unwrap_model(model).simclr
+    encoder = bare_model(accelerator, model).simclr
     # a resumed run writes it again: the same weights, as resume is exact
     with staged_folder(final) as staging:
         save_model_folder(encoder, staging, augmentation, {**training_args, "snapshot_epoch": epoch})

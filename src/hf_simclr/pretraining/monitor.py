@@ -7,7 +7,9 @@ import torch
 from torch import nn
 
 from ..augmentation import AugmentationConfig
+from ..collective import Processes
 from ..data import decode_images, decode_labels, host_split_cache_file
+from ..decoded_cache import default_cache_dir
 from ..evaluation.features import extract_features
 from ..evaluation.knn import knn_top1
 from .data_arguments import DataArguments
@@ -79,6 +81,7 @@ class KNNMonitor:
 
 
 def build_knn_monitor(
+    processes: Processes,
     data_args: DataArguments,
     train_set: datasets.Dataset,
     queries: datasets.Dataset | None,
@@ -86,23 +89,28 @@ def build_knn_monitor(
     augmentation: AugmentationConfig,
     k: int,
 ) -> KNNMonitor | None:
-    """The kNN monitor of a run: the pretraining rows as memory, the labeled `queries` (see
-    [`hf_simclr.pretraining.setup.monitor_queries`]), or None without queries.
+    """The kNN monitor of a run, on the main process: the pretraining rows as memory, the labeled `queries`
+    (see [`hf_simclr.pretraining.setup.monitor_queries`]), or None without queries (and on the others).
 
     The memory follows the training subset (`--max_train_samples`), reusing its decoded images
     (`train_images`, already on the device with GPU views). The queries are by default at most as many as
     the memory has, so that a tiny run's monitor costs a fraction of an epoch instead of encoding a whole
-    test split.
+    test split. What is decoded for it is decoded by every process together, each its share, through the
+    decoded cache (`--decoded_cache_dir`, else the datasets cache): the others do not wait for the main
+    process to decode alone (for ImageNet-1k, longer than NCCL's timeout).
     """
     if queries is None:
         return None
-    # Only the main process monitors (the others get no queries): it decodes alone, as the probe does.
     size, workers = augmentation.image_size, data_args.preprocessing_num_workers
-    if train_images is None:
-        cache = host_split_cache_file(data_args.decoded_cache_dir, train_set, size, all_processes=False)
-        train_images = decode_images(train_set, size, cache, num_workers=workers, all_processes=False)
-    cache = host_split_cache_file(data_args.decoded_cache_dir, queries, size, all_processes=False)
-    query_images = decode_images(queries, size, cache, num_workers=workers, all_processes=False)
-    return KNNMonitor(
-        train_images, decode_labels(train_set), query_images, decode_labels(queries), augmentation, k
-    )
+    together = processes.size > 1  # decode by shares in a file, or, alone, as the split's size says
+
+    def decoded(split: datasets.Dataset) -> torch.Tensor:
+        folder = data_args.decoded_cache_dir or (default_cache_dir() if together else None)
+        cache = host_split_cache_file(folder, split, size)
+        return decode_images(split, size, cache, num_workers=workers)
+
+    memory = train_images if train_images is not None else decoded(train_set)
+    query_images = decoded(queries)
+    if not processes.is_main:
+        return None
+    return KNNMonitor(memory, decode_labels(train_set), query_images, decode_labels(queries), augmentation, k)

@@ -104,9 +104,15 @@ class RunPlan:
         return every is not None and (done % every == 0 or done == self.total_steps)
 
     def logs_after(self, done: int) -> bool:
-        """Every `logging_steps`, at each epoch's end, and before each checkpoint (whose weights a non-finite
-        loss must not have spoiled: the log is where the loss is read back from the device)."""
-        return done % self.logging_steps == 0 or self.ends_epoch(done) or self.checkpoints_after(done)
+        """Every `logging_steps`, at each epoch's end, after the last step (a run shorter than `logging_steps`
+        logs too), and before each checkpoint (whose weights a non-finite loss must not have spoiled: the log
+        is where the loss is read back from the device)."""
+        return (
+            done % self.logging_steps == 0
+            or self.ends_epoch(done)
+            or done == self.total_steps
+            or self.checkpoints_after(done)
+        )
 
     def monitors_after(self, done: int) -> bool:
         """At the end of every `knn_every_epochs`-th epoch, and of the last epoch."""

@@ -7,6 +7,7 @@ that can refuse the run happens here, before the first step.
 
 from __future__ import annotations
 
+import datetime
 import os
 import pickle
 from dataclasses import dataclass
@@ -16,11 +17,12 @@ from typing import Any
 import datasets
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration
-from accelerate.utils import broadcast_object_list, set_seed
+from accelerate.utils import InitProcessGroupKwargs, set_seed
 from torch import nn
 
 from ..arguments import UsageError, as_usage_error, run_arguments
 from ..augmentation import AugmentationConfig
+from ..collective import Processes, on_main, start_control_group, together
 from ..conditions import Settings, applied_settings
 from ..data import decode_labels
 from ..devices import resolve_mixed_precision
@@ -61,6 +63,7 @@ class Run:
     monitor: KNNMonitor | None
     log: IntervalLog
     watch: NonFiniteWatch
+    processes: Processes  # the run's, which agree on every decision that stops or changes it
 
 
 def start_run(model_args: ModelArguments, data_args: DataArguments, args: PretrainingArguments) -> Run:
@@ -77,18 +80,12 @@ def start_run(model_args: ModelArguments, data_args: DataArguments, args: Pretra
     if args.push_to_hub:
         hub_token()  # offline mode or no token: say so now, not after the run
     output_dir = Path(args.output_dir)
-    accelerator = build_accelerator(args, output_dir)
+    accelerator, processes = build_accelerator(args, output_dir)
     announce(accelerator, output_dir, named)
-    checkpoint = open_output_dir(accelerator, output_dir, args)
+    checkpoint = open_output_dir(accelerator, processes, output_dir, args)
     set_seed(args.seed)
     augmentation = data_args.augmentation()
-    # Data: every process reads the same split (batches are sharded by rank); the kNN monitor's queries are
-    # loaded (and so checked) before anything is decoded.
-    dataset = data_args.load_split("train_split", seed=args.seed)
-    applied, notes = applied_settings(
-        PRETRAINING_ARGUMENTS, Settings(model_args, data_args, args), run_facts(accelerator, dataset)
-    )
-    queries = monitor_queries(accelerator, data_args, args, dataset, applied["knn_every_epochs_applied"])
+    dataset, applied, notes, queries = load_data(accelerator, processes, model_args, data_args, args)
     plan = RunPlan.create(args, len(dataset), accelerator.num_processes)
     model = build_model(model_args, augmentation)
     settings = resume_settings(
@@ -100,13 +97,16 @@ def start_run(model_args: ModelArguments, data_args: DataArguments, args: Pretra
     optimizer = build_optimizer(model, args, plan.peak_learning_rate)
     # Before the first image is decoded, on every process: the decoding is collective, a refusal stops them all.
     split = decoded_split(data_args, dataset, augmentation.image_size, accelerator.device)
-    check_disk_space(output_dir, model, args, plan, data_args, dataset, split)
+    check = lambda: check_disk_space(output_dir, model, args, plan, data_args, dataset, split)  # noqa: E731
+    together(processes, "checking the disks' free space", check)
     compile = torch_compile(args, accelerator)
     views = build_views(data_args, dataset, augmentation, plan, accelerator, args.seed, compile, split)
     model, optimizer = accelerator.prepare(model, optimizer)  # the views follow their own BatchOrder
     model = torch.compile(model) if compile else model
-    state = resume_state(accelerator, checkpoint)
-    monitor = build_knn_monitor(data_args, dataset, queries, views.memory_images, augmentation, args.knn_k)
+    state = resume_state(accelerator, processes, checkpoint)
+    monitor = build_knn_monitor(
+        processes, data_args, dataset, queries, views.memory_images, augmentation, args.knn_k
+    )
     config = run_record(
         run_arguments(model_args, data_args, args), applied, plan, views, augmentation, compile, accelerator
     )
@@ -128,8 +128,27 @@ def start_run(model_args: ModelArguments, data_args: DataArguments, args: Pretra
         config,
         monitor,
         log,
-        NonFiniteWatch(accelerator, output_dir),
+        NonFiniteWatch(accelerator, processes, output_dir),
+        processes,
     )
+
+
+def load_data(
+    accelerator: Accelerator,
+    processes: Processes,
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    args: PretrainingArguments,
+) -> tuple[datasets.Dataset, dict[str, Any], list[str], datasets.Dataset | None]:
+    """The training split (every process reads it whole: batches are sharded by rank), what the run applies
+    of its settings now that it knows the split and the processes ([`applied_settings`]: `<flag>_applied`,
+    the notes), and the kNN monitor's queries, loaded (and so checked) before anything is decoded."""
+    dataset = data_args.load_split("train_split", seed=args.seed)
+    facts = run_facts(accelerator, dataset)
+    applied, notes = applied_settings(PRETRAINING_ARGUMENTS, Settings(model_args, data_args, args), facts)
+    every = applied["knn_every_epochs_applied"]
+    load = lambda: monitor_queries(data_args, args, dataset, every)  # noqa: E731
+    return dataset, applied, notes, together(processes, "loading the kNN monitor's queries", load)
 
 
 def check_here(model_args: ModelArguments, data_args: DataArguments, args: PretrainingArguments) -> None:
@@ -178,12 +197,13 @@ def run_facts(accelerator: Accelerator, dataset: datasets.Dataset) -> dict[str, 
     }
 
 
-def resume_state(accelerator: Accelerator, checkpoint: Path | None) -> TrainState:
-    """The run's step counter, registered for checkpointing, and, resuming, the checkpoint's state loaded."""
+def resume_state(accelerator: Accelerator, processes: Processes, checkpoint: Path | None) -> TrainState:
+    """The run's step counter, registered for checkpointing, and, resuming, the checkpoint's state loaded
+    (by every process: a failure on one stops them all)."""
     state = TrainState()
     accelerator.register_for_checkpointing(state)
     if checkpoint is not None:
-        load_checkpoint(accelerator, checkpoint)
+        together(processes, f"loading {checkpoint}", lambda: load_checkpoint(accelerator, checkpoint))
         accelerator.print(f"Resumed from {checkpoint} at step {state.step}.")
     return state
 
@@ -204,16 +224,33 @@ def announce(accelerator: Accelerator, output_dir: Path, named: bool) -> None:
         )
 
 
-def open_output_dir(accelerator: Accelerator, output_dir: Path, args: PretrainingArguments) -> Path | None:
+def open_output_dir(
+    accelerator: Accelerator, processes: Processes, output_dir: Path, args: PretrainingArguments
+) -> Path | None:
     """The output folder first: a resume needs a checkpoint, a fresh run a folder free of other runs, and
-    every folder the run will write must be writable. Returns the checkpoint to resume from, if any."""
-    for name in (CHECKPOINT_DIR, SNAPSHOT_DIR, TRACKER_PROJECT):
-        check_path("output_dir", str(output_dir / name), WRITE_DIR)
-    check_path("output_dir", str(output_dir / LOG_HISTORY_FILE), WRITE_FILE)
-    hold_run_folder(accelerator, output_dir)
-    resume = args.resume_from_checkpoint
-    checkpoint = find_checkpoint(output_dir, resume, say=accelerator.print) if resume else None
-    prepare_output_dir(accelerator, output_dir, checkpoint, args.overwrite_output_dir)
+    every folder the run will write must be writable. Returns the checkpoint to resume from, if any. Every
+    process checks and reads; the main process alone holds the folder and sets aside or deletes what a run
+    may not mix with, and every process learns of a refusal."""
+
+    def check() -> Path | None:
+        for name in (CHECKPOINT_DIR, SNAPSHOT_DIR, TRACKER_PROJECT):
+            check_path("output_dir", str(output_dir / name), WRITE_DIR)
+        check_path("output_dir", str(output_dir / LOG_HISTORY_FILE), WRITE_FILE)
+        resume = args.resume_from_checkpoint
+        return find_checkpoint(output_dir, resume, say=accelerator.print) if resume else None
+
+    on_main(
+        processes,
+        f"holding {output_dir}",
+        lambda: hold_folder("output_dir", output_dir, say=accelerator.print),
+    )
+    checkpoint = together(processes, "checking the output folder", check)
+    overwrite = args.overwrite_output_dir
+    on_main(
+        processes,
+        "preparing the output folder",
+        lambda: prepare_output_dir(output_dir, checkpoint, overwrite, say=accelerator.print),
+    )
     return checkpoint
 
 
@@ -258,24 +295,6 @@ def check_disk_space(
         check_free_space("decoded_cache_dir", cache.parent, split.nbytes, what)
 
 
-def hold_run_folder(accelerator: Accelerator, output_dir: Path) -> None:
-    """The main process holds the folder for the run ([`hold_folder`]); every process learns whether it could.
-
-    Raises:
-        UsageError: on every process, when another run holds the folder.
-    """
-    refusal = [None]
-    if accelerator.is_main_process:
-        try:
-            hold_folder("output_dir", output_dir, say=accelerator.print)
-        except UsageError as error:
-            refusal = [str(error)]
-    if accelerator.num_processes > 1:
-        broadcast_object_list(refusal)
-    if refusal[0] is not None:
-        raise UsageError(refusal[0])
-
-
 def load_checkpoint(accelerator: Accelerator, checkpoint: Path) -> None:
     """`accelerator.load_state`, its errors named with the checkpoint (it was verified before the data work,
     so this is a file changed since, or a state that does not fit this run, e.g. another process count).
@@ -315,16 +334,20 @@ def check_tracker(report_to: str) -> None:
     )
 
 
-def build_accelerator(args: PretrainingArguments, output_dir: Path) -> Accelerator:
-    """The run's `Accelerator`: CPU without CUDA, mixed precision, trackers, seedable data order."""
+def build_accelerator(args: PretrainingArguments, output_dir: Path) -> tuple[Accelerator, Processes]:
+    """The run's `Accelerator` (CPU without CUDA, mixed precision, trackers, seedable data order, the process
+    group's timeout) and its processes, with the control group every decision of theirs is made in."""
     check_tracker(args.report_to)
-    return Accelerator(
+    accelerator = Accelerator(
         cpu=not torch.cuda.is_available(),  # under torchrun on CPU this gives MULTI_CPU (gloo)
+        kwargs_handlers=[InitProcessGroupKwargs(timeout=datetime.timedelta(seconds=args.ddp_timeout))],
         mixed_precision=resolve_mixed_precision(args.mixed_precision),
         log_with=None if args.report_to == "none" else args.report_to,
         project_dir=str(output_dir),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
     )
+    start_control_group(args.ddp_timeout)
+    return accelerator, Processes.of_run()
 
 
 def build_model(model_args: ModelArguments, augmentation: AugmentationConfig) -> SimCLRForPreTraining:
@@ -373,19 +396,16 @@ def place_model(model: nn.Module, accelerator: Accelerator, sync_batchnorm: bool
 
 
 def monitor_queries(
-    accelerator: Accelerator,
-    data_args: DataArguments,
-    args: PretrainingArguments,
-    dataset: datasets.Dataset,
-    knn_every_epochs: int,
+    data_args: DataArguments, args: PretrainingArguments, dataset: datasets.Dataset, knn_every_epochs: int
 ) -> datasets.Dataset | None:
-    """The labeled rows the kNN monitor queries (main process), or None when the monitor is off or does not
-    apply here (`knn_every_epochs`: as applied, 0 without labels in the training split or queries).
+    """The labeled rows the kNN monitor queries (every process reads them: they decode them together), or None
+    when the monitor is off or does not apply here (`knn_every_epochs`: as applied, 0 without labels in the
+    training split or queries).
 
     Raises:
         UsageError: when `--eval_split` cannot serve as the monitor's queries (missing, unlabeled).
     """
-    if knn_every_epochs == 0 or not accelerator.is_main_process:
+    if knn_every_epochs == 0:
         return None
     max_queries = data_args.max_eval_samples or len(dataset)
     try:
@@ -432,6 +452,12 @@ def describe_run(
     )
     for note in notes:
         accelerator.print(note)
+    if accelerator.num_processes > 1:
+        accelerator.print(
+            f"The {accelerator.num_processes} processes agree on every stop after each step, and wait for each "
+            f"other at most {args.ddp_timeout} s (--ddp_timeout) while the main process works alone (the kNN "
+            f"monitor's checks, snapshots, checkpoints' last steps, the model's save)."
+        )
     # The CPU-sized check below: 12 steps of 64 views of 16 px; a run well beyond it on a CPU is told so.
     beyond_a_check = plan.total_steps * plan.global_batch * image_size**2 > 2 * 12 * 64 * 16**2
     if accelerator.device.type == "cpu" and beyond_a_check:

@@ -3,6 +3,9 @@
 The loss is watched on the device (no host sync per step) and read back at each log record; the weights
 (BatchNorm statistics too, which the loss does not see) before each checkpoint, snapshot and the final
 save. Either stops the run with the same advice, and removes the checkpoints that hold spoiled weights.
+With several processes what each saw is agreed first (a loss or a BatchNorm buffer may go non-finite on one
+process alone: fp16 overflow, statistics that differ without SyncBatchNorm), so all stop together, at the
+same step, with the same message.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import torch
 from accelerate import Accelerator
 from torch import nn
 
+from ..collective import Processes
 from .checkpoints import drop_checkpoints_from
 
 ADVICE = "Lower --learning_rate, or use --mixed_precision bf16 instead of fp16."
@@ -22,12 +26,13 @@ class NonFiniteWatch:
     """Remembers the first step whose loss was not finite, on the device, and stops the run when asked.
 
     Args:
-        accelerator (`Accelerator`): the run's (checkpoints are removed by the main process).
+        accelerator (`Accelerator`): the run's.
+        processes (`Processes`): the run's, which agree on what each saw (checkpoints are removed by the main one).
         output_dir (`Path`): the run folder, whose spoiled checkpoints are removed.
     """
 
-    def __init__(self, accelerator: Accelerator, output_dir: Path) -> None:
-        self.accelerator, self.output_dir = accelerator, output_dir
+    def __init__(self, accelerator: Accelerator, processes: Processes, output_dir: Path) -> None:
+        self.processes, self.output_dir = processes, output_dir
         self.first_bad_step = torch.full((), -1, device=accelerator.device)
 
     def observe(self, loss: torch.Tensor, step: int) -> None:
@@ -39,21 +44,22 @@ class NonFiniteWatch:
         )
 
     def check_loss(self) -> None:
-        """Stop if a loss seen so far was not finite (one host sync).
+        """Stop if a loss seen so far on any process was not finite (one host sync, one agreement).
 
         Raises:
             FloatingPointError: naming the step and the last good checkpoint; later ones are removed.
         """
-        bad = int(self.first_bad_step.item())  # updates applied before the non-finite loss
-        if bad >= 0:
-            kept = drop_checkpoints_from(self.accelerator, self.output_dir, bad)
+        seen = [step for step in self.processes.gather(int(self.first_bad_step.item())) if step >= 0]
+        if seen:
+            bad = min(seen)  # updates applied before the first non-finite loss of any process
+            kept = drop_checkpoints_from(self.processes, self.output_dir, bad)
             raise FloatingPointError(
                 f"Non-finite loss at step {bad + 1}; stopping. Last good checkpoint: {kept or 'none'} "
                 f"(later ones hold the weights that gave it and were removed). {ADVICE}"
             )
 
     def check_weights(self, model: nn.Module, when: str, outcome: str, drop_from: int | None = None) -> None:
-        """Stop if a weight or buffer of `model` is not finite (checked on every process, so all stop).
+        """Stop if a weight or buffer of `model` is not finite on any process (agreed, so all stop).
 
         Args:
             when (`str`): e.g. "after step 8", for the message.
@@ -64,10 +70,10 @@ class NonFiniteWatch:
         Raises:
             FloatingPointError: with `outcome` and the advice.
         """
-        if weights_are_finite(model):
+        if all(self.processes.gather(weights_are_finite(model))):
             return
         if drop_from is not None:
-            kept = drop_checkpoints_from(self.accelerator, self.output_dir, drop_from)
+            kept = drop_checkpoints_from(self.processes, self.output_dir, drop_from)
             outcome = f"{outcome}. Last good checkpoint: {kept or 'none'}"
         raise FloatingPointError(f"Non-finite weights {when}; {outcome}. {ADVICE}")
 
