@@ -40,6 +40,11 @@ class SimCLRConfig(PretrainedConfig):
             Width of z, the output of the projection head (ignored when `projection_layers=0`).
         projection_batch_norm (`bool`, *optional*, defaults to `True`):
             BatchNorm after each hidden linear layer of the MLP head.
+        classifier_head_layers (`int`, *optional*, defaults to 0):
+            Layers of the projection head that the classifier built from this model keeps before its linear
+            classifier: 0 classifies h (SimCLR v1), 1 classifies the output of the head's first layer, which
+            SimCLR v2 fine-tunes from with a 3-layer head (Chen et al. 2020b, Section 2.2). At most
+            `projection_layers`. Pretraining ignores it; it says how the model is fine-tuned.
         loss_temperature (`float`, *optional*, defaults to 0.5):
             Temperature tau of the NT-Xent loss (Section 5.1; 0.5 is the paper's choice for CIFAR-10).
             Not called `temperature`: transformers reserves that name for generation.
@@ -58,6 +63,7 @@ class SimCLRConfig(PretrainedConfig):
         projection_hidden_dim: int | None = None,
         projection_dim: int = 128,
         projection_batch_norm: bool = True,
+        classifier_head_layers: int = 0,
         loss_temperature: float = 0.5,
         image_size: int = 224,
         **kwargs: Any,
@@ -69,6 +75,7 @@ class SimCLRConfig(PretrainedConfig):
         self.projection_hidden_dim = projection_hidden_dim
         self.projection_dim = projection_dim
         self.projection_batch_norm = projection_batch_norm
+        self.classifier_head_layers = classifier_head_layers
         self.loss_temperature = loss_temperature
         self.image_size = image_size
         self._validate()
@@ -91,6 +98,14 @@ class SimCLRConfig(PretrainedConfig):
             )
         if not isinstance(self.projection_dim, int) or self.projection_dim < 1:
             raise ValueError(f"projection_dim={self.projection_dim!r} must be a positive integer.")
+        if not isinstance(self.classifier_head_layers, int) or not (
+            0 <= self.classifier_head_layers <= self.projection_layers
+        ):
+            raise ValueError(
+                f"classifier_head_layers={self.classifier_head_layers!r} must be an integer in [0, "
+                f"projection_layers={self.projection_layers}]: the classifier keeps that many layers of the "
+                f"projection head (0: it classifies h)."
+            )
         if not isinstance(self.loss_temperature, (int, float)) or not self.loss_temperature > 0:
             raise ValueError(
                 f"loss_temperature={self.loss_temperature!r} must be > 0 (the paper uses 0.1 to 1.0)."

@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # imported where used: the file names above need no torch
     from .augmentation import AugmentationConfig
     from .configuration_simclr import SimCLRConfig
     from .image_processing_simclr import SimCLRImageProcessor
-    from .modeling_simclr import SimCLRModel
+    from .modeling_simclr import SimCLRForImageClassification, SimCLRModel
 
 # ----------------------------------------------------------------------------------------------
 # File names
@@ -301,6 +301,99 @@ def load_encoder(
         allowed_unexpected=("projection_head.", "classifier."),  # a pretraining or fine-tuned folder's head
     )
     return encoder.eval()
+
+
+CLASSIFIER_ARCHITECTURE = "SimCLRForImageClassification"
+
+
+def is_classifier_folder(config: SimCLRConfig) -> bool:
+    """Whether a folder's config was saved from a classifier (fine-tuned or distilled), not from pretraining."""
+    return CLASSIFIER_ARCHITECTURE in (config.architectures or [])
+
+
+def check_classifier_head_layers(
+    layers: int | None, projection_layers: int | None, model_name_or_path: str | Path, flag: str
+) -> None:
+    """Refuse `--classifier_head_layers` beyond the model's projection head (`projection_layers` of its config;
+    None when not known yet, e.g. a Hub id before it is read).
+
+    Raises:
+        UsageError: naming the flag, the model's head and the largest value it takes.
+    """
+    if layers is None:
+        return
+    if not isinstance(layers, int) or layers < 0:
+        raise UsageError(
+            f"--classifier_head_layers {layers} must be an integer >= 0 (0: the classifier reads h; 1: the "
+            f"first layer of the projection head, SimCLR v2's choice with a 3-layer head)."
+        )
+    if projection_layers is not None and layers > projection_layers:
+        raise UsageError(
+            f"--classifier_head_layers {layers}: --{flag} {model_name_or_path} has a projection head of "
+            f"{projection_layers} layer(s), so the classifier can keep at most {projection_layers} (0: from h); "
+            f"pretrain with --projection_layers 3 (configs/cifar10-resnet18-v2.yaml) for SimCLR v2's recipe."
+        )
+
+
+def local_projection_layers(model_name_or_path: str | Path) -> int | None:
+    """`projection_layers` of a local model folder's config.json, read as JSON (no torch); None for a Hub id
+    or a folder without a config (its own check says so)."""
+    local = local_path(model_name_or_path)
+    config = read_json(local / CONFIG_FILE) if local is not None and local.is_dir() else None
+    return config.get("projection_layers", 2) if isinstance(config, dict) else None
+
+
+def load_classifier(
+    model_name_or_path: str | Path,
+    flag: str,
+    revision: str | None = None,
+    new_classifier: bool = True,
+    **config_changes: Any,
+) -> SimCLRForImageClassification:
+    """The one loading of a [`SimCLRForImageClassification`] from a folder, its weights checked.
+
+    The encoder must load, and so must the projection head's first `classifier_head_layers` layers (the
+    folder's config, or `config_changes`): a folder without them (an encoder alone, a head of fewer layers)
+    is refused rather than left with a random head. The projection head's other layers are dropped.
+
+    Args:
+        flag (`str`): the caller's flag for the folder, which the messages name.
+        new_classifier (`bool`, defaults to True): the linear classifier may be missing (fine-tuning from a
+            pretraining folder); False: it must load too (a fine-tuned teacher).
+        config_changes: config values for the classifier, e.g. `classifier_head_layers=1`, `id2label=...`.
+
+    Raises:
+        UsageError: for a folder that is not a SimCLR model, a `classifier_head_layers` the head cannot give,
+            or weights that lack tensors or hold unexpected ones.
+    """
+    from transformers.utils import logging as transformers_logging
+
+    from .modeling_simclr import SimCLRForImageClassification
+
+    config = load_simclr_config(model_name_or_path, revision, flag)
+    layers = config_changes.get("classifier_head_layers", config.classifier_head_layers)
+    check_classifier_head_layers(layers, config.projection_layers, model_name_or_path, flag)
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()  # a new classifier and a dropped head are checked below
+    try:
+        with weights_errors(model_name_or_path, flag):
+            model, info = SimCLRForImageClassification.from_pretrained(
+                model_name_or_path, revision=revision, output_loading_info=True, **config_changes
+            )
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+    head = f" and the first {layers} layer(s) of the projection head" if layers else ""
+    check_loaded_weights(
+        info,
+        model_name_or_path,
+        flag,
+        f"Pass a folder written by pretraining{' (with its projection head)' if layers else ''} or by "
+        f"finetune.py{', or --classifier_head_layers 0' if layers else ''}.",
+        what=f"tensors of the encoder{head}{'' if new_classifier else ' and the classifier'}",
+        allowed_missing=("classifier.",) if new_classifier else (),
+        allowed_unexpected=("projection_head.",),  # the head's layers after the kept ones
+    )
+    return model
 
 
 def check_loaded_weights(

@@ -2,7 +2,8 @@
 
 - [`SimCLRModel`]: pixels -> feature map and h = f(x), the representation used downstream.
 - [`SimCLRForPreTraining`]: two augmented views -> NT-Xent loss, h, z = g(h), contrastive accuracy.
-- [`SimCLRForImageClassification`]: encoder + linear classifier for fine-tuning or probing.
+- [`SimCLRForImageClassification`]: encoder (+ the first layers of the head) + linear classifier, for
+  fine-tuning or probing.
 
 This file imports only torch, timm, transformers and its sibling files: it is copied next to saved
 models so that `AutoModel.from_pretrained(dir, trust_remote_code=True)` works without hf_simclr.
@@ -72,28 +73,39 @@ def create_backbone(config: SimCLRConfig) -> nn.Module:
 
 
 class ProjectionHead(nn.Sequential):
-    """The projection head g(.) (paper, Section 4.2): identity, linear, or MLP with ReLU.
+    """The projection head g(.) (paper, Section 4.2): identity, linear, or MLP with ReLU; or its first layers.
+
+    Layer i < L of an L-layer head is Linear (+ BatchNorm) + ReLU, the last one Linear. The first `layers` of
+    them keep their module indices, so that their weights load by name from a full head's (the classifier
+    that fine-tunes from a layer of the head, SimCLR v2, Section 2.2).
 
     Args:
         in_dim (`int`): width of h.
         config (`SimCLRConfig`): gives `projection_layers`, `projection_hidden_dim`, `projection_dim`
             and `projection_batch_norm`.
+        layers (`int`, *optional*): build only the first `layers` layers (at most `projection_layers`);
+            defaults to the whole head.
     """
 
-    def __init__(self, in_dim: int, config: SimCLRConfig) -> None:
-        layers: list[nn.Module] = []
+    def __init__(self, in_dim: int, config: SimCLRConfig, layers: int | None = None) -> None:
+        total = config.projection_layers
+        layers = total if layers is None else layers
+        if not 0 <= layers <= total:
+            raise ValueError(f"layers={layers} must be in [0, projection_layers={total}].")
+        modules: list[nn.Module] = []
         hidden = config.projection_hidden_dim or in_dim
         width = in_dim
-        for _ in range(config.projection_layers - 1):
-            layers.append(nn.Linear(width, hidden, bias=not config.projection_batch_norm))
+        for _ in range(min(layers, total - 1)):
+            modules.append(nn.Linear(width, hidden, bias=not config.projection_batch_norm))
             if config.projection_batch_norm:
-                layers.append(nn.BatchNorm1d(hidden))
-            layers.append(nn.ReLU(inplace=True))
+                modules.append(nn.BatchNorm1d(hidden))
+            modules.append(nn.ReLU(inplace=True))
             width = hidden
-        if config.projection_layers >= 1:
-            layers.append(nn.Linear(width, config.projection_dim))
-        super().__init__(*layers)
-        self.out_dim = config.projection_dim if config.projection_layers >= 1 else in_dim
+        if layers == total >= 1:
+            modules.append(nn.Linear(width, config.projection_dim))
+            width = config.projection_dim
+        super().__init__(*modules)
+        self.out_dim = width
 
 
 class SimCLRPreTrainedModel(PreTrainedModel):
@@ -242,17 +254,27 @@ class SimCLRForPreTraining(SimCLRPreTrainedModel):
 
 
 class SimCLRForImageClassification(SimCLRPreTrainedModel):
-    """Encoder f(.) + a linear classifier on h, for fine-tuning or a linear probe.
+    """Encoder f(.), the first `classifier_head_layers` layers of the projection head, and a linear classifier.
+
+    With `classifier_head_layers=0` (the default) the classifier reads h, as SimCLR v1 fine-tunes and probes;
+    with k >= 1 it reads the output of the head's k-th layer, whose weights load from a pretraining folder's
+    head (`projection_head.*`): SimCLR v2 fine-tunes from the first layer of a 3-layer head (Chen et al.
+    2020b, "Big Self-Supervised Models are Strong Semi-Supervised Learners", Section 2.2).
 
     Args:
-        config (`SimCLRConfig`): model configuration; `num_labels` sets the classifier's width.
+        config (`SimCLRConfig`): model configuration; `num_labels` sets the classifier's width,
+            `classifier_head_layers` the head layers kept.
     """
 
     def __init__(self, config: SimCLRConfig) -> None:
         super().__init__(config)
         self.num_labels = config.num_labels
         self.simclr = SimCLRModel(config)
-        self.classifier = nn.Linear(self.simclr.hidden_size, config.num_labels)
+        width = self.simclr.hidden_size
+        if config.classifier_head_layers:
+            self.projection_head = ProjectionHead(width, config, layers=config.classifier_head_layers)
+            width = self.projection_head.out_dim
+        self.classifier = nn.Linear(width, config.num_labels)
         self.post_init()
 
     def forward(
@@ -267,8 +289,10 @@ class SimCLRForImageClassification(SimCLRPreTrainedModel):
         Returns:
             [`ImageClassifierOutput`] with `loss` (when labels are given) and `logits` `(B, num_labels)`.
         """
-        h = self.simclr(pixel_values).pooler_output
-        logits = self.classifier(h)
+        features = self.simclr(pixel_values).pooler_output
+        if self.config.classifier_head_layers:
+            features = self.projection_head(features)
+        logits = self.classifier(features)
         loss = None
         if labels is not None:
             if labels.min() < 0 or labels.max() >= self.num_labels:

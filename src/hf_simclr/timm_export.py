@@ -39,7 +39,14 @@ from .folder_format import (
     staged_folder,
     write_json_atomically,
 )
-from .model_folder import DEFAULT_LICENSE, eval_augmentation_for, load_encoder, load_simclr_config, read_json
+from .model_folder import (
+    CLASSIFIER_ARCHITECTURE,
+    DEFAULT_LICENSE,
+    eval_augmentation_for,
+    load_encoder,
+    load_simclr_config,
+    read_json,
+)
 from .paths import READ_DIR, WRITE_DIR, check_path
 
 if TYPE_CHECKING:
@@ -79,6 +86,7 @@ def export(args: ExportArguments) -> Path:
     """`scripts/export_timm.py`: [`export_timm`], and how to load the copy."""
     folder = export_timm(args.model_dir, license=args.license)
     print(f"timm copy written to {folder}: timm.create_model('local-dir:{folder}', pretrained=True)")
+    print(f"It holds {timm_export_scope(load_simclr_config(args.model_dir, flag='model_dir'))}.")
     return folder
 
 
@@ -112,6 +120,19 @@ def timm_export_problem(config: SimCLRConfig) -> str | None:
             f"transformers' `AutoModel` instead."
         )
     return None
+
+
+def timm_export_scope(config: SimCLRConfig) -> str:
+    """What the timm copy of a folder holds, and what of the folder it leaves out."""
+    scope = "the encoder f(.): timm's model gives h, the pooled features (num_classes=0)"
+    if CLASSIFIER_ARCHITECTURE in (config.architectures or []):
+        kept = config.classifier_head_layers
+        head = f"the {kept} projection-head layer(s) it keeps and " if kept else ""
+        return (
+            f"{scope}; the classifier's {head}linear classifier are not exported (no timm model has them): "
+            f"load the whole classifier with transformers' AutoModelForImageClassification"
+        )
+    return f"{scope}; the projection head g(.) is not exported"
 
 
 def weights_sha256(model_dir: Path) -> str | None:

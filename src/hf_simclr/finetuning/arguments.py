@@ -14,6 +14,7 @@ from ..arguments import UsageError, check_arguments
 from ..augmentation_arguments import augmentation_arguments
 from ..conditions import Applies, Fact, SettingGiven, Source, all_of, setting_is
 from ..dataset_arguments import DatasetArguments
+from ..model_folder import check_classifier_head_layers, local_projection_layers
 from ..paths import READ_DIR_OR_HUB, check_paths
 
 INITS = ("simclr", "random")
@@ -57,6 +58,15 @@ class FinetuneArguments(FinetuneViewArguments, DatasetArguments):
             "fraction; the probe's --seed (default 0) gives the same subsets."
         },
     )
+    classifier_head_layers: int | None = field(
+        default=None,
+        metadata={
+            "help": "Layers of the pretrained projection head kept before the linear classifier: 0 fine-tunes "
+            "from h (SimCLR v1), 1 from the head's first layer (SimCLR v2, with a 3-layer head: "
+            "configs/cifar10-resnet18-v2.yaml); at most the model's --projection_layers. Default: the model's "
+            "config (0 unless pretrained with another)."
+        },
+    )
     model_revision: str | None = field(default=None, metadata={"help": "Hub revision of the model."})
     APPLIES: ClassVar[dict[str, Applies]] = {
         "model_revision": Applies(Source("model_name_or_path", ("hub",)), "a local folder has no revisions"),
@@ -76,6 +86,12 @@ class FinetuneArguments(FinetuneViewArguments, DatasetArguments):
         super().__post_init__()
         self.check_augmentation()
         check_paths(self, {"model_name_or_path": READ_DIR_OR_HUB})
+        check_classifier_head_layers(
+            self.classifier_head_layers,
+            local_projection_layers(self.model_name_or_path),
+            self.model_name_or_path,
+            "model_name_or_path",
+        )
         check_arguments(
             self,
             {

@@ -43,6 +43,7 @@ def results_record(
     per_class, confusion = classification_report_dict(logits, labels, names)
     dataset = {**args.dataset_record(), "subset_seed": args.subset_seed}
     return {
+        "method": "finetune",
         "init": args.init,
         "model_name_or_path": str(args.model_name_or_path),
         "model_revision": args.model_revision,

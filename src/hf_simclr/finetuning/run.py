@@ -17,10 +17,9 @@ from transformers import (
     default_data_collator,
     set_seed,
 )
-from transformers.utils import logging as transformers_logging
 
 from .. import stop_signals
-from ..arguments import UsageError
+from ..arguments import UsageError, as_usage_error
 from ..conditions import Settings, applied_settings
 from ..data import ImageViewDataset, decode_labels, label_names
 from ..evaluation.label_fractions import label_fraction_indices
@@ -35,11 +34,10 @@ from ..folder_format import (
 from ..folder_hold import hold_folder, holds_folders
 from ..model_folder import (
     CODE_FILES,
-    check_loaded_weights,
     eval_augmentation_for,
+    load_classifier,
     load_simclr_config,
     save_model_folder,
-    weights_errors,
 )
 from ..modeling_simclr import SimCLRForImageClassification
 from ..paths import WRITE_DIR, check_path
@@ -124,37 +122,26 @@ def load_labeled_splits(args: FinetuneArguments) -> tuple[datasets.Dataset, data
 
 
 def build_classifier(args: FinetuneArguments, names: list[str], seed: int) -> SimCLRForImageClassification:
-    """The encoder of `args.model_name_or_path` (or, with `--init random`, its architecture with seeded
-    random weights) and a new linear classifier with `id2label` from the dataset's class names.
+    """The encoder of `args.model_name_or_path` and the first `--classifier_head_layers` layers of its
+    projection head (or, with `--init random`, that architecture with seeded random weights), and a new linear
+    classifier with `id2label` from the dataset's class names.
 
     Raises:
-        ValueError: if the folder's weights lack encoder tensors (they would silently stay random).
+        UsageError: if the folder's weights lack encoder or kept head tensors (they would silently stay
+            random), or its head has fewer layers than asked.
     """
     labels = {"id2label": dict(enumerate(names)), "label2id": {name: i for i, name in enumerate(names)}}
+    if args.classifier_head_layers is not None:
+        labels["classifier_head_layers"] = args.classifier_head_layers
     set_seed(seed)  # the classifier's (and a random encoder's) initial weights follow --seed
     if args.init == "random":
         config = load_simclr_config(args.model_name_or_path, args.model_revision)
-        config.id2label, config.label2id = labels["id2label"], labels["label2id"]
+        for name, value in labels.items():
+            setattr(config, name, value)
+        with as_usage_error(("classifier_head_layers",)):
+            config._validate()
         return SimCLRForImageClassification(config)
-    verbosity = transformers_logging.get_verbosity()
-    transformers_logging.set_verbosity_error()  # a new classifier and a dropped projection head are expected
-    try:
-        with weights_errors(args.model_name_or_path, "model_name_or_path"):
-            model, info = SimCLRForImageClassification.from_pretrained(
-                args.model_name_or_path, revision=args.model_revision, output_loading_info=True, **labels
-            )
-    finally:
-        transformers_logging.set_verbosity(verbosity)
-    check_loaded_weights(
-        info,
-        args.model_name_or_path,
-        "model_name_or_path",
-        "Pass a folder written by pretraining, or --init random on purpose.",
-        what="encoder tensors",
-        allowed_missing=("classifier.",),  # the new classifier
-        allowed_unexpected=("projection_head.",),  # the pretraining head, not part of the classifier
-    )
-    return model
+    return load_classifier(args.model_name_or_path, "model_name_or_path", args.model_revision, **labels)
 
 
 @holds_folders  # the output folder is this run's until it returns or raises
@@ -199,8 +186,9 @@ def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict[
     )
     train_set, eval_set, names, train_split_size = load_labeled_splits(args)
     eval_dataset = ImageViewDataset(eval_set, eval_batch_transform(eval_view))
+    model = build_classifier(args, names, training_args.seed)
     trainer = Trainer(
-        model=build_classifier(args, names, training_args.seed),
+        model=model,
         args=training_args,
         train_dataset=ImageViewDataset(
             train_set, ImageBatchTransform(FinetuneTransform(train_view), "image", "label")
@@ -218,6 +206,7 @@ def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict[
     prediction = trainer.predict(eval_dataset, metric_key_prefix="eval")
     sizes = {"train": train_split_size, "labeled": len(train_set), "eval": len(eval_set)}
     results = results_record(args, training_args, prediction, names, sizes)
+    results["classifier_head_layers"] = model.config.classifier_head_layers
     results["wall_time_seconds"] = round(time.perf_counter() - started, 1)
     if trainer.is_world_process_zero():
         model = trainer.accelerator.unwrap_model(trainer.model)
