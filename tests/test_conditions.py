@@ -26,7 +26,7 @@ from hf_simclr.benchmark.command import BENCHMARK
 from hf_simclr.conditions import Applies, applied_settings, declared, describe, refuse_typed
 from hf_simclr.evaluation.command import LINEAR_PROBE, SNAPSHOT_CURVE
 from hf_simclr.experiments.command import RUN_EXPERIMENTS
-from hf_simclr.finetuning.command import FINETUNE
+from hf_simclr.finetuning.command import DISTILL, FINETUNE
 from hf_simclr.hub import PUSH
 from hf_simclr.pretraining.command import PRETRAIN
 from hf_simclr.reports.command import RENDER, TABLE
@@ -40,6 +40,7 @@ REQUIRED = {
     LINEAR_PROBE: ["--model_name_or_path", "runs/x", "--dataset_name", "data/x"],
     SNAPSHOT_CURVE: ["--model_name_or_path", "runs/x", "--dataset_name", "data/x"],
     FINETUNE: ["--model_name_or_path", "runs/x", "--dataset_name", "data/x", "--output_dir", "runs/y"],
+    DISTILL: ["--teacher", "runs/x", "--dataset_name", "data/x", "--output_dir", "runs/y"],
     RUN_EXPERIMENTS: ["grid.yaml", "--results_dir", "results/x"],
     EXPORT: ["--model_dir", "runs/x"],
     PUSH: ["--model_dir", "runs/x", "--repo_id", "org/x"],
@@ -63,6 +64,7 @@ EXPECTED = {
     },
     SNAPSHOT_CURVE: {"dataset_config_name", "dataset_revision", "holdout_fraction"},
     FINETUNE: {"dataset_config_name", "dataset_revision", "model_revision", "overwrite_output_dir", "fp16"},
+    DISTILL: {"labeled_loss_weight", "teacher_logits_cache_dir", "overwrite_output_dir", "fp16"},
     RUN_EXPERIMENTS: {"work_dir", "dataset_name", "variants", "override", "time_budget_minutes"},
     PUSH: {"license"},
     BENCHMARK: {

@@ -24,7 +24,7 @@ from hf_simclr.benchmark.command import BENCHMARK
 from hf_simclr.command import Command
 from hf_simclr.evaluation.command import LINEAR_PROBE, SNAPSHOT_CURVE
 from hf_simclr.experiments.command import RUN_EXPERIMENTS
-from hf_simclr.finetuning.command import FINETUNE
+from hf_simclr.finetuning.command import DISTILL, FINETUNE
 from hf_simclr.hub import PUSH
 from hf_simclr.pretraining.command import PRETRAIN
 from hf_simclr.reports.command import RENDER, TABLE
@@ -36,6 +36,7 @@ COMMANDS = (
     LINEAR_PROBE,
     SNAPSHOT_CURVE,
     FINETUNE,
+    DISTILL,
     TABLE,
     EXPORT,
     RENDER,
@@ -104,6 +105,7 @@ def valid_argv(command: Command, world: dict[str, Path], out: Path) -> list[str]
             str(out),
         ],
         "finetune.py": ["--model_name_or_path", model, "--dataset_name", data, "--output_dir", str(out)],
+        "distill.py": ["--teacher", model, "--dataset_name", data, "--output_dir", str(out)],
         "semi_supervised_table.py": ["--probe_run", model, "--output_dir", str(out)],
         "export_timm.py": ["--model_dir", model],
         "render_cards.py": ["--results_dir", str(world["results"]), "--cards_dir", str(out)],

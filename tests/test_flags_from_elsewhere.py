@@ -10,7 +10,7 @@ import pytest
 from hf_simclr.benchmark.command import BENCHMARK
 from hf_simclr.evaluation.command import LINEAR_PROBE, SNAPSHOT_CURVE
 from hf_simclr.experiments.command import RUN_EXPERIMENTS
-from hf_simclr.finetuning.command import FINETUNE
+from hf_simclr.finetuning.command import DISTILL, FINETUNE
 from hf_simclr.hub import PUSH
 from hf_simclr.pretraining.command import PRETRAIN
 from hf_simclr.timm_export import EXPORT
@@ -25,6 +25,7 @@ REQUIRED = {
     PUSH: ["--model_dir", "runs/x", "--repo_id", "org/x"],
     BENCHMARK: ["--mode", "data"],
     FINETUNE: ["--model_name_or_path", "runs/x", "--dataset_name", "data/x", "--output_dir", "runs/y"],
+    DISTILL: ["--teacher", "runs/x", "--dataset_name", "data/x", "--output_dir", "runs/y"],
 }
 CASES = [(command, flag, advice) for command in REQUIRED for flag, advice in command.known_elsewhere]
 

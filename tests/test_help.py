@@ -11,7 +11,7 @@ from hf_simclr.benchmark.command import BENCHMARK
 from hf_simclr.evaluation.arguments import LinearProbeArguments, ProbeArguments
 from hf_simclr.evaluation.command import LINEAR_PROBE, SNAPSHOT_CURVE
 from hf_simclr.experiments.command import RUN_EXPERIMENTS
-from hf_simclr.finetuning.command import FINETUNE
+from hf_simclr.finetuning.command import DISTILL, FINETUNE
 from hf_simclr.hub import PUSH
 from hf_simclr.pretraining.command import PRETRAIN
 from hf_simclr.reports.command import RENDER, TABLE
@@ -22,6 +22,7 @@ COMMANDS = (
     LINEAR_PROBE,
     SNAPSHOT_CURVE,
     FINETUNE,
+    DISTILL,
     RUN_EXPERIMENTS,
     EXPORT,
     PUSH,

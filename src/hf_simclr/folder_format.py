@@ -67,6 +67,8 @@ SNAPSHOT_TSNE_FILE = "snapshot_tsne.png"
 FINETUNE_RESULTS_FILE = "finetune_results.json"
 SEMI_SUPERVISED_FILE = "semi_supervised.json"
 SEMI_SUPERVISED_TABLE = "semi_supervised.md"
+# Distillation: the teacher's logits on the unlabeled split, computed once (`--teacher_logits cached`).
+TEACHER_LOGITS_DIR = "teacher_logits"  # in the output folder unless --teacher_logits_cache_dir
 
 # Kept in results/ folders: the commands' wall times and `gpu` (the experiment runner writes it too).
 WALL_TIMES_FILE = "wall_times.json"
@@ -106,6 +108,11 @@ def snapshot_name(epoch: int) -> str:
 def feature_cache_file(tag: str, split: str) -> str:
     """The cached frozen features of one split for one model (`tag`)."""
     return f"features_{tag}_{split}{WEIGHTS_SUFFIX}"
+
+
+def teacher_logits_file(key_digest: str, split: str) -> str:
+    """The cached logits of one teacher on one split of one dataset at one view (`key_digest` names all four)."""
+    return f"logits_{split}_{key_digest}{WEIGHTS_SUFFIX}"
 
 
 def decoded_cache_name(fingerprint: str, rows: int, image_size: int, decoder: int) -> str:

@@ -5,17 +5,18 @@ apply refused when parsed."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 from transformers import TrainingArguments
 
-from ..arguments import UsageError, check_arguments
+from ..arguments import UsageError, check_arguments, positive
 from ..augmentation_arguments import augmentation_arguments
 from ..conditions import Applies, Fact, SettingGiven, Source, all_of, setting_is
 from ..dataset_arguments import DatasetArguments
 from ..model_folder import check_classifier_head_layers, local_projection_layers
-from ..paths import READ_DIR_OR_HUB, check_paths
+from ..paths import READ_DIR, READ_DIR_OR_HUB, WRITE_DIR, check_path, check_paths, local_path
 
 INITS = ("simclr", "random")
 
@@ -102,6 +103,114 @@ class FinetuneArguments(FinetuneViewArguments, DatasetArguments):
         )
 
 
+# What a distillation's student is: the teacher's architecture (self-distillation), a SimCLR folder or a timm name.
+SELF_STUDENT = "self"
+TEACHER_LOGITS = ("cached", "on_the_fly")
+
+
+@dataclass
+class DistillArguments(FinetuneViewArguments, DatasetArguments):
+    """What to distil into which student on which images (`scripts/distill.py`; SimCLR v2, Section 2.3): the
+    teacher's soft labels on the training split's images, labels unused, and optionally the teacher's labeled
+    subset with a loss of its own; how to train is `TrainingArguments`."""
+
+    teacher: str = field(
+        metadata={"help": "The fine-tuned classifier to distil: an output folder of scripts/finetune.py."}
+    )
+    student: str = field(
+        default=SELF_STUDENT,
+        metadata={
+            "help": "self: the teacher's architecture from random weights seeded by --seed (self-distillation, "
+            "SimCLR v2's first step); a SimCLR folder (its encoder, and the head layers its config keeps, with a "
+            "new classifier; the teacher's folder starts from the teacher itself); or a timm backbone name "
+            "(resnet18, resnet10t, ...): a smaller student from random weights, with the teacher's stem and view."
+        },
+    )
+    distillation_temperature: float = field(
+        default=1.0,
+        metadata={
+            "help": "tau of P(y|x; tau) = softmax(logits / tau), for teacher and student (SimCLR v2 uses 1 with "
+            "unlabeled images alone; above 1 softens the teacher's labels, which helps a smaller student most)."
+        },
+    )
+    teacher_logits: str = field(
+        default="cached",
+        metadata={
+            "help": "cached: the teacher's logits on the evaluation view of each image, computed once and kept "
+            "(keyed by the teacher's weights, the data and the view) for every epoch and every later student; "
+            "on_the_fly: the teacher scores each augmented view the student sees, as SimCLR v2's code does, at "
+            "the cost of a teacher forward pass per step."
+        },
+    )
+    teacher_logits_cache_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Where cached teacher logits go and are looked up (default: <output_dir>/teacher_logits); a "
+            "folder shared by the students of one teacher computes them once."
+        },
+    )
+    label_fraction: float | None = field(
+        default=None,
+        metadata={
+            "help": "Also train on the teacher's labeled subset (its fraction of the labels, which must be the "
+            "teacher's own: the same class-balanced rows for the same --subset_seed), with cross-entropy weighted by "
+            "--labeled_loss_weight. Default: the soft labels alone."
+        },
+    )
+    labeled_loss_weight: float = field(
+        default=1.0,
+        metadata={"help": "Weight of the labeled rows' cross-entropy beside the distillation loss."},
+    )
+    subset_seed: int = field(
+        default=0,
+        metadata={"help": "Seed of --max_train_samples / --max_eval_samples and of the labeled subset."},
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Replace the distillation run already in --output_dir."},
+    )
+    APPLIES: ClassVar[dict[str, Applies]] = {
+        "labeled_loss_weight": Applies(
+            SettingGiven("label_fraction"), "without a labeled subset the soft labels are the only loss"
+        ),
+        "teacher_logits_cache_dir": Applies(
+            setting_is("teacher_logits", "cached", among=TEACHER_LOGITS),
+            "logits computed on the fly are not kept",
+        ),
+        "overwrite_output_dir": Applies(
+            SettingGiven("resume_from_checkpoint", given=False), "a resume continues the run in --output_dir"
+        ),
+    }
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.check_augmentation()
+        check_paths(self, {"teacher": READ_DIR_OR_HUB, "teacher_logits_cache_dir": WRITE_DIR})
+        if (
+            self.student != SELF_STUDENT and local_path(self.student) is not None
+        ):  # else a timm name or Hub id
+            check_path("student", self.student, READ_DIR)
+        check_arguments(
+            self,
+            {
+                "distillation_temperature": (
+                    self.distillation_temperature is not None and positive(self.distillation_temperature),
+                    "> 0, e.g. 1 (SimCLR v2) or 2-4 (softer labels)",
+                ),
+                "teacher_logits": (self.teacher_logits in TEACHER_LOGITS, " or ".join(TEACHER_LOGITS)),
+                "label_fraction": (
+                    self.label_fraction is None or 0 < self.label_fraction <= 1,
+                    "in (0, 1], the teacher's own fraction (e.g. 0.01)",
+                ),
+                "labeled_loss_weight": (
+                    math.isfinite(self.labeled_loss_weight) and self.labeled_loss_weight >= 0,
+                    ">= 0, e.g. 1",
+                ),
+                "subset_seed": (0 <= self.subset_seed < 2**32, "in [0, 2**32)"),
+            },
+        )
+
+
 @dataclass
 class TrainerArguments(TrainingArguments):
     """transformers' `TrainingArguments`, titled as a group of their own in `--help`, and the settings Trainer
@@ -182,4 +291,7 @@ HUB_SETTINGS = (
 # `--help` shows the script's own settings first under their own title, then Trainer's under another.
 FinetuneArguments._argument_group_name = (
     "finetune.py's settings (the model, the data, the label fraction, the view, the initialisation)"
+)
+DistillArguments._argument_group_name = (
+    "distill.py's settings (the teacher, the student, the data, the temperature, the teacher's logits)"
 )

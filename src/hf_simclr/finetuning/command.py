@@ -13,10 +13,11 @@ from ..folder_format import (
     CONFIG_FILE,
     FINETUNE_RESULTS_FILE,
     IMAGE_PROCESSOR_FILE,
+    MODEL_CARD_FILE,
     TRAINING_ARGS_FILE,
     WEIGHTS_FILES,
 )
-from .arguments import FinetuneArguments, TrainerArguments
+from .arguments import DistillArguments, FinetuneArguments, TrainerArguments
 
 
 def describe_finetuning(results: dict[str, Any]) -> str:
@@ -50,6 +51,36 @@ FINETUNE = Command(
     (FinetuneArguments, TrainerArguments),
     "hf_simclr.finetuning.run:finetune",
     report="hf_simclr.finetuning.command:describe_finetuning",
+    interrupted="run the same command with --resume_from_checkpoint latest to continue from Trainer's last "
+    "checkpoint (--save_strategy), or with --overwrite_output_dir to start afresh.",
+    required_by_checks=("dataset_name",),
+    known_elsewhere=FINETUNE_ELSEWHERE_FLAGS,
+)
+
+
+def describe_distillation(results: dict[str, Any]) -> str:
+    """What `scripts/distill.py` prints at the end: teacher, student, scores, files."""
+    teacher, student = results["teacher"], results["student"]
+    folder = Path(results["training_arguments"]["output_dir"])
+    return "\n".join(
+        [
+            f"Distilled {teacher['path']} (top-1 {100 * teacher['top1']:.2f}%) into a {student['kind']} student "
+            f"({student['backbone']}, {student['parameters']:,} parameters) on {results['num_unlabeled_samples']} "
+            f"images (tau {results['distillation_temperature']:g}, teacher logits {results['teacher_logits']}): "
+            f"top-1 {100 * results['top1']:.2f}%, top-3 {100 * results['top3']:.2f}% on "
+            f"{results['split_sizes']['eval']} {results['dataset']['eval_split']} images.",
+            f"Wrote into {folder}/: {FINETUNE_RESULTS_FILE}, {MODEL_CARD_FILE} (names the teacher) and the student "
+            f"(AutoModelForImageClassification).",
+        ]
+    )
+
+
+# `scripts/distill.py`: ours, then every option of transformers' `TrainingArguments`.
+DISTILL = Command(
+    "distill.py",
+    (DistillArguments, TrainerArguments),
+    "hf_simclr.finetuning.distill:distill",
+    report="hf_simclr.finetuning.command:describe_distillation",
     interrupted="run the same command with --resume_from_checkpoint latest to continue from Trainer's last "
     "checkpoint (--save_strategy), or with --overwrite_output_dir to start afresh.",
     required_by_checks=("dataset_name",),

@@ -39,8 +39,6 @@ def results_record(
     sizes: dict[str, int],
 ) -> dict[str, Any]:
     """What `finetune_results.json` holds (without the wall time): scores, data, hardware, arguments."""
-    logits, labels = torch.as_tensor(prediction.predictions), torch.as_tensor(prediction.label_ids)
-    per_class, confusion = classification_report_dict(logits, labels, names)
     dataset = {**args.dataset_record(), "subset_seed": args.subset_seed}
     return {
         "method": "finetune",
@@ -49,6 +47,23 @@ def results_record(
         "model_revision": args.model_revision,
         "label_fraction": args.label_fraction,
         "num_train_samples": sizes["labeled"],
+        **classifier_results(training_args, prediction, names, sizes, dataset),
+        "arguments": dataclasses.asdict(args),
+    }
+
+
+def classifier_results(
+    training_args: TrainingArguments,
+    prediction: PredictionOutput,
+    names: list[str],
+    sizes: dict[str, int],
+    dataset: dict[str, Any],
+) -> dict[str, Any]:
+    """A trained classifier's record, fine-tuned or distilled: its scores on the evaluation split (top-k, per
+    class, the confusion matrix), the data, the hardware and Trainer's arguments."""
+    logits, labels = torch.as_tensor(prediction.predictions), torch.as_tensor(prediction.label_ids)
+    per_class, confusion = classification_report_dict(logits, labels, names)
+    return {
         **top_k_metrics(prediction),
         "eval_loss": prediction.metrics.get("eval_loss"),
         "per_class": per_class,
@@ -59,7 +74,6 @@ def results_record(
         "metrics": "top-k: hf_simclr top_k_accuracy; per class: scikit-learn",
         "seed": training_args.seed,
         "device": device_description(training_args.world_size if torch.cuda.is_available() else 1),
-        "arguments": dataclasses.asdict(args),
         # never a credential (TrainingArguments redacts its own, but not those of a custom tracker)
         "training_arguments": {k: v for k, v in training_args.to_dict().items() if "token" not in k},
     }

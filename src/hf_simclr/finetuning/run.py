@@ -48,11 +48,19 @@ from .callbacks import QuietCheckpointSaves, ReadableCheckpoints, StopOnSignal, 
 from .results import results_record, top_k_metrics, write_finetune_results
 
 
-def check_output_dir(output_dir: Path, overwrite: bool, resuming: bool, model_name_or_path: str) -> None:
+def check_output_dir(
+    output_dir: Path,
+    overwrite: bool,
+    resuming: bool,
+    model_name_or_path: str,
+    other_files: tuple[str, ...] = (),
+    model_flag: str = "model_name_or_path",
+) -> None:
     """Refuse an output folder that holds another fine-tuning run, unless it is to be replaced or resumed.
 
     With `overwrite`, the files of the earlier run (results, model files, Trainer's `checkpoint-*`) are
-    removed first, so that nothing of it mixes with the new run; other files are left alone.
+    removed first, so that nothing of it mixes with the new run; other files are left alone. `other_files`:
+    the names of the job's other files (distillation's model card).
 
     Raises:
         ValueError: when the folder holds a run and neither `overwrite` nor `resuming` is set, and always
@@ -61,7 +69,7 @@ def check_output_dir(output_dir: Path, overwrite: bool, resuming: bool, model_na
     model_dir = Path(model_name_or_path)
     if model_dir.is_dir() and output_dir.resolve() == model_dir.resolve():
         raise UsageError(
-            f"--output_dir {output_dir} is the model to fine-tune (--model_name_or_path); the fine-tuned model "
+            f"--output_dir {output_dir} is the model to fine-tune or distil (--{model_flag}); the trained model "
             f"is a new one: pass another --output_dir."
         )
     if not output_dir.is_dir() or resuming:
@@ -73,6 +81,7 @@ def check_output_dir(output_dir: Path, overwrite: bool, resuming: bool, model_na
         TRAINING_ARGS_FILE,
         *WEIGHTS_FILES,
         *CODE_FILES,
+        *other_files,
     }
     previous = sorted(
         path for path in output_dir.iterdir() if path.name in run_files or path.name.startswith("checkpoint-")
