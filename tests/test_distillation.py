@@ -21,8 +21,9 @@ from hf_simclr.finetuning.arguments import DistillArguments, FinetuneArguments
 from hf_simclr.finetuning.distill import build_student, distill, load_teacher
 from hf_simclr.finetuning.distillation import cached_teacher_logits, distillation_loss
 from hf_simclr.finetuning.run import finetune
-from hf_simclr.folder_format import FINETUNE_RESULTS_FILE, MODEL_CARD_FILE
+from hf_simclr.folder_format import FINETUNE_RESULTS_FILE, MODEL_CARD_FILE, SEMI_SUPERVISED_TABLE
 from hf_simclr.model_folder import save_model_folder
+from hf_simclr.reports.semi_supervised import write_semi_supervised_table
 
 
 def training(output_dir: Path, **changes) -> TrainingArguments:
@@ -100,8 +101,11 @@ def test_a_student_started_from_the_teacher_is_at_the_minimum(teacher):
     assert loss.item() < distillation_loss(logits.detach() + torch.randn_like(logits), target, 1.0).item()
 
 
-def test_a_smaller_student_runs_end_to_end_and_names_its_teacher(teacher, tmp_path):
-    teacher_dir, data, model_dir = teacher
+@pytest.fixture(scope="module")
+def smaller_student(teacher, tmp_path_factory) -> tuple[DistillArguments, dict, Path]:
+    """The teacher distilled into timm's smallest ResNet on the slice (with the labeled loss): `(arguments,
+    results, folder)`."""
+    teacher_dir, data, _ = teacher
     args = DistillArguments(
         teacher=str(teacher_dir),
         student="test_resnet",  # timm's smallest ResNet: another backbone than the teacher's
@@ -110,20 +114,35 @@ def test_a_smaller_student_runs_end_to_end_and_names_its_teacher(teacher, tmp_pa
         labeled_loss_weight=0.5,
         distillation_temperature=2.0,
     )
-    results = distill(args, training(tmp_path / "student"))
+    folder = tmp_path_factory.mktemp("smaller") / "student"
+    return args, distill(args, training(folder)), folder
+
+
+@pytest.fixture(scope="module")
+def self_student(teacher, tmp_path_factory) -> tuple[dict, Path]:
+    """The teacher self-distilled with its logits on the fly, one step: `(results, folder)`."""
+    teacher_dir, data, _ = teacher
+    args = DistillArguments(teacher=str(teacher_dir), dataset_name=str(data), teacher_logits="on_the_fly")
+    folder = tmp_path_factory.mktemp("self") / "student"
+    return distill(args, training(folder, max_steps=1)), folder
+
+
+def test_a_smaller_student_runs_end_to_end_and_names_its_teacher(teacher, smaller_student):
+    teacher_dir, _, model_dir = teacher
+    args, results, folder = smaller_student
     assert results["method"] == "distill" and results["student"]["kind"] == "timm"
     assert results["student"]["parameters"] < results["student"]["teacher_parameters"]
     assert results["label_fraction"] == 0.5 and results["num_train_samples"] == 12  # the teacher's labels
     assert results["num_unlabeled_samples"] == 24 and results["split_sizes"]["labeled"] == 12
     assert results["model_name_or_path"] == str(model_dir) and results["teacher_logits_reused"] is False
-    written = json.loads((tmp_path / "student" / FINETUNE_RESULTS_FILE).read_text())
+    written = json.loads((folder / FINETUNE_RESULTS_FILE).read_text())
     assert written["top1"] == results["top1"] and written["teacher"]["path"] == str(teacher_dir)
-    card = (tmp_path / "student" / MODEL_CARD_FILE).read_text()
+    card = (folder / MODEL_CARD_FILE).read_text()
     assert f"**Teacher:** {teacher_dir.name} (local path)" in card and "timm's `test_resnet`" in card
-    reloaded = AutoModelForImageClassification.from_pretrained(tmp_path / "student")
+    reloaded = AutoModelForImageClassification.from_pretrained(folder)
     assert isinstance(reloaded, SimCLRForImageClassification) and reloaded.config.backbone == "test_resnet"
     with pytest.raises(UsageError, match="already holds a run"):  # no run overwrites another's files
-        distill(args, training(tmp_path / "student"))
+        distill(args, training(folder))
 
 
 def test_cached_teacher_logits_are_reused_and_never_read_for_another_teacher_or_data(teacher, tmp_path):
@@ -173,10 +192,33 @@ def test_inputs_that_do_not_fit_are_refused_before_any_work(teacher, tmp_path):
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
-def test_self_distillation_with_logits_on_the_fly(teacher, tmp_path):
-    teacher_dir, data, _ = teacher
-    args = DistillArguments(teacher=str(teacher_dir), dataset_name=str(data), teacher_logits="on_the_fly")
-    results = distill(args, training(tmp_path / "self", max_steps=1))
+def test_self_distillation_with_logits_on_the_fly(self_student):
+    results, folder = self_student
     assert results["student"]["kind"] == "self" and results["teacher_logits_reused"] is None
     assert results["student"]["parameters"] == results["student"]["teacher_parameters"]
-    assert results["classifier_head_layers"] == 1 and not (tmp_path / "self" / "teacher_logits").exists()
+    assert results["classifier_head_layers"] == 1 and not (folder / "teacher_logits").exists()
+
+
+def test_the_table_puts_the_distilled_and_head_layer_rows_in_their_place(
+    teacher, smaller_student, self_student, tmp_path
+):
+    teacher_dir = teacher[0]
+    runs = [teacher_dir, smaller_student[2], self_student[1]]  # the results files these tests wrote
+    table = write_semi_supervised_table(runs, None, tmp_path)
+    lines = (tmp_path / SEMI_SUPERVISED_TABLE).read_text().splitlines()
+    lines = [line for line in lines if line.startswith("| ")]  # the header, then a line per row
+    rows = [line.split(" | ")[0].lstrip("| ") for line in lines[1:]]
+    assert rows == [
+        "Fine-tune from SimCLR, from h (v1)",
+        "Fine-tune from SimCLR, from a layer of the projection head (v2) (layer 1)",
+        "Distilled, self (the teacher's architecture) (resnet18, tau 1)",
+        "Distilled into a smaller student (test_resnet, tau 2)",
+        "Fine-tune from random init",
+        "Linear probe (frozen SimCLR features)",
+    ]
+    teacher_top1 = json.loads((teacher_dir / FINETUNE_RESULTS_FILE).read_text())["top1"]
+    student_top1 = smaller_student[1]["top1"]
+    assert f"| {100 * teacher_top1:.2f} |" in lines[2] and f"| {100 * student_top1:.2f} |" in lines[4]
+    assert f"| {100 * self_student[0]['top1']:.2f} |" in lines[3]
+    assert all(lines[row].endswith("| not run | not run |") for row in (1, 5, 6))
+    assert table["fractions"] == [0.5] and "50% labels (12 images)" in lines[0]

@@ -63,8 +63,11 @@ def test_table_rows_come_from_the_results_and_missing_numbers_show_a_dash() -> N
     assert lines[0] == (
         "| Method | 1% labels (500 images) top-1 | top-3 | 10% labels (5000 images) top-1 | top-3 |"
     )
-    assert "| Fine-tune from SimCLR | 61.23 | 84.56 | 77.40 | 94.80 |" in lines
-    assert "| Fine-tune from random init | - | - | 38.20 | 60.10 |" in lines  # no 1% run
+    assert "| Fine-tune from SimCLR, from h (v1) | 61.23 | 84.56 | 77.40 | 94.80 |" in lines
+    assert "| Fine-tune from random init | not run | not run | 38.20 | 60.10 |" in lines  # no 1% run
+    assert (
+        "| Distilled into a smaller student | not run | not run | not run | not run |" in lines
+    )  # every row
     assert "| Linear probe (frozen SimCLR features) | 66.86 | - | 76.11 | 93.64 |" in lines  # no top-3 at 1%
     assert "10000 images of split `test` of `cifar10`" in text
 
@@ -103,7 +106,7 @@ def test_write_reads_run_folders_and_writes_json_and_markdown(tmp_path: Path, mo
     [
         (
             RUNS + [("again", RUNS[1][1])],
-            r"two results for Fine-tune from SimCLR at 10% of the labels: ft-simclr-10 and again",
+            r"two results for Fine-tune from SimCLR, from h \(v1\) at 10% of the labels: ft-simclr-10 and again",
         ),
         (
             [RUNS[0], ("other", finetuned("random", 0.1, 0.3, 0.5, 5000, max_eval_samples=1000))],

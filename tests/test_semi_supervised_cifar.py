@@ -104,7 +104,7 @@ def test_the_table_and_the_card_repeat_the_results_files(runs: dict[str, Path]) 
     finetuned = json.loads((runs["finetune_simclr"] / "finetune_results.json").read_text())
     probe = json.loads((runs["simclr"] / RESULTS_FILE).read_text())
     markdown = (runs["simclr"] / SEMI_SUPERVISED_TABLE).read_text()
-    row = f"| Fine-tune from SimCLR | {100 * finetuned['top1']:.2f} | {100 * finetuned['top3']:.2f} |"
+    row = f"| Fine-tune from SimCLR, from h (v1) | {100 * finetuned['top1']:.2f} | {100 * finetuned['top3']:.2f} |"
     assert row in markdown
     assert (
         f"| Linear probe (frozen SimCLR features) | {100 * probe['label_fraction']['0.1']['linear_top1']:.2f} |"

@@ -30,6 +30,16 @@ from .naming import describe_dataset, shown_value
 from .semi_supervised import format_semi_supervised_table
 from .tables import percent
 
+# A fine-tuning or distillation row of the semi-supervised table, as the card's compute table names its run.
+COMPUTE_STAGES = {
+    "finetune_simclr": "Fine-tuning from SimCLR",
+    "finetune_simclr_head": "Fine-tuning from SimCLR (a head layer)",
+    "distill_self": "Self-distillation",
+    "distill_smaller": "Distillation into a smaller student",
+    "finetune_random": "Fine-tuning from random init",
+}
+
+
 if TYPE_CHECKING:
     from huggingface_hub import ModelCard
 
@@ -477,8 +487,7 @@ def compute_rows(
             rows.append((name, hardware, wall_time(record["wall_time_seconds"], whole.get(stage))))
     for entry in (semi_supervised or {}).get("entries", []):
         if entry["method"] != "linear_probe" and entry.get("wall_time_seconds") is not None:
-            init = "SimCLR" if entry["method"] == "finetune_simclr" else "random init"
-            stage = f"Fine-tuning from {init}, {100 * entry['label_fraction']:g}% of the labels"
+            stage = f"{COMPUTE_STAGES[entry['method']]}, {100 * entry['label_fraction']:g}% of the labels"
             hardware = entry.get("device") or "not recorded"
             rows.append((stage, hardware, wall_time(entry["wall_time_seconds"])))
     return rows

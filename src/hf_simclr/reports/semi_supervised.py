@@ -1,11 +1,16 @@
-"""The semi-supervised table: fine-tuning from SimCLR, from random init, and the linear probe, at label fractions.
+"""The semi-supervised table: fine-tuning from SimCLR (from h, and from a layer of the projection head), the
+distilled students, fine-tuning from random init, and the linear probe, at label fractions.
 
 The table of Chen et al. 2020 (Table 7: fine-tuning on 1% and 10% of the labels) as the student
-reproductions report it, top-1 and top-3 per fraction, against the two references that give it meaning:
-the same network fine-tuned from random weights, and a linear probe on the frozen SimCLR features. Every
-number is read from the runs' own results files (`finetune_results.json` of `scripts/finetune.py`,
-`results.json` of `scripts/linear_probe.py`); nothing is typed in. Runs that were not scored on the same
-evaluation images, or whose label subsets differ, are refused rather than put side by side.
+reproductions report it, top-1 and top-3 per fraction, with the two steps of SimCLR v2 (Chen et al. 2020b):
+fine-tuning from the first layer of a deeper head, and distilling the fine-tuned network into a student on the
+unlabeled images (self-distillation, or into a smaller network); against the two references that give it
+meaning: the same network fine-tuned from random weights, and a linear probe on the frozen SimCLR features.
+Every row is always there: a method without a run says "not run". Every number is read from the runs' own
+results files (`finetune_results.json` of `scripts/finetune.py` and of `scripts/distill.py`, `results.json` of
+`scripts/linear_probe.py`); nothing is typed in. Runs that were not scored on the same evaluation images, or
+whose label subsets differ, are refused rather than put side by side. A distilled row's label fraction is its
+teacher's: the labels the whole chain saw.
 """
 
 from __future__ import annotations
@@ -28,10 +33,42 @@ from .naming import describe_dataset
 from .tables import percent
 
 METHODS = {
-    "finetune_simclr": "Fine-tune from SimCLR",
+    "finetune_simclr": "Fine-tune from SimCLR, from h (v1)",
+    "finetune_simclr_head": "Fine-tune from SimCLR, from a layer of the projection head (v2)",
+    "distill_self": "Distilled, self (the teacher's architecture)",
+    "distill_smaller": "Distilled into a smaller student",
     "finetune_random": "Fine-tune from random init",
     "linear_probe": "Linear probe (frozen SimCLR features)",
 }
+NOT_RUN = "not run"
+
+
+def method_of(results: dict[str, Any]) -> str:
+    """The row of a classifier's results (`finetune_results.json`): fine-tuned from SimCLR from h or from a head
+    layer (`classifier_head_layers`, 0 in runs that predate it), from random init, or distilled (self when the
+    student is as large as its teacher)."""
+    if results.get("method") == "distill":
+        student = results["student"]
+        return "distill_smaller" if student["parameters"] < student["teacher_parameters"] else "distill_self"
+    if results["init"] != "simclr":
+        return "finetune_random"
+    return "finetune_simclr_head" if results.get("classifier_head_layers") else "finetune_simclr"
+
+
+def _detail(results: dict[str, Any]) -> str | None:
+    """What the row's name leaves open: the head layer, the student's backbone."""
+    if results.get("method") == "distill":
+        return f"{results['student']['backbone']}, tau {results['distillation_temperature']:g}"
+    if results["init"] == "simclr" and results.get("classifier_head_layers"):
+        return f"layer {results['classifier_head_layers']}"
+    return None
+
+
+def _from_simclr(results: dict[str, Any]) -> bool:
+    """Whether the run started from the SimCLR model (a distilled student: its teacher did)."""
+    if results.get("method") == "distill":
+        return results["teacher"].get("init") == "simclr"
+    return results["init"] == "simclr"
 
 
 def _evaluation_data(results: dict[str, Any], seed: int) -> dict[str, Any]:
@@ -91,7 +128,8 @@ def collect_semi_supervised(
     evaluation = _check_same_data(runs)
     entries = [
         {
-            "method": "finetune_simclr" if results["init"] == "simclr" else "finetune_random",
+            "method": method_of(results),
+            "detail": _detail(results),
             "label_fraction": float(results["label_fraction"]),
             "num_train_samples": results["num_train_samples"],
             "top1": results["top1"],
@@ -105,7 +143,7 @@ def collect_semi_supervised(
     if probe_results is not None:
         probe_source, probe = probe_results
         for source, results in finetune_results:
-            if results["init"] == "simclr" and not _same_model(
+            if _from_simclr(results) and not _same_model(
                 results["model_name_or_path"], probe["model_name_or_path"]
             ):
                 raise UsageError(
@@ -151,8 +189,8 @@ def _check_entries(entries: list[dict[str, Any]]) -> None:
 
 
 def format_semi_supervised_table(table: dict[str, Any]) -> str:
-    """The table in Markdown: one row per method, top-1 and top-3 (percent) per label fraction, "-" where
-    a run is missing or did not record the number."""
+    """The table in Markdown: one row per method, top-1 and top-3 (percent) per label fraction, "not run" where
+    a method has no run at that fraction and "-" where a run did not record the number."""
     fractions = table["fractions"]
     by_key = {(entry["method"], entry["label_fraction"]): entry for entry in table["entries"]}
     sizes = {entry["label_fraction"]: entry["num_train_samples"] for entry in table["entries"]}
@@ -161,17 +199,18 @@ def format_semi_supervised_table(table: dict[str, Any]) -> str:
         header += [f"{100 * fraction:g}% labels ({sizes[fraction]} images) top-1", "top-3"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for method, name in METHODS.items():
-        cells = [name]
+        details = sorted({e["detail"] for e in table["entries"] if e["method"] == method and e.get("detail")})
+        cells = [f"{name} ({'; '.join(details)})" if details else name]
         for fraction in fractions:
-            entry = by_key.get((method, fraction)) or {}
-            cells += [percent(entry.get("top1")), percent(entry.get("top3"))]
+            entry = by_key.get((method, fraction))
+            cells += [percent(entry.get("top1")), percent(entry.get("top3"))] if entry else [NOT_RUN, NOT_RUN]
         lines.append("| " + " | ".join(cells) + " |")
     evaluation = table["evaluation"]
     lines.append("")
     lines.append(
         f"Accuracy in percent on {evaluation['eval_size']} images of split `{evaluation['eval_split']}` of "
         f"{describe_dataset(evaluation['name'])['name']}; label subsets class-balanced, seed "
-        f"{evaluation['subset_seed']}."
+        f"{evaluation['subset_seed']}; a distilled student counts its teacher's labels."
     )
     return "\n".join(lines) + "\n"
 
