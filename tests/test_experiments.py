@@ -223,3 +223,76 @@ def test_a_row_run_with_local_paths_shows_none_and_its_command_reruns_it(tmp_pat
     capsys.readouterr()
     RUN_EXPERIMENTS.main(reproduce.split()[2:])
     assert "skipped (results exist) ['mlp-head']" in capsys.readouterr().out
+
+
+@pytest.mark.slow  # pretraining, the probe, two fine-tunings and a distillation, on generated data
+def test_a_grid_with_a_chain_pretrains_fine_tunes_distils_and_tabulates(tmp_path):
+    from builders import save_tiny_dataset
+
+    data = save_tiny_dataset(tmp_path / "data", per_class=(4, 2))
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump({**RECIPE, "image_size": 16, "knn_every_epochs": 0}))
+    spec = {
+        "base": "recipe.yaml",
+        "overrides": {
+            "dataset_name": str(data),
+            "projection_layers": 3,
+            "projection_hidden_dim": 32,
+            "per_device_train_batch_size": 6,
+            "max_steps": 1,
+            "checkpointing_steps": "none",
+        },
+        "evaluation": {
+            "knn_k": [3],
+            "label_fractions": [0.5],
+            "max_iter": 10,
+            "device": "cpu",
+            "plots": False,
+        },
+        "variants": {"v2": {}},
+        "chain": {
+            "label_fractions": [0.5],
+            "settings": {
+                "max_steps": 1,
+                "per_device_train_batch_size": 6,
+                "use_cpu": True,
+                "report_to": "none",
+            },
+            "finetune": {"v1": {}, "v2": {"classifier_head_layers": 1}},
+            "distill": {"small": {"teacher": "v2", "student": "test_resnet"}},
+        },
+    }
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    grid = load_grid(tmp_path / "grid.yaml")
+    report = run_grid(grid, tmp_path / "results", tmp_path / "work")
+    assert report.ran == ["v2"]
+    folder = tmp_path / "results" / "v2"
+    assert sorted(path.name for path in (folder / "chain").iterdir()) == [
+        "small-50pct",
+        "v1-50pct",
+        "v2-50pct",
+    ]
+    distilled = json.loads((folder / "chain" / "small-50pct" / "finetune_results.json").read_text())
+    assert distilled["teacher"]["path"] == str(tmp_path / "work" / "v2" / "chain" / "v2-50pct")
+    assert (folder / "chain" / "small-50pct" / "README.md").is_file()
+    table = (folder / "semi_supervised.md").read_text()
+    for method, results in (
+        ("from h (v1)", "v1-50pct"),
+        ("(v2) (layer 1)", "v2-50pct"),
+        ("smaller", "small-50pct"),
+    ):
+        top1 = json.loads((folder / "chain" / results / "finetune_results.json").read_text())["top1"]
+        row = next(line for line in table.splitlines() if method in line)
+        assert f"| {100 * top1:.2f} |" in row
+    assert "| Fine-tune from random init | not run | not run |" in table
+    assert json.loads((folder / "wall_times.json").read_text())["chain_seconds"] > 0
+    assert not any(path.suffix == ".safetensors" for path in folder.rglob("*"))  # no weights in results
+    bad = {**spec, "chain": {**spec["chain"], "distill": {"small": {"teacher": "v3"}}}}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
+    with pytest.raises(
+        ValueError, match=r"chain distill 'small' has teacher 'v3'; name one of the finetune runs"
+    ):
+        load_grid(tmp_path / "bad.yaml")
+    typo = {**spec, "chain": {**spec["chain"], "finetune": {"v1": {}, "v2": {"classifier_head_layer": 1}}}}
+    (tmp_path / "typo.yaml").write_text(yaml.safe_dump(typo))
+    with pytest.raises(ValueError, match=r"chain finetune 'v2' sets \['classifier_head_layer'\]"):
+        load_grid(tmp_path / "typo.yaml")

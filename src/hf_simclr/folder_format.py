@@ -69,6 +69,7 @@ SEMI_SUPERVISED_FILE = "semi_supervised.json"
 SEMI_SUPERVISED_TABLE = "semi_supervised.md"
 # Distillation: the teacher's logits on the unlabeled split, computed once (`--teacher_logits cached`).
 TEACHER_LOGITS_DIR = "teacher_logits"  # in the output folder unless --teacher_logits_cache_dir
+CHAIN_DIR = "chain"  # the runner's fine-tuning and distillation runs of a variant (grid `chain`)
 
 # Kept in results/ folders: the commands' wall times and `gpu` (the experiment runner writes it too).
 WALL_TIMES_FILE = "wall_times.json"

@@ -14,6 +14,15 @@ A grid file (YAML) names a base recipe and variants, each a set of overrides of 
         paper: "A nonlinear head beats a linear one by ~3 points and no head by >10 (Table 3)."
         verdict: "..."                               # one sentence, written once the numbers are in
     spread: [base, base-seed1]                       # optional: two seeds of one recipe, the run-to-run spread
+    chain:                                           # optional: after each variant's probe, the few-labels chain
+      label_fractions: [0.01, 0.1]                   # each fine-tuning and distillation at each fraction
+      settings: {num_train_epochs: 30, optim: sgd}   # finetune.py's and distill.py's for every run (Trainer's too)
+      finetune: {v1: {}, v2: {classifier_head_layers: 1}, random: {init: random}}   # name: finetune.py settings
+      distill: {self: {teacher: v2}, small: {teacher: v2, student: resnet18}}        # teacher: a finetune name
+
+With a `chain`, each variant is pretrained, probed, fine-tuned (every `finetune` run at every fraction, from the
+variant's model folder), distilled (every `distill` run from its teacher at the same fraction) and tabulated
+(`semi_supervised.md` in the variant's results folder), on the data of its evaluation.
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ import yaml
 
 from ..arguments import UsageError, flag_arguments, recipe_arguments, run_arguments
 from ..conditions import refuse_typed
-from ..dataset_arguments import EVALUATION_SHARES
+from ..dataset_arguments import DATASET_FLAGS, EVALUATION_SHARES
 from ..evaluation.arguments import LinearProbeArguments
 from ..pretraining.arguments import PRETRAINING_ARGUMENTS, PretrainingArguments
 from ..pretraining.data_arguments import DataArguments
@@ -50,6 +59,30 @@ class Section:
     verdict: str | None = None
 
 
+CHAIN_KEYS = ("label_fractions", "settings", "finetune", "distill")
+
+
+@dataclass
+class Chain:
+    """The few-labels chain run after each variant's probe (see the module docstring).
+
+    Attributes:
+        label_fractions (`list[float]`): the fractions every run is made at.
+        settings (`dict`): finetune.py's and distill.py's settings (and Trainer's) for every run.
+        finetune (`dict[str, dict]`): name -> finetune.py settings.
+        distill (`dict[str, dict]`): name -> distill.py settings, `teacher` naming a `finetune` run.
+    """
+
+    label_fractions: list[float]
+    settings: dict[str, Any]
+    finetune: dict[str, dict[str, Any]]
+    distill: dict[str, dict[str, Any]]
+
+    def run_name(self, name: str, fraction: float) -> str:
+        """The folder of run `name` at `fraction`: `v2-1pct`."""
+        return f"{name}-{100 * fraction:g}pct"
+
+
 @dataclass
 class Grid:
     """A parsed grid file (see the module docstring).
@@ -62,6 +95,7 @@ class Grid:
         variants (`dict[str, dict]`): name -> overrides, in file order.
         sections (`list[Section]`): grouping of the table; one section of all variants by default.
         spread (`list[str]`): two variants that differ only by seed, or empty.
+        chain ([`Chain`], *optional*): fine-tuning, distillation and the table after each variant's probe.
     """
 
     path: Path
@@ -71,6 +105,7 @@ class Grid:
     variants: dict[str, dict[str, Any]]
     sections: list[Section]
     spread: list[str] = field(default_factory=list)
+    chain: Chain | None = None
 
 
 def load_grid(path: str | Path) -> Grid:
@@ -84,11 +119,13 @@ def load_grid(path: str | Path) -> Grid:
     if not path.is_file():
         raise UsageError(f"grid file {path} not found; pass a YAML file with `base` and `variants`.")
     spec = yaml.safe_load(path.read_text()) or {}
-    unknown = sorted(set(spec) - {"base", "overrides", "evaluation", "variants", "sections", "spread"})
+    unknown = sorted(
+        set(spec) - {"base", "overrides", "evaluation", "variants", "sections", "spread", "chain"}
+    )
     if unknown:
         raise UsageError(
             f"{path}: unknown keys {unknown}; a grid has base, overrides, evaluation, variants, "
-            f"sections, spread."
+            f"sections, spread, chain."
         )
     if "base" not in spec or not spec.get("variants"):
         raise UsageError(f"{path}: a grid needs `base` (a recipe file) and at least one entry in `variants`.")
@@ -126,10 +163,135 @@ def load_grid(path: str | Path) -> Grid:
         variants,
         sections,
         spread,
+        load_chain(path, spec["chain"]) if spec.get("chain") else None,
     )
     for name in variants:  # parse every variant now: a typo fails here, not after hours of the grid
-        variant_arguments(grid, name, {}, Path("unused"), Path("unused"))
+        variant = variant_arguments(grid, name, {}, Path("unused"), Path("unused"))
+        if grid.chain is not None:
+            for fraction in grid.chain.label_fractions:
+                chain_arguments(grid, variant, fraction, Path("unused"))
     return grid
+
+
+def load_chain(path: Path, spec: dict[str, Any]) -> Chain:
+    """The grid's `chain`, its names checked (its runs' settings are parsed with each variant's).
+
+    Raises:
+        UsageError: for an unknown key, no fraction or no fine-tuning run, a name that cannot be a folder's, or a
+            distillation whose teacher is not one of the fine-tuning runs.
+    """
+    unknown = sorted(set(spec) - set(CHAIN_KEYS))
+    if unknown:
+        raise UsageError(f"{path}: chain has unknown keys {unknown}; it has {', '.join(CHAIN_KEYS)}.")
+    chain = Chain(
+        [float(fraction) for fraction in spec.get("label_fractions") or []],
+        dict(spec.get("settings") or {}),
+        {str(name): dict(settings or {}) for name, settings in (spec.get("finetune") or {}).items()},
+        {str(name): dict(settings or {}) for name, settings in (spec.get("distill") or {}).items()},
+    )
+    if not chain.label_fractions or not chain.finetune:
+        raise UsageError(f"{path}: chain needs label_fractions and at least one finetune run.")
+    for name, settings in chain.distill.items():
+        if settings.get("teacher") not in chain.finetune:
+            raise UsageError(
+                f"{path}: chain distill {name!r} has teacher {settings.get('teacher')!r}; name one of the finetune "
+                f"runs {list(chain.finetune)}."
+            )
+    for name in (*chain.finetune, *chain.distill):
+        if (
+            not name
+            or name.startswith(".")
+            or "/" in name
+            or name in chain.finetune
+            and name in chain.distill
+        ):
+            raise UsageError(f"{path}: chain run name {name!r} must be one folder name, used once.")
+    return chain
+
+
+@dataclass
+class ChainRun:
+    """One fine-tuning or distillation of a variant's chain: its name, job and parsed arguments."""
+
+    name: str
+    job: str  # "finetune" or "distill"
+    arguments: Any  # FinetuneArguments or DistillArguments
+    training: Any  # TrainerArguments
+
+
+def chain_arguments(
+    grid: Grid, variant: VariantArguments, fraction: float, chain_dir: Path
+) -> list[ChainRun]:
+    """The fine-tuning runs and then the distillations of `variant`'s chain at `fraction`, parsed as their
+    scripts parse them: from the variant's model folder and its evaluation's data, into `chain_dir/<run>`.
+
+    Raises:
+        UsageError: naming the chain run and what is wrong.
+    """
+    from ..finetuning.arguments import DistillArguments, FinetuneArguments, TrainerArguments
+
+    chain, evaluation = grid.chain, variant.evaluation
+    data = {name: getattr(evaluation, name) for name in DATASET_FLAGS}
+    data["subset_seed"] = evaluation.seed  # the probe's subsets (finetune.py's --subset_seed says so)
+    runs = []
+    for job, specs, arguments in (
+        ("finetune", chain.finetune, FinetuneArguments),
+        ("distill", chain.distill, DistillArguments),
+    ):
+        for name, settings in specs.items():
+            merged = {
+                **data,
+                **chain.settings,
+                **settings,
+                "output_dir": str(chain_dir / chain.run_name(name, fraction)),
+            }
+            if job == "finetune":
+                merged |= {"model_name_or_path": variant.training.output_dir, "label_fraction": fraction}
+            else:
+                merged["teacher"] = str(chain_dir / chain.run_name(settings["teacher"], fraction))
+            known = {f.name for cls in (arguments, TrainerArguments) for f in dataclasses.fields(cls)}
+            unknown = sorted(set(merged) - known)
+            if unknown:
+                raise UsageError(
+                    f"{grid.path}: chain {job} {name!r} sets {unknown}, which {job}.py does not take."
+                )
+            parsed = _parse_chain_run(
+                arguments, TrainerArguments, merged, f"{grid.path}: chain {job} {name!r}"
+            )
+            runs.append(ChainRun(chain.run_name(name, fraction), job, *parsed))
+    return runs
+
+
+def _parse_chain_run(
+    arguments: type, trainer: type, settings: dict[str, Any], source: str
+) -> tuple[Any, Any]:
+    """`settings` parsed as the script parses its command line: a folder not written yet is taken (the chain
+    writes it before the run), everything else checked."""
+    import argparse
+
+    from transformers import HfArgumentParser
+
+    from ..paths import local_path
+
+    placeholders = {key: "." for key in ("model_name_or_path", "teacher") if key in settings}
+    placeholders = {
+        key: value
+        for key, value in placeholders.items()
+        if local_path(settings[key]) is not None and not Path(settings[key]).is_dir()
+    }
+    argv = [
+        item for key, value in {**settings, **placeholders}.items() for item in flag_arguments(key, value)
+    ]
+    try:
+        parsed, training = HfArgumentParser(
+            (arguments, trainer), exit_on_error=False
+        ).parse_args_into_dataclasses(args=argv)
+        training.check()
+    except (argparse.ArgumentError, ValueError) as error:
+        raise UsageError(f"{source}: {error}") from error
+    for key in placeholders:
+        setattr(parsed, key, settings[key])
+    return parsed, training
 
 
 @dataclass
@@ -141,6 +303,7 @@ class VariantArguments:
     training: PretrainingArguments
     evaluation: LinearProbeArguments  # of the model folder `training.output_dir`, once pretraining wrote it
     overrides: dict[str, Any]  # the grid's, the command line's and the variant's, merged
+    chain: dict[str, Any] | None = None  # the grid's chain, as written (its results depend on it)
 
     def evaluation_of_the_model(self) -> LinearProbeArguments:
         """The evaluation's arguments, pointed at the model folder pretraining wrote."""
@@ -153,6 +316,8 @@ class VariantArguments:
             f"evaluation.{key}": value for key, value in dataclasses.asdict(self.evaluation).items()
         }
         settings = {**merged, **evaluation}
+        if self.chain is not None:
+            settings["chain"] = self.chain
         location = {*LOCATION_ARGUMENTS, *(f"evaluation.{key}" for key in LOCATION_ARGUMENTS)}
         return json.loads(json.dumps({k: v for k, v in settings.items() if k not in location}, default=str))
 
@@ -247,7 +412,8 @@ def variant_arguments(
     except UsageError as error:
         raise UsageError(f"{grid.path}: evaluation: {error}") from error
     evaluation_args.check()  # as the probe's parsing does: --device is on this machine
-    return VariantArguments(model_args, data_args, training_args, evaluation_args, overrides)
+    chain = dataclasses.asdict(grid.chain) if grid.chain is not None else None
+    return VariantArguments(model_args, data_args, training_args, evaluation_args, overrides, chain)
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:

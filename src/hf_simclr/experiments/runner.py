@@ -1,4 +1,5 @@
-"""The experiment runner: every variant of a grid pretrained and evaluated in one process, then the table.
+"""The experiment runner: every variant of a grid pretrained and evaluated (and, with a `chain`, fine-tuned and
+distilled) in one process, then the table.
 
 [`run_grid`] pretrains and evaluates (on h and z) every variant in one process, so that the decoded
 data (one `.npy` cache for all variants) and compiled kernels are reused. A variant whose results
@@ -22,6 +23,7 @@ from typing import Any
 from ..arguments import UsageError
 from ..evaluation.probe import run_linear_probe
 from ..folder_format import (
+    CHAIN_DIR,
     CONFIG_FILE,
     DECODED_SUBFOLDER,
     EXPERIMENT_FILE,
@@ -37,7 +39,9 @@ from ..folder_format import (
 from ..folder_hold import hold_folder, holds_folders
 from ..pretraining.loop import pretrain
 from ..reports.naming import shown_value
+from ..reports.semi_supervised import write_semi_supervised_table
 from .arguments import ExperimentArguments
+from .chain import CHAIN_COPIED_FILES, run_chain
 from .grid import (
     LOCATION_ARGUMENTS,
     Grid,
@@ -100,7 +104,10 @@ def estimated_seconds(history: list[dict[str, float]], epochs: float) -> float |
     if not history:
         return None
     return max(
-        run["pretrain_seconds"] / run["epochs"] * epochs + run["evaluation_seconds"] for run in history
+        run["pretrain_seconds"] / run["epochs"] * epochs
+        + run["evaluation_seconds"]
+        + run.get("chain_seconds", 0)
+        for run in history
     )
 
 
@@ -188,14 +195,18 @@ def run_variant(
     pretraining = pretrain(arguments.model, arguments.data, arguments.training)
     print(f"[runner] {name}: evaluating on h and z")
     results = run_linear_probe(arguments.evaluation_of_the_model())
+    chain, chain_seconds = (
+        run_chain(grid, name, arguments, model_dir / CHAIN_DIR) if grid.chain else ([], None)
+    )
     wall_times = {
         "pretrain_seconds": round(pretraining["wall_time_seconds"], 1),
         "evaluation_seconds": results["wall_time_seconds"],
+        **({"chain_seconds": chain_seconds} if grid.chain else {}),
         "device": results["device"],
         "date": date.today().isoformat(),
     }
     write_variant_files(
-        grid, name, arguments, model_dir, results_dir / name, wall_times, command_line, command
+        grid, name, arguments, model_dir, results_dir / name, wall_times, command_line, command, chain
     )
     epochs = pretraining["steps"] / max(1, pretraining["steps_per_epoch"])
     return {**wall_times, "epochs": epochs}
@@ -236,8 +247,10 @@ def write_variant_files(
     wall_times: dict[str, Any],
     command_line: dict[str, Any],
     command: str | None,
+    chain: list[Path] = (),
 ) -> None:
-    """Copy the variant's small files next to `experiment.json` and `wall_times.json`, atomically.
+    """Copy the variant's small files next to `experiment.json` and `wall_times.json`, atomically; with a chain,
+    each run's results and card into `chain/<run>/` and the semi-supervised table beside the probe's results.
 
     Files are staged in a temporary folder and renamed into place, `experiment.json` last, so a folder
     with `experiment.json` is always complete.
@@ -246,6 +259,12 @@ def write_variant_files(
     for file in COPIED_FILES:
         if (model_dir / file).is_file():
             shutil.copy2(model_dir / file, staging / file)
+    for run in chain:
+        (staging / CHAIN_DIR / run.name).mkdir(parents=True)
+        for file in (file for file in CHAIN_COPIED_FILES if (run / file).is_file()):
+            shutil.copy2(run / file, staging / CHAIN_DIR / run.name / file)
+    if chain:
+        write_semi_supervised_table(chain, model_dir, staging)
     write_json_atomically(staging / WALL_TIMES_FILE, wall_times)
     experiment = {
         "grid": str(grid.path),
