@@ -129,17 +129,19 @@ class DistillArguments(FinetuneViewArguments, DatasetArguments):
     distillation_temperature: float = field(
         default=1.0,
         metadata={
-            "help": "tau of P(y|x; tau) = softmax(logits / tau), for teacher and student (SimCLR v2 uses 1 with "
-            "unlabeled images alone; above 1 softens the teacher's labels, which helps a smaller student most)."
+            "help": "tau of P(y|x; tau) = softmax(logits / tau), for teacher and student: 1 takes the teacher's "
+            "probabilities as they are; above 1 (2-4) softens them, so the student also learns how the teacher ranks "
+            "the wrong classes (Hinton et al. 2015), which matters most for a smaller student. The loss has no "
+            "tau^2 factor (the paper's has none): its gradient shrinks as 1/tau."
         },
     )
     teacher_logits: str = field(
         default="cached",
         metadata={
-            "help": "cached: the teacher's logits on the evaluation view of each image, computed once and kept "
-            "(keyed by the teacher's weights, the data and the view) for every epoch and every later student; "
-            "on_the_fly: the teacher scores each augmented view the student sees, as SimCLR v2's code does, at "
-            "the cost of a teacher forward pass per step."
+            "help": "cached: the teacher's logits on the evaluation view (the whole image) of each row, computed "
+            "once and kept, keyed by the teacher's weights, the data and the view, for every epoch and every later "
+            "student of that teacher; on_the_fly: the teacher scores the very crop the student sees, at the cost "
+            "of a teacher forward pass per step."
         },
     )
     teacher_logits_cache_dir: str | None = field(
