@@ -268,3 +268,54 @@ def test_a_chunked_step_updates_u_once_and_gives_the_whole_batchs_gradients(name
     if name == "sogclr":  # updated once: a second update would have mixed the estimate in twice
         torch.testing.assert_close(chunk_u, whole_u, atol=1e-6, rtol=1e-6)
         assert (whole_u[index[4:]] > 0).all() and (whole_u[index[:4]] != 2.0).all()
+
+
+def test_the_objectives_benchmark_runs_at_a_tiny_size(tmp_path) -> None:
+    from hf_simclr.benchmark.arguments import BenchmarkArguments
+    from hf_simclr.benchmark.report import format_objectives_table, run_benchmark
+
+    arguments = BenchmarkArguments(
+        mode="objectives",
+        output_json=str(tmp_path / "objectives.json"),
+        objective_batches=[4],
+        objective_step_chunk=2,
+        objective_repeats=1,
+        memory_image_size=8,
+    )
+    report = run_benchmark(arguments)
+    assert [row["objective"] for row in report["results"]] == list(OBJECTIVES)
+    assert all(row["loss_seconds"] > 0 and row["step_seconds"] > 0 for row in report["results"])
+    assert "| 4 | `sogclr` |" in format_objectives_table(report)
+
+
+def _checkpoint_u(folder: str, load: bool) -> None:
+    """Save (two processes, after a SogCLR step of each one's half) or load (one process) u with accelerate's
+    checkpoint, as pretraining registers it; the u each process holds is written beside it."""
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(cpu=True)
+    model, optimizer = (layer := torch.nn.Linear(2, 2)), torch.optim.SGD(layer.parameters(), lr=0.1)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    objective = ContrastiveObjective("sogclr", 0.5, num_images=16)
+    accelerator.register_for_checkpointing(objective)
+    rank = accelerator.process_index
+    if load:
+        accelerator.load_state(folder)
+    else:
+        z_a, z_b = random_z(8)
+        rows = slice(4 * rank, 4 * rank + 4)
+        objective(z_a[rows], z_b[rows], torch.arange(8)[rows] * 2)
+        accelerator.save_state(folder)
+    torch.save(objective.state.u, f"{folder}/u-{'loaded' if load else 'saved'}-{rank}.pt")
+
+
+@pytest.mark.slow  # three processes
+def test_u_saved_by_two_processes_loads_bit_for_bit_on_one(tmp_path) -> None:
+    folder = str(tmp_path / "checkpoint")
+    saved = run_processes(lambda rank: _checkpoint_u(folder, load=False), world_size=2, timeout=120)
+    assert all(outcome.exit_code == 0 for outcome in saved), [o.output[-2000:] for o in saved]
+    loaded = run_processes(lambda rank: _checkpoint_u(folder, load=True), world_size=1, timeout=120)
+    assert loaded[0].exit_code == 0, loaded[0].output[-2000:]
+    u = [torch.load(tmp_path / "checkpoint" / f"u-saved-{rank}.pt") for rank in range(2)]
+    assert torch.equal(u[0], u[1]) and (u[0][::2][:8] > 0).all() and (u[0][1::2] == 0).all()
+    assert torch.equal(torch.load(tmp_path / "checkpoint" / "u-loaded-0.pt"), u[0])
