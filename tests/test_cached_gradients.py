@@ -182,7 +182,7 @@ def words(text: str) -> str:
 
 
 def test_the_readmes_own_loop_with_chunks_runs_as_written(capsys):
-    section = README.split("\n## Batches larger than memory\n", 1)[1].split("\n## ", 1)[0]
+    section = README.split("\n### Batches larger than memory (`--chunk_size`)\n", 1)[1].split("\n## ", 1)[0]
     code = section.split("```python\n", 1)[1].split("```", 1)[0]
     exec(compile(code, "README.md: Batches larger than memory", "exec"), {})
     assert "over the whole batch of 32" in capsys.readouterr().out

@@ -124,23 +124,40 @@ def weights(folder: Path) -> dict[str, torch.Tensor]:
     return AutoModel.from_pretrained(folder).state_dict()
 
 
+@pytest.mark.parametrize("objective", ["nt_xent", "sogclr"])
 def test_a_schedulers_sigterm_mid_epoch_checkpoints_the_step_and_the_resume_continues_exactly(
-    cifar10_path, tmp_path
+    cifar10_path, tmp_path, objective
 ):
+    # SogCLR: its u (one float per image, updated every step; the second epoch mixes the old estimate in) and
+    # the online linear head (its weights and Adam's state) resume bit for bit.
+    extra = ("--objective", objective)
     full = tmp_path / "full"
-    assert pretrain(full, cifar10_path).returncode == 0
+    assert pretrain(full, cifar10_path, *extra).returncode == 0
     output_dir = tmp_path / "run"
-    stopped = pretrain(output_dir, cifar10_path, interrupt="step:3", signal="SIGTERM")
+    stopped = pretrain(output_dir, cifar10_path, *extra, interrupt="step:3", signal="SIGTERM")
     assert stopped_by(stopped, "SIGTERM"), stopped.stderr[-3000:]
     assert (
         "step_3 after step 3 of 8" in stopped.stderr and "--resume_from_checkpoint latest" in stopped.stderr
     )
-    resumed = pretrain(output_dir, cifar10_path, "--resume_from_checkpoint", "latest")
+    resumed = pretrain(output_dir, cifar10_path, *extra, "--resume_from_checkpoint", "latest")
     assert resumed.returncode == 0 and "at step 3" in resumed.stdout, resumed.stderr[-3000:]
     finished(output_dir)
     expected, got = weights(full), weights(output_dir)
     for key, value in expected.items():
         torch.testing.assert_close(got[key], value, atol=1e-6, rtol=0, msg=key)
+    if objective == "sogclr":
+        # the checkpoint's states after the step counter: SogCLR's u, then the online head
+        u, head = (
+            [
+                torch.load(run / "checkpoints" / "step_8" / f"custom_checkpoint_{i}.pkl")
+                for run in (full, output_dir)
+            ]
+            for i in (1, 2)
+        )
+        assert u[0]["state.u"].shape == (32,) and (u[0]["state.u"] > 0).all()
+        assert torch.equal(u[1]["state.u"], u[0]["state.u"])
+        for key, value in head[0]["classifier"].items():
+            assert torch.equal(head[1]["classifier"][key], value), key
 
 
 def test_sigusr1_during_a_checkpoint_write_lets_it_finish_and_stops_with_it(cifar10_path, tmp_path):

@@ -28,7 +28,7 @@ from contextlib import AbstractContextManager
 import torch
 from torch import nn
 
-from .loss import contrastive_accuracy, nt_xent_loss
+from .loss import NTXentOutput, contrastive_accuracy, nt_xent_loss
 from .modeling_simclr import SimCLRForPreTrainingOutput, split_views
 
 
@@ -38,6 +38,7 @@ def cached_gradient_step(
     chunk_size: int | None,
     backward: Callable[[torch.Tensor], None] = torch.Tensor.backward,
     no_sync: Callable[[], AbstractContextManager] | None = None,
+    loss: Callable[[torch.Tensor, torch.Tensor], NTXentOutput] | None = None,
 ) -> SimCLRForPreTrainingOutput:
     """Forward and backward of one SimCLR step, in chunks of `chunk_size` images; gradients are left in the
     parameters' `.grad` (accumulated, as `loss.backward()` leaves them) for the optimizer's step.
@@ -55,6 +56,9 @@ def cached_gradient_step(
         no_sync (`Callable`, *optional*): a context manager factory that suspends DDP's gradient
             all-reduce, e.g. `lambda: accelerator.no_sync(model)`: every chunk but the last runs under it,
             so gradients are synchronised once per step.
+        loss (`Callable`, *optional*): the objective, `(z_a, z_b) -> NTXentOutput`, e.g. [`dcl_loss`] or a
+            [`ContrastiveObjective`] bound to the step's image rows; it is called once per step, over the whole
+            batch (SogCLR's `u` is updated once, chunks or not). None: the model's own NT-Xent.
 
     Returns:
         [`SimCLRForPreTrainingOutput`] with the whole batch's loss and contrastive top-1/top-5 (detached
@@ -66,9 +70,14 @@ def cached_gradient_step(
     views = split_views(pixel_values)
     batch = views.shape[0] // 2
     if chunk_size is None or chunk_size >= batch:
-        output = model(pixel_values=views)
-        backward(output.loss)
-        return output
+        if loss is None:
+            output = model(pixel_values=views)
+            backward(output.loss)
+            return output
+        output = model(pixel_values=views, return_loss=False)
+        result = loss(*output.z.chunk(2))
+        backward(result.loss)
+        return with_loss(output.h, output.z, result)
     if chunk_size <= 0 or batch % chunk_size:
         raise ValueError(f"chunk_size={chunk_size} must be positive and divide the batch of {batch} images.")
     chunks = [
@@ -86,7 +95,10 @@ def cached_gradient_step(
     # 2. The loss over the whole batch, and its gradient with respect to z.
     z_a = torch.cat([z[:chunk_size] for z in z_parts]).requires_grad_()
     z_b = torch.cat([z[chunk_size:] for z in z_parts]).requires_grad_()
-    result = nt_xent_loss(z_a, z_b, unwrapped(model).config.loss_temperature)
+    if loss is None:
+        result = nt_xent_loss(z_a, z_b, unwrapped(model).config.loss_temperature)
+    else:
+        result = loss(z_a, z_b)
     backward(result.loss)
     # 3. Each chunk again, with autograd: its slice of that gradient through the model.
     for index, (chunk, state) in enumerate(zip(chunks, rng_states, strict=True)):
@@ -97,10 +109,17 @@ def cached_gradient_step(
             z = model(pixel_values=chunk, return_loss=False).z
             z.backward(torch.cat([z_a.grad[rows], z_b.grad[rows]]))
     h = torch.cat([h[:chunk_size] for h in h_parts] + [h[chunk_size:] for h in h_parts])
+    return with_loss(h, torch.cat([z_a, z_b]).detach(), result, detach=True)
+
+
+def with_loss(
+    h: torch.Tensor, z: torch.Tensor, result: NTXentOutput, detach: bool = False
+) -> SimCLRForPreTrainingOutput:
+    """The step's output: h, z, the objective's loss and contrastive top-1/top-5."""
     return SimCLRForPreTrainingOutput(
-        loss=result.loss.detach(),
+        loss=result.loss.detach() if detach else result.loss,
         h=h,
-        z=torch.cat([z_a, z_b]).detach(),
+        z=z,
         contrastive_top1=contrastive_accuracy(result.logits, result.labels, k=1),
         contrastive_top5=contrastive_accuracy(result.logits, result.labels, k=5),
     )

@@ -34,7 +34,7 @@ TRAINING_CASES = (
 )
 
 
-MODES = ("data", "training", "memory", "gather", "decode")
+MODES = ("data", "training", "memory", "gather", "decode", "objectives")
 
 
 def for_modes(modes: tuple[str, ...], *names: str) -> dict[str, Applies]:
@@ -51,7 +51,7 @@ class BenchmarkArguments:
         "mode": Applies(
             Fact("cuda"),
             "its steps are sized for a GPU (batches of 256-512, compiled) and would run for hours here; on this "
-            "machine, --mode data, memory, gather or decode",
+            "machine, --mode data, memory, gather, decode or objectives",
             for_values=("training",),
             refuse=True,
         ),
@@ -61,7 +61,9 @@ class BenchmarkArguments:
             ("data",), "num_workers", "batch_size", "cifar_batches", "stl10_batches", "stl10_samples"
         ),
         **for_modes(("training",), "work_dir", "cases", "cpu_workers"),
-        **for_modes(("memory",), "memory_settings", "memory_backbone", "memory_image_size", "memory_steps"),
+        **for_modes(("memory",), "memory_settings", "memory_steps"),
+        **for_modes(("memory", "objectives"), "memory_backbone", "memory_image_size"),
+        **for_modes(("objectives",), "objective_batches", "objective_step_chunk", "objective_repeats"),
         **for_modes(("decode",), "decode_workers", "decode_cifar_samples", "decode_photo_samples"),
     }
 
@@ -69,8 +71,9 @@ class BenchmarkArguments:
         metadata={
             "help": "What to time: data (CPU pipeline), training (GPU only), memory (peak memory and time "
             "of a step against the batch and --chunk_size), gather (GB/s of a step's rows gathered from the "
-            "memory-mapped decoded cache, against a plain memory copy) or decode (images/s against "
-            "--preprocessing_num_workers)."
+            "memory-mapped decoded cache, against a plain memory copy), decode (images/s against "
+            "--preprocessing_num_workers) or objectives (each --objective's loss against NT-Xent's, and against a "
+            "ResNet step)."
         }
     )
     output_json: str | None = field(
@@ -114,6 +117,20 @@ class BenchmarkArguments:
     memory_backbone: str = field(default="resnet18", metadata={"help": "The timm backbone."})
     memory_image_size: int = field(default=32, metadata={"help": "The view size."})
     memory_steps: int = field(default=2, metadata={"help": "Steps per setting (after the first: timed)."})
+    objective_batches: list[int] = field(
+        default_factory=lambda: [256, 1024],
+        metadata={"help": "Batches (images per step) to time the objectives at."},
+    )
+    objective_step_chunk: int = field(
+        default=256,
+        metadata={
+            "help": "Images per forward pass of the ResNet step the objectives are set against (--chunk_size: a "
+            "CPU holds a batch of 1,024's activations only in chunks)."
+        },
+    )
+    objective_repeats: int = field(
+        default=20, metadata={"help": "Timed calls of each loss (the median is kept)."}
+    )
     decode_workers: list[int] = field(
         default_factory=lambda: [1, 2], metadata={"help": "Worker counts to time."}
     )
@@ -130,8 +147,14 @@ class BenchmarkArguments:
             {
                 "mode": (
                     self.mode in MODES,
-                    "data, training, memory, gather or decode",
+                    "data, training, memory, gather, decode or objectives",
                 ),
+                "objective_batches": (
+                    bool(self.objective_batches) and min(self.objective_batches) >= 2,
+                    "batches of at least 2 images",
+                ),
+                "objective_step_chunk": (self.objective_step_chunk >= 1, "a positive integer"),
+                "objective_repeats": (self.objective_repeats >= 1, "a positive integer"),
                 "decode_workers": (
                     bool(self.decode_workers) and min(self.decode_workers) >= 1,
                     "worker counts >= 1",

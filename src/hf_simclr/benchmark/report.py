@@ -15,6 +15,7 @@ from .data_pipeline import benchmark_data_pipeline, machine_description
 from .decoding import benchmark_decoding
 from .host_gather import benchmark_host_gather
 from .memory import benchmark_memory
+from .objectives import benchmark_objectives
 from .training import benchmark_device, benchmark_training, device_name
 
 
@@ -39,6 +40,7 @@ def run_benchmark(args: BenchmarkArguments) -> dict:
         "memory": _time_memory,
         "gather": lambda args: benchmark_host_gather(),
         "decode": _time_decode,
+        "objectives": _time_objectives,
     }[args.mode]
     report.update(timed(args))
     report["load_average_1min_after"] = os.getloadavg()[0]
@@ -78,6 +80,34 @@ def _time_memory(args: BenchmarkArguments) -> dict:
     return benchmark_memory(
         args.memory_settings, args.memory_backbone, args.memory_image_size, args.memory_steps
     )
+
+
+def _time_objectives(args: BenchmarkArguments) -> dict:
+    return benchmark_objectives(
+        args.objective_batches,
+        args.objective_step_chunk,
+        args.memory_backbone,
+        args.memory_image_size,
+        args.objective_repeats,
+        model_steps=1,
+    )
+
+
+def format_objectives_table(report: dict) -> str:
+    """The Markdown table of a `--mode objectives` report: each objective's loss time, its extra over NT-Xent's
+    and that extra against the ResNet step at the batch (docs/benchmarks.md holds this text)."""
+    lines = [
+        "| batch | objective | loss, forward + backward (ms) | extra over nt_xent (ms) | ResNet step (s) | extra / step |",
+        "|---:|---|---:|---:|---:|---:|",
+    ]
+    for row in report["results"]:
+        extra = "-" if row["objective"] == "nt_xent" else f"{1000 * row['extra_seconds_over_nt_xent']:+.2f}"
+        share = "-" if row["objective"] == "nt_xent" else f"{100 * row['extra_fraction_of_step']:+.3f}%"
+        lines.append(
+            f"| {row['batch']:,} | `{row['objective']}` | {1000 * row['loss_seconds']:.2f} | {extra} "
+            f"| {row['step_seconds']:.1f} | {share} |"
+        )
+    return "\n".join(lines)
 
 
 def _time_decode(args: BenchmarkArguments) -> dict:

@@ -136,6 +136,7 @@ def pipeline_views_per_s(
             checkpointing_steps=str(10**9),
             warmup_epochs=0,
             torch_compile=compile_model,
+            online_linear_head=False,  # a benchmark times the step alone
         ),
     )
     with open(os.path.join(output_dir, LOG_HISTORY_FILE)) as handle:

@@ -41,6 +41,9 @@ OPTIMIZER_DEFAULTS = {
 
 _LATER_UPLOAD = "the upload at the end of the run; scripts/push_to_hub.py uploads a folder later"
 
+# The objectives (`--objective`): `hf_simclr.loss.OBJECTIVES`, named here without importing torch.
+OBJECTIVES = ("nt_xent", "dcl", "dclw", "sogclr")
+
 
 @dataclass
 class PretrainingArguments:
@@ -79,6 +82,15 @@ class PretrainingArguments:
         "knn_k": Applies(
             KNN_MONITOR, "the kNN monitor's neighbours; the probe's are scripts/linear_probe.py --knn_k"
         ),
+        "dclw_sigma": Applies(setting_is("objective", "dclw", among=OBJECTIVES), "DCLW's positive weights"),
+        "sogclr_gamma": Applies(
+            setting_is("objective", "sogclr", among=OBJECTIVES), "SogCLR's moving average of each image's u"
+        ),
+        "online_linear_head": Applies(
+            Fact("labels"),
+            "a classifier of the training labels; scripts/linear_probe.py evaluates",
+            off=False,
+        ),
         "hub_model_id": Applies(SettingGiven("push_to_hub"), _LATER_UPLOAD),
         "hub_private_repo": Applies(SettingGiven("push_to_hub"), _LATER_UPLOAD),
     }
@@ -116,6 +128,36 @@ class PretrainingArguments:
             "BatchNorm normalises each chunk on its own, as a GPU without SyncBatchNorm does. Must divide "
             "--per_device_train_batch_size; default: the whole batch. A resume may change it. (Not Trainer's "
             "--gradient_accumulation_steps, whose steps would each see only their own negatives.)"
+        },
+    )
+    objective: str = field(
+        default="nt_xent",
+        metadata={
+            "help": "The contrastive loss: nt_xent (the paper's), dcl (Yeh et al. 2022: the positive out of the "
+            "denominator), dclw (DCL, positives weighted: --dclw_sigma) or sogclr (Yuan et al. 2022: each image's "
+            "denominator a moving average over the dataset, --sogclr_gamma; one float per training image, saved in "
+            "every checkpoint). DCL and SogCLR are for small batches (64-256), where NT-Xent's negatives are "
+            "few; every one takes --loss_temperature (SogCLR's CIFAR runs: 0.3-0.5)."
+        },
+    )
+    dclw_sigma: float = field(
+        default=0.5,
+        metadata={"help": "DCLW's von Mises-Fisher kernel width sigma (the paper's 0.5)."},
+    )
+    sogclr_gamma: float = field(
+        default=0.9,
+        metadata={
+            "help": "SogCLR's step gamma of each image's moving average u <- (1 - gamma) u + gamma * the batch's "
+            "estimate, in (0, 1] (the official 0.9; 1: DCL)."
+        },
+    )
+    online_linear_head: bool = field(
+        default=True,
+        metadata={
+            "help": "google-research/simclr's online linear head: a linear classifier of the training labels on "
+            "stop-gradient h, trained beside the encoder with its own optimizer (no gradient reaches the "
+            "encoder), its top-1 on each step's views logged as online_top1. Costs one matmul a step; not "
+            "saved with the model (the linear probe is the judged number)."
         },
     )
     optimizer: str = field(default="lars", metadata={"help": "lars (paper), sgd or adamw."})
@@ -245,6 +287,7 @@ class PretrainingArguments:
                     self.report_to in ("all", "none", *TRACKERS),
                     f"all, none or one of {', '.join(TRACKERS)}",
                 ),
+                "objective": (self.objective in OBJECTIVES, f"one of {', '.join(OBJECTIVES)}"),
             },
         )
         defaults = OPTIMIZER_DEFAULTS[self.optimizer]
@@ -300,6 +343,8 @@ class PretrainingArguments:
             "knn_every_epochs": (self.knn_every_epochs >= 0, ">= 0 (0: no kNN monitor)"),
             "knn_k": (self.knn_k >= 1, "a positive integer"),
             "ddp_timeout": (self.ddp_timeout >= 1, "a positive number of seconds, e.g. 1800"),
+            "dclw_sigma": (finite(self.dclw_sigma) and self.dclw_sigma > 0, "> 0, e.g. 0.5 (the paper's)"),
+            "sogclr_gamma": (0 < self.sogclr_gamma <= 1, "in (0, 1], e.g. 0.9 (the official default)"),
         }
 
     def _check_run_folder_and_hub(self) -> None:

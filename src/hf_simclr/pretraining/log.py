@@ -1,4 +1,5 @@
-"""The run's log: loss, learning rate, contrastive top-1 and throughput per interval, and the kNN checks.
+"""The run's log: loss, learning rate, contrastive top-1, the online head's top-1 and throughput per interval, and
+the kNN checks.
 
 Every record goes to the trackers and is appended to `log_history.jsonl` (main process only). Between
 records the loss and contrastive top-1 are summed on the device, so a step costs no host sync.
@@ -31,6 +32,7 @@ class IntervalLog:
         self.accelerator, self.log_file, self.plan = accelerator, log_file, plan
         self.loss = torch.zeros((), device=accelerator.device)
         self.top1 = torch.zeros((), device=accelerator.device)
+        self.online_top1: torch.Tensor | None = None  # with the online linear head
         self.steps = 0
         if accelerator.is_main_process:
             drop_partial_last_line(log_file)
@@ -40,10 +42,12 @@ class IntervalLog:
         """Start timing the interval now (work between steps, such as the kNN monitor, is not counted)."""
         self.started = time.time()
 
-    def add(self, loss: torch.Tensor, top1: torch.Tensor) -> None:
-        """Add one step's loss and contrastive top-1 (detached device scalars)."""
+    def add(self, loss: torch.Tensor, top1: torch.Tensor, online_top1: torch.Tensor | None = None) -> None:
+        """Add one step's loss, contrastive top-1 and the online head's top-1 (detached device scalars)."""
         self.loss += loss
         self.top1 += top1
+        if online_top1 is not None:
+            self.online_top1 = online_top1 if self.online_top1 is None else self.online_top1 + online_top1
         self.steps += 1
 
     def write(self, done: int, learning_rate: float, progress: Progress) -> None:
@@ -51,7 +55,8 @@ class IntervalLog:
         line), start a new one."""
         seconds = time.time() - self.started
         # Mean over processes: each process's loss covers its own anchors only.
-        totals = self.accelerator.reduce(torch.stack([self.loss, self.top1]), reduction="mean")
+        sums = [self.loss, self.top1] + ([] if self.online_top1 is None else [self.online_top1])
+        totals = self.accelerator.reduce(torch.stack(sums), reduction="mean")
         record = {
             "step": done,
             "epoch": round(done / self.plan.steps_per_epoch, 4),
@@ -60,14 +65,16 @@ class IntervalLog:
             "contrastive_top1": totals[1].item() / self.steps,
             "images_per_second": self.steps * self.plan.global_batch / seconds,
         }
-        progress.set_postfix(
-            loss=f"{record['loss']:.4f}",
-            lr=f"{learning_rate:.3g}",
-            top1=f"{record['contrastive_top1']:.3f}",
-            img_s=f"{record['images_per_second']:.0f}",
-        )
+        online = {} if self.online_top1 is None else {"online_top1": totals[2].item() / self.steps}
+        record.update(online)
+        shown = {"loss": f"{record['loss']:.4f}", "lr": f"{learning_rate:.3g}"}
+        shown["top1"] = f"{record['contrastive_top1']:.3f}"
+        if online:
+            shown["online_top1"] = f"{record['online_top1']:.3f}"
+        progress.set_postfix(**shown, img_s=f"{record['images_per_second']:.0f}")
         log_record(self.accelerator, self.log_file, record)
         self.loss, self.top1, self.steps = torch.zeros_like(self.loss), torch.zeros_like(self.top1), 0
+        self.online_top1 = None
         self.restart_clock()
 
 

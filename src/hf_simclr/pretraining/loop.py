@@ -1,8 +1,8 @@
 """`pretrain`: setup -> a loop of steps -> the saved model.
 
-One step is [`train_step`]: the learning rate of the step, forward (two views -> h -> z -> NT-Xent, negatives
-from every process), backward (in cached-gradient chunks with `--chunk_size`: [`cached_gradient_step`]),
-update. What happens after a step is [`after_step`]: the interval log (which also reads back the loss and
+One step is [`train_step`]: the learning rate of the step, forward (two views -> h -> z -> the objective,
+negatives from every process), backward (in cached-gradient chunks with `--chunk_size`: [`cached_gradient_step`]),
+update, and the online linear head's own update on stop-gradient h. What happens after a step is [`after_step`]: the interval log (which also reads back the loss and
 stops on a non-finite one), the kNN monitor and snapshots at the end of an epoch, and checkpoints; each is
 asked of the run's plan, and each is a short function.
 """
@@ -13,6 +13,7 @@ import os
 import shlex
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -98,20 +99,32 @@ def train_step(run: Run, pixel_values: torch.Tensor) -> float:
     learning_rate = run.plan.learning_rate(run.state.step)
     for group in run.optimizer.param_groups:
         group["lr"] = learning_rate
+    rows = step_rows(run)
     output = cached_gradient_step(  # without --chunk_size: one forward and backward of the whole batch
         run.model,
         pixel_values,
         run.args.chunk_size,
         backward=run.accelerator.backward,
         no_sync=lambda: run.accelerator.no_sync(run.model),
+        # --objective nt_xent: the model's own loss; another: called once over the whole batch (u updated once)
+        loss=None if run.objective is None else partial(run.objective, indices=rows),
     )
     run.optimizer.step()
     run.optimizer.zero_grad(set_to_none=True)
+    online_top1 = None if run.online_head is None else run.online_head.step(output.h, rows)
     loss = output.loss.detach()
     run.watch.observe(loss, run.state.step)
-    run.log.add(loss, output.contrastive_top1.detach())
+    run.log.add(loss, output.contrastive_top1.detach(), online_top1)
     run.state.step += 1
     return learning_rate
+
+
+def step_rows(run: Run) -> torch.Tensor | None:
+    """The training split's rows of this step's images on this process (the views' [`BatchOrder`]), on the device,
+    for what keeps a state per image (SogCLR's u) or reads its labels (the online head); None when neither runs."""
+    if run.online_head is None and (run.objective is None or run.objective.state is None):
+        return None
+    return run.views.order.indices(run.state.step).to(run.accelerator.device)
 
 
 def after_step(run: Run, learning_rate: float, progress: Progress) -> None:

@@ -29,6 +29,7 @@ from ..devices import resolve_mixed_precision
 from ..folder_format import CHECKPOINT_DIR, LOG_HISTORY_FILE, SNAPSHOT_DIR, TRACKER_PROJECT
 from ..folder_hold import hold_folder
 from ..hub import hub_token
+from ..loss import ContrastiveObjective
 from ..model_folder import check_loaded_weights, weights_errors
 from ..modeling_simclr import SimCLRForPreTraining
 from ..paths import WRITE_DIR, WRITE_FILE, check_free_space, check_path, megabytes
@@ -38,6 +39,8 @@ from .data_arguments import DataArguments
 from .log import IntervalLog
 from .model_arguments import MODEL_FLAGS, ModelArguments
 from .monitor import KNNMonitor, build_knn_monitor
+from .objective import build_objective, objective_bytes, objective_settings
+from .online_head import OnlineLinearHead, build_online_head
 from .optimizer import build_optimizer
 from .plan import RunPlan
 from .run_folder import prepare_output_dir
@@ -64,6 +67,8 @@ class Run:
     log: IntervalLog
     watch: NonFiniteWatch
     processes: Processes  # the run's, which agree on every decision that stops or changes it
+    objective: ContrastiveObjective | None  # None: the model's own NT-Xent
+    online_head: OnlineLinearHead | None
 
 
 def start_run(model_args: ModelArguments, data_args: DataArguments, args: PretrainingArguments) -> Run:
@@ -88,9 +93,7 @@ def start_run(model_args: ModelArguments, data_args: DataArguments, args: Pretra
     dataset, applied, notes, queries = load_data(accelerator, processes, model_args, data_args, args)
     plan = RunPlan.create(args, len(dataset), accelerator.num_processes)
     model = build_model(model_args, augmentation)
-    settings = resume_settings(
-        model.config, dataset, args.optimizer, plan.global_batch, plan.total_steps, plan.warmup_steps
-    )
+    settings = run_settings(model.config, dataset, args, applied, plan)
     if checkpoint is not None:
         check_resume_settings(checkpoint, settings)  # before decoding the data and loading the state
     model = place_model(model, accelerator, applied["sync_batchnorm_applied"])
@@ -99,11 +102,13 @@ def start_run(model_args: ModelArguments, data_args: DataArguments, args: Pretra
     split = decoded_split(data_args, dataset, augmentation.image_size, accelerator.device)
     check = lambda: check_disk_space(output_dir, model, args, plan, data_args, dataset, split)  # noqa: E731
     together(processes, "checking the disks' free space", check)
+    objective = build_objective(args, model.config, len(dataset), accelerator, processes, notes)
     compile = torch_compile(args, accelerator)
     views = build_views(data_args, dataset, augmentation, plan, accelerator, args.seed, compile, split)
+    online_head = build_online_head(applied, model.simclr.hidden_size, dataset, accelerator.device)
     model, optimizer = accelerator.prepare(model, optimizer)  # the views follow their own BatchOrder
     model = torch.compile(model) if compile else model
-    state = resume_state(accelerator, processes, checkpoint)
+    state = resume_state(accelerator, processes, checkpoint, objective, online_head)
     monitor = build_knn_monitor(
         processes, data_args, dataset, queries, views.memory_images, augmentation, args.knn_k
     )
@@ -130,7 +135,19 @@ def start_run(model_args: ModelArguments, data_args: DataArguments, args: Pretra
         log,
         NonFiniteWatch(accelerator, processes, output_dir),
         processes,
+        objective,
+        online_head,
     )
+
+
+def run_settings(
+    config: Any, dataset: datasets.Dataset, args: PretrainingArguments, applied: dict[str, Any], plan: RunPlan
+) -> dict[str, Any]:
+    """What a resume must share with this run's checkpoints ([`resume_settings`]), the objective's included."""
+    settings = resume_settings(
+        config, dataset, args.optimizer, plan.global_batch, plan.total_steps, plan.warmup_steps
+    )
+    return {**settings, **objective_settings(args, applied)}
 
 
 def load_data(
@@ -197,11 +214,18 @@ def run_facts(accelerator: Accelerator, dataset: datasets.Dataset) -> dict[str, 
     }
 
 
-def resume_state(accelerator: Accelerator, processes: Processes, checkpoint: Path | None) -> TrainState:
-    """The run's step counter, registered for checkpointing, and, resuming, the checkpoint's state loaded
-    (by every process: a failure on one stops them all)."""
+def resume_state(
+    accelerator: Accelerator, processes: Processes, checkpoint: Path | None, *also: nn.Module | None
+) -> TrainState:
+    """The run's step counter and the states beside the model's (`also`: SogCLR's u, the online head), registered
+    for checkpointing, and, resuming, the checkpoint's state loaded (by every process: a failure on one stops
+    them all). Every process holds the same u and head; accelerate saves them once, from the main process, and
+    every process loads them, so a resume on another number of processes finds the same u."""
     state = TrainState()
     accelerator.register_for_checkpointing(state)
+    for part in also:
+        if part is not None:
+            accelerator.register_for_checkpointing(part)
     if checkpoint is not None:
         together(processes, f"loading {checkpoint}", lambda: load_checkpoint(accelerator, checkpoint))
         accelerator.print(f"Resumed from {checkpoint} at step {state.step}.")
@@ -280,7 +304,9 @@ def check_disk_space(
     """
     weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     parameters = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
-    checkpoint = weights + OPTIMIZER_SLOTS.get(args.optimizer, 2) * parameters
+    checkpoint = (
+        weights + OPTIMIZER_SLOTS.get(args.optimizer, 2) * parameters + objective_bytes(args, len(dataset))
+    )
     finished = range(1, plan.total_steps + 1)
     checkpoints = sum(plan.checkpoints_after(done) for done in finished)
     keep = args.checkpoints_total_limit

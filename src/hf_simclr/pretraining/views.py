@@ -59,6 +59,22 @@ class BatchOrder:
 
     def __init__(self, num_images: int, plan: RunPlan, rank: int, seed: int) -> None:
         self.num_images, self.plan, self.rank, self.seed = num_images, plan, rank, seed
+        self._epoch: tuple[int, torch.Tensor] | None = None  # the last epoch's permutation, drawn once
+
+    def epoch_order(self, epoch: int) -> torch.Tensor:
+        """The permutation of the training split's rows that epoch `epoch` takes, drawn from `seed + epoch`."""
+        if self._epoch is None or self._epoch[0] != epoch:
+            generator = torch.Generator().manual_seed(self.seed + epoch)
+            self._epoch = (epoch, torch.randperm(self.num_images, generator=generator))
+        return self._epoch[1]
+
+    def indices(self, step: int) -> torch.Tensor:
+        """The rows of the training split that step `step` takes on this process, `(local_batch,)`: what the
+        step's views show, for what keeps a state per image (SogCLR's u) or reads its labels (the online head)."""
+        plan = self.plan
+        epoch, batch = plan.position(step)
+        first = batch * plan.global_batch + self.rank * plan.local_batch
+        return self.epoch_order(epoch)[first : first + plan.local_batch]
 
     def step_seed(self, step: int) -> int:
         """The seed of step `step`'s augmentation on this process."""
@@ -68,15 +84,8 @@ class BatchOrder:
         """`(step, indices)` of step `step` and every later step to the end of the run; indices `(local_batch,)`."""
         plan = self.plan
         while step < plan.total_steps:
-            epoch, start_batch = plan.position(step)
-            generator = torch.Generator().manual_seed(self.seed + epoch)
-            order = torch.randperm(self.num_images, generator=generator)
-            for batch in range(start_batch, plan.steps_per_epoch):
-                if step >= plan.total_steps:
-                    return
-                first = batch * plan.global_batch + self.rank * plan.local_batch
-                yield step, order[first : first + plan.local_batch]
-                step += 1
+            yield step, self.indices(step)
+            step += 1
 
 
 class GPUViews:
