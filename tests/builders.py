@@ -95,6 +95,31 @@ def pretraining_folder(folder: Path, cifar_stem: bool, seed: int = 0) -> Path:
 
 
 # ----------------------------------------------------------------------------------------------
+# Trainer's settings of a short fine-tuning or distillation on the CPU
+# ----------------------------------------------------------------------------------------------
+
+
+def quick_training(output_dir: Path, **overrides):
+    """`TrainingArguments` of one short epoch on the CPU, quiet, no checkpoints, seeded; `overrides` change them."""
+    from transformers import TrainingArguments
+
+    settings = dict(
+        output_dir=str(output_dir),
+        num_train_epochs=1,
+        per_device_train_batch_size=4,
+        per_device_eval_batch_size=12,
+        learning_rate=1e-3,
+        use_cpu=True,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        disable_tqdm=True,
+        seed=7,
+    )
+    return TrainingArguments(**{**settings, **overrides})
+
+
+# ----------------------------------------------------------------------------------------------
 # A tiny pretraining run on generated data
 # ----------------------------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from builders import SIX_CLASSES, save_tiny_dataset
+from builders import SIX_CLASSES, quick_training, save_tiny_dataset
 from transformers import AutoModelForImageClassification, TrainingArguments
 
 from hf_simclr import SimCLRConfig, SimCLRForImageClassification, SimCLRForPreTraining
@@ -27,19 +27,9 @@ from hf_simclr.reports.semi_supervised import write_semi_supervised_table
 
 
 def training(output_dir: Path, **changes) -> TrainingArguments:
-    settings = dict(
-        output_dir=str(output_dir),
-        max_steps=2,
-        per_device_train_batch_size=8,
-        per_device_eval_batch_size=16,
-        learning_rate=1e-3,
-        use_cpu=True,
-        report_to="none",
-        save_strategy="no",
-        disable_tqdm=True,
-        seed=0,
-    )
-    return TrainingArguments(**{**settings, **changes})
+    """Two steps of 8 images (the slice's 24 in batches of 8)."""
+    steps = dict(max_steps=2, per_device_train_batch_size=8, per_device_eval_batch_size=16, seed=0)
+    return quick_training(output_dir, **{**steps, **changes})
 
 
 @pytest.fixture(scope="module")

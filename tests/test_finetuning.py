@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from builders import SIX_CLASSES, save_tiny_dataset
+from builders import SIX_CLASSES, quick_training, save_tiny_dataset
 from transformers import (
     AutoImageProcessor,
     AutoModelForImageClassification,
     EvalPrediction,
-    TrainingArguments,
 )
 
 from hf_simclr import SimCLRConfig, SimCLRForImageClassification, SimCLRForPreTraining, SimCLRModel
@@ -36,23 +35,6 @@ def tiny(tmp_path_factory) -> tuple[Path, Path]:
     model = SimCLRForPreTraining(SimCLRConfig(backbone="resnet18", cifar_stem=False, image_size=32))
     save_model_folder(model, root / "model", augmentation_preset("cifar10"), {"epochs": 1})
     return root / "model", save_tiny_dataset(root / "data", per_class=(8, 4), classes=SIX_CLASSES)
-
-
-def quick_training(output_dir: Path, **overrides) -> TrainingArguments:
-    settings = dict(
-        output_dir=str(output_dir),
-        num_train_epochs=1,
-        per_device_train_batch_size=4,
-        per_device_eval_batch_size=12,
-        learning_rate=1e-3,
-        use_cpu=True,
-        report_to="none",
-        save_strategy="no",
-        logging_steps=1,
-        disable_tqdm=True,
-        seed=7,
-    )
-    return TrainingArguments(**{**settings, **overrides})
 
 
 @pytest.mark.slow  # the whole script, end to end

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from builders import SIX_CLASSES, save_tiny_dataset
+from builders import SIX_CLASSES, quick_training, save_tiny_dataset
 from safetensors.torch import load_file
-from transformers import AutoModelForImageClassification, TrainingArguments
+from transformers import AutoModelForImageClassification
 
 from hf_simclr import SimCLRConfig, SimCLRForImageClassification, SimCLRForPreTraining, SimCLRModel
 from hf_simclr.arguments import UsageError
@@ -37,21 +37,6 @@ def v2_folder(tmp_path_factory) -> tuple[Path, Path]:
     return root / "model", save_tiny_dataset(root / "data", per_class=(4, 2), classes=SIX_CLASSES)
 
 
-def quick_training(output_dir: Path) -> TrainingArguments:
-    return TrainingArguments(
-        output_dir=str(output_dir),
-        num_train_epochs=1,
-        per_device_train_batch_size=4,
-        per_device_eval_batch_size=12,
-        learning_rate=1e-2,
-        use_cpu=True,
-        report_to="none",
-        save_strategy="no",
-        disable_tqdm=True,
-        seed=0,
-    )
-
-
 def test_a_classifier_from_head_layer_1_holds_the_pretrained_first_layer_trains_and_reloads(
     v2_folder, tmp_path
 ):
@@ -70,7 +55,7 @@ def test_a_classifier_from_head_layer_1_holds_the_pretrained_first_layer_trains_
     assert classifier.classifier.in_features == V2_HEAD["projection_hidden_dim"]
 
     output_dir = tmp_path / "v2"
-    results = finetune(args, quick_training(output_dir))
+    results = finetune(args, quick_training(output_dir, learning_rate=1e-2, seed=0))
     assert results["classifier_head_layers"] == 1 and results["method"] == "finetune"
     reloaded = AutoModelForImageClassification.from_pretrained(output_dir).eval()
     assert isinstance(reloaded, SimCLRForImageClassification) and reloaded.config.classifier_head_layers == 1

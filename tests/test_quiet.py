@@ -18,8 +18,9 @@ SCRIPTS = sorted((REPO_ROOT / "scripts").glob("*.py"))
 def test_help_imports_no_torch() -> None:
     # Before: --help took 16 s on an idle 2-core machine, 9 s of it importing torch, transformers and timm.
     # One process runs every script's --help in turn: torch must still be unimported after each. finetune.py
-    # comes last: it takes transformers' TrainingArguments, whose module imports torch.
-    scripts = sorted(SCRIPTS, key=lambda path: path.name == "finetune.py")
+    # and distill.py come last: they take transformers' TrainingArguments, whose module imports torch.
+    trainer_scripts = ("distill.py", "finetune.py")
+    scripts = sorted(SCRIPTS, key=lambda path: path.name in trainer_scripts)
     code = "import runpy, sys\n"
     for script in scripts:
         code += (
@@ -33,7 +34,7 @@ def test_help_imports_no_torch() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     lines = [line for line in result.stdout.splitlines() if line.startswith("TORCH")]
-    assert lines == [f"TORCH {script.name} {script.name == 'finetune.py'}" for script in scripts]
+    assert lines == [f"TORCH {script.name} {script.name in trainer_scripts}" for script in scripts]
     assert result.stdout.count("usage:") == len(scripts)
 
 

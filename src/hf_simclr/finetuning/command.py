@@ -45,14 +45,18 @@ def describe_finetuning(results: dict[str, Any]) -> str:
 _DECODING = "fine-tuning decodes each image in Trainer's DataLoader workers: give --dataloader_num_workers N"
 # The decoding settings of the other jobs, which people bring here.
 FINETUNE_ELSEWHERE_FLAGS = (("preprocessing_num_workers", _DECODING), ("decoded_cache_dir", _DECODING))
+# What to do after an interrupted fine-tuning or distillation.
+RESUME_OR_AFRESH = (
+    "run the same command with --resume_from_checkpoint latest to continue from Trainer's last checkpoint "
+    "(--save_strategy), or with --overwrite_output_dir to start afresh."
+)
 # `scripts/finetune.py`: ours, then every option of transformers' `TrainingArguments`.
 FINETUNE = Command(
     "finetune.py",
     (FinetuneArguments, TrainerArguments),
     "hf_simclr.finetuning.run:finetune",
     report="hf_simclr.finetuning.command:describe_finetuning",
-    interrupted="run the same command with --resume_from_checkpoint latest to continue from Trainer's last "
-    "checkpoint (--save_strategy), or with --overwrite_output_dir to start afresh.",
+    interrupted=RESUME_OR_AFRESH,
     required_by_checks=("dataset_name",),
     known_elsewhere=FINETUNE_ELSEWHERE_FLAGS,
 )
@@ -81,8 +85,7 @@ DISTILL = Command(
     (DistillArguments, TrainerArguments),
     "hf_simclr.finetuning.distill:distill",
     report="hf_simclr.finetuning.command:describe_distillation",
-    interrupted="run the same command with --resume_from_checkpoint latest to continue from Trainer's last "
-    "checkpoint (--save_strategy), or with --overwrite_output_dir to start afresh.",
+    interrupted=RESUME_OR_AFRESH,
     required_by_checks=("dataset_name",),
     known_elsewhere=FINETUNE_ELSEWHERE_FLAGS,
 )

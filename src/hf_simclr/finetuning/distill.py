@@ -16,7 +16,6 @@ from transformers import TrainingArguments, default_data_collator, set_seed
 
 from .. import stop_signals
 from ..arguments import UsageError, as_usage_error
-from ..conditions import Settings, applied_settings
 from ..configuration_simclr import SimCLRConfig
 from ..data import ImageViewDataset, decode_labels, label_names
 from ..evaluation.label_fractions import label_fraction_indices
@@ -33,14 +32,13 @@ from ..model_folder import (
 )
 from ..modeling_simclr import SimCLRForImageClassification
 from ..paths import WRITE_DIR, check_path, local_path
-from ..progress import on_a_terminal
 from ..reports.classifier_card import write_classifier_card
 from ..transforms import FinetuneTransform, ImageBatchTransform, eval_batch_transform
-from .arguments import SELF_STUDENT, DistillArguments, TrainerArguments
+from .arguments import SELF_STUDENT, DistillArguments
 from .callbacks import QuietCheckpointSaves, ReadableCheckpoints, StopOnSignal, stop_after_signal
 from .distillation import DistillationTrainer, RowViews, cached_teacher_logits
 from .results import classifier_results, top_k_metrics, write_finetune_results
-from .run import check_output_dir, check_resume
+from .run import check_applied, check_output_dir, check_resume, suit_this_machine
 
 
 @dataclasses.dataclass
@@ -158,13 +156,7 @@ def labeled_rows(args: DistillArguments, train_set: datasets.Dataset) -> dict[in
 def check_output(args: DistillArguments, training_args: TrainingArguments) -> Path:
     """The settings that apply here, the output folder (no other run in it, neither the teacher's nor the
     student's folder) held for this run, and Trainer's settings for this machine, before any work."""
-    _, notes = applied_settings(
-        (DistillArguments, TrainerArguments),
-        Settings(args, training_args),
-        {"cuda": torch.cuda.is_available()},
-    )
-    for note in notes:
-        print(note)
+    check_applied(args, training_args)
     output_dir = Path(training_args.output_dir)
     check_path("output_dir", training_args.output_dir, WRITE_DIR)
     resume = training_args.resume_from_checkpoint
@@ -174,11 +166,8 @@ def check_output(args: DistillArguments, training_args: TrainingArguments) -> Pa
         check_output_dir(output_dir, overwrite, resuming, getattr(args, flag), (MODEL_CARD_FILE,), flag)
     if training_args.process_index == 0:
         hold_folder("output_dir", output_dir)
-    if not torch.cuda.is_available():
-        training_args.dataloader_pin_memory = False
+    suit_this_machine(training_args)
     training_args.remove_unused_columns = False  # each row's index reaches the loss (its cached logits)
-    if not on_a_terminal():
-        training_args.disable_tqdm = True
     return output_dir
 
 

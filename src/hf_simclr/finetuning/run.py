@@ -184,10 +184,7 @@ def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict[
     check_output_dir(output_dir, args.overwrite_output_dir, resume is not None, args.model_name_or_path)
     if training_args.process_index == 0:  # one holder per run (torchrun ends the others if it is refused)
         hold_folder("output_dir", output_dir)
-    if not torch.cuda.is_available():
-        training_args.dataloader_pin_memory = False  # pinned memory is for copies to a GPU
-    if not on_a_terminal():  # a redirected log: Trainer's logs as lines, not bars redrawn in place
-        training_args.disable_tqdm = True
+    suit_this_machine(training_args)
     eval_view = eval_augmentation_for(args.model_name_or_path, config, args.model_revision)
     # the training view: the evaluation's, with crops that may reach the whole image, and the flags set here
     train_view = args.augmentation_from(
@@ -225,13 +222,23 @@ def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict[
     return results
 
 
-def check_applied(args: FinetuneArguments, training_args: TrainingArguments) -> None:
+def check_applied(args: FinetuneArguments | Any, training_args: TrainingArguments) -> None:
     """The settings that apply only on this machine's device (`--fp16`: CUDA), checked before any work: a
-    refusal, or a note for one given that does not apply ([`applied_settings`])."""
+    refusal, or a note for one given that does not apply ([`applied_settings`]); `args` is the job's own
+    arguments (fine-tuning's or distillation's)."""
     _, notes = applied_settings(
-        (FinetuneArguments, TrainerArguments),
+        (type(args), TrainerArguments),
         Settings(args, training_args),
         {"cuda": torch.cuda.is_available()},
     )
     for note in notes:
         print(note)
+
+
+def suit_this_machine(training_args: TrainingArguments) -> None:
+    """Trainer's settings for where the job runs: no pinned memory without a GPU (it is for copies to one), and
+    in a redirected log Trainer's progress as lines, not bars redrawn in place."""
+    if not torch.cuda.is_available():
+        training_args.dataloader_pin_memory = False
+    if not on_a_terminal():
+        training_args.disable_tqdm = True
