@@ -169,6 +169,7 @@ def interrupted_run(cifar10_path: Path, tmp_path_factory: pytest.TempPathFactory
             {"model": {"projection_dim": 64}},
             r"projection_dim: 128 in the checkpoint, 64 now \(--projection_dim\)",
         ),
+        ({"objective": "sogclr"}, r"objective: 'nt_xent' in the checkpoint, 'sogclr' now \(--objective\)"),
     ],
 )
 def test_resume_refuses_other_settings_naming_them(
