@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
+from builders import quick_training
 from huggingface_hub import ModelCard
-from transformers import AutoModelForImageClassification, TrainingArguments
+from transformers import AutoModelForImageClassification
 
 from hf_simclr import SimCLRForImageClassification
 from hf_simclr.evaluation.arguments import LinearProbeArguments
@@ -74,17 +75,13 @@ def runs(cifar10_path: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
             FinetuneArguments(
                 str(model), dataset_name=dataset, init=init, label_fraction=0.1, crop_scale_min=0.5, **SLICE
             ),
-            TrainingArguments(
-                output_dir=str(folders[f"finetune_{init}"]),
+            quick_training(
+                folders[f"finetune_{init}"],
                 num_train_epochs=15,
                 per_device_train_batch_size=32,
                 per_device_eval_batch_size=500,
                 learning_rate=2e-3,
-                use_cpu=True,
-                report_to="none",
-                save_strategy="no",
-                disable_tqdm=True,
-                seed=7,
+                logging_steps=500,  # TrainingArguments' default: this run's log is not read
             ),
         )
     write_semi_supervised_table([folders["finetune_simclr"], folders["finetune_random"]], model, model)
